@@ -1,0 +1,171 @@
+"""What happens to one batch inside the state machine: submit -> check (repeat) -> collect results.
+
+Each function takes the task state the Map child carries and returns the next one; `phase` tells
+the ASL's Choice states where to go and `nextPollSeconds` what its Wait states wait. Every step first
+reads the batch record, so a retried or restarted step never sends a batch twice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from tracker import layout
+from tracker.config import Settings
+from tracker.model import BatchState, now_iso
+from tracker.polling import PollFacts, next_wait_seconds
+from tracker.providers.base import BatchProvider, ResultsNotReady, Throttled
+from tracker.s3io import S3StreamWriter
+from tracker.store import JobStore
+
+Task = dict[str, Any]
+
+
+def idempotency_key(job_id: str, index: int) -> str:
+    """Deterministic per batch: a resend after a lost answer is replayed by FullStory, not imported twice."""
+    return f"{job_id}-b{index:05d}"
+
+
+class BatchTasks:
+    def __init__(self, settings: Settings, store: JobStore, s3: Any, provider_factory: Any) -> None:
+        self._settings = settings
+        self._store = store
+        self._s3 = s3
+        self._provider_factory = provider_factory
+
+    def _provider(self, task: Task) -> BatchProvider:
+        return self._provider_factory(task["type"], self._settings)
+
+    def _wait(self, task: Task, attempt: int, retry_after: float | None = None) -> int:
+        return next_wait_seconds(
+            PollFacts(attempt=attempt, seconds_to_deadline=task["deadline"] - time.time(), retry_after=retry_after),
+            min_seconds=self._settings.poll_min_seconds,
+            max_seconds=self._settings.poll_max_seconds,
+        )
+
+    def _past_deadline(self, task: Task) -> Task | None:
+        if time.time() < task["deadline"]:
+            return None
+        return self.fail(
+            task, "deadline_exceeded", "the provider job did not finish before the job's deadline (MaxJobHours)"
+        )
+
+    # -- steps -------------------------------------------------------------------------------
+    def submit(self, task: Task) -> Task:
+        job_id, index = task["jobId"], int(task["batch"]["index"])
+        record = self._store.get_batch(job_id, index) or {}
+        if record.get("providerJobId"):
+            # Accepted on an earlier attempt whose answer was lost: go straight to polling.
+            return {**task, "providerJobId": record["providerJobId"], "phase": "polling", "attempt": 0,
+                    "nextPollSeconds": self._wait(task, 0)}
+        if (failed := self._past_deadline(task)) is not None:
+            return failed
+        body = self._s3.get_object(Bucket=self._settings.results_bucket, Key=task["batch"]["key"])["Body"].read()
+        outcome = self._provider(task).submit(body, idempotency_key(job_id, index))
+        if isinstance(outcome, Throttled):
+            attempt = int(task.get("attempt", 0)) + 1
+            self._store.update_batch(job_id, index, {"throttled": attempt})
+            return {**task, "phase": "throttled", "attempt": attempt,
+                    "nextPollSeconds": self._wait(task, attempt, outcome.retry_after)}
+        self._store.update_batch(
+            job_id,
+            index,
+            {"providerJobId": outcome.provider_job_id, "providerStatus": outcome.provider_status,
+             "batchState": BatchState.RUNNING.value, "submittedAt": now_iso(), "polls": 0},
+        )
+        return {**task, "providerJobId": outcome.provider_job_id, "phase": "polling", "attempt": 0,
+                "nextPollSeconds": self._wait(task, 0)}
+
+    def check(self, task: Task) -> Task:
+        job_id, index = task["jobId"], int(task["batch"]["index"])
+        if (failed := self._past_deadline(task)) is not None:
+            return failed
+        outcome = self._provider(task).status(task["providerJobId"])
+        attempt = int(task.get("attempt", 0)) + 1
+        if isinstance(outcome, Throttled):
+            return {**task, "phase": "polling", "attempt": attempt,
+                    "nextPollSeconds": self._wait(task, attempt, outcome.retry_after)}
+        fields: dict[str, Any] = {"polls": attempt, "providerStatus": outcome.provider_status, "lastPolledAt": now_iso()}
+        if not outcome.finished:
+            self._store.update_batch(job_id, index, fields)
+            return {**task, "phase": "polling", "attempt": attempt, "nextPollSeconds": self._wait(task, attempt)}
+        fields.update(batchState=BatchState.COLLECTING.value, reportedImports=outcome.imports,
+                      reportedErrors=outcome.errors, finishedAt=now_iso())
+        self._store.update_batch(job_id, index, fields)
+        return {**task, "phase": "done", "providerStatus": outcome.provider_status, "attempt": 0, "nextPollSeconds": 0}
+
+    def collect(self, task: Task) -> Task:
+        """Page /imports and /errors into per-batch NDJSON parts; finalize stitches them per job."""
+        job_id, index = task["jobId"], int(task["batch"]["index"])
+        provider = self._provider(task)
+        counts: dict[str, int] = {}
+        keys: dict[str, str] = {}
+        for kind in ("imports", "errors"):
+            key = layout.batch_result_key(job_id, kind, index)
+            writer = S3StreamWriter(self._settings.results_bucket, key, s3=self._s3)
+            try:
+                for page in provider.pages(task["providerJobId"], kind):
+                    writer.write_records(page)
+            except ResultsNotReady:
+                writer.abort()
+                attempt = int(task.get("attempt", 0)) + 1
+                if (failed := self._past_deadline(task)) is not None:
+                    return failed
+                return {**task, "phase": "results_pending", "attempt": attempt,
+                        "nextPollSeconds": self._wait(task, attempt)}
+            except BaseException:
+                writer.abort()
+                raise
+            writer.close()
+            counts[kind], keys[kind] = writer.lines, key
+        state = BatchState.COMPLETED if task.get("providerStatus") == "COMPLETED" else BatchState.PARTIAL
+        self._store.update_batch(
+            job_id,
+            index,
+            {"batchState": state.value, "imported": counts["imports"], "providerErrors": counts["errors"],
+             "importsKey": keys["imports"], "errorsKey": keys["errors"], "collectedAt": now_iso()},
+        )
+        return {"jobId": job_id, "batch": task["batch"], "phase": "collected", "state": state.value}
+
+    def record_failure(self, task: Task) -> Task:
+        """The ASL caught an error for this batch; keep it as the batch's error{code,message}."""
+        code, message = error_from_failure(task.get("failure") or {})
+        return self.fail(task, code, message)
+
+    def fail(self, task: Task, code: str, message: str) -> Task:
+        self._store.update_batch(
+            task["jobId"], int(task["batch"]["index"]),
+            {"batchState": BatchState.FAILED.value, "error": {"code": code, "message": message},
+             "finishedAt": now_iso()},
+        )
+        return {"jobId": task["jobId"], "batch": task["batch"], "phase": "failed",
+                "error": {"code": code, "message": message}}
+
+
+_CODED = re.compile(r"^\[(?P<code>[a-z0-9_]+)\] (?P<message>.*)$", re.DOTALL)
+_ERROR_CODES = {
+    "States.Timeout": "task_timeout",
+    "States.TaskFailed": "task_failed",
+    "Lambda.Unknown": "task_crashed",
+}
+
+
+def error_from_failure(failure: dict[str, Any]) -> tuple[str, str]:
+    """Turn the ASL's {Error, Cause} into (code, message); handler errors carry "[code] message"."""
+    name = str(failure.get("Error", "States.TaskFailed"))
+    cause = failure.get("Cause") or ""
+    message = cause
+    try:
+        parsed = json.loads(cause)
+        if isinstance(parsed, dict):
+            message = str(parsed.get("errorMessage", cause))
+    except (TypeError, ValueError):
+        pass
+    if match := _CODED.match(message):
+        return match["code"], match["message"]
+    return _ERROR_CODES.get(name, re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "task_failed"), (
+        message[:500] or name
+    )
+

@@ -1,0 +1,57 @@
+"""Runtime settings, read once from the environment that template.yaml gives every function."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from tracker import limits
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    jobs_table: str
+    inbox_bucket: str
+    results_bucket: str
+    topic_arn: str
+    intake_queue_url: str
+    state_machine_arn: str
+    fullstory_secret_arn: str
+    fullstory_base_url: str
+    in_flight_budget: int
+    poll_min_seconds: float
+    poll_max_seconds: float
+    max_job_seconds: int
+    max_batch_bytes: int
+    retention_days: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
+        def required(name: str) -> str:
+            value = env.get(name, "")
+            if not value:
+                raise RuntimeError(f"environment variable {name} is not set (template.yaml sets it)")
+            return value
+
+        return cls(
+            jobs_table=required("JOBS_TABLE"),
+            inbox_bucket=required("INBOX_BUCKET"),
+            results_bucket=required("RESULTS_BUCKET"),
+            topic_arn=required("TOPIC_ARN"),
+            intake_queue_url=env.get("INTAKE_QUEUE_URL", ""),
+            state_machine_arn=env.get("STATE_MACHINE_ARN", ""),
+            fullstory_secret_arn=env.get("FULLSTORY_SECRET_ARN", ""),
+            fullstory_base_url=env.get("FULLSTORY_BASE_URL", "https://api.fullstory.com").rstrip("/"),
+            in_flight_budget=int(env.get("IN_FLIGHT_BUDGET", "10")),
+            poll_min_seconds=float(env.get("POLL_MIN_SECONDS", "5")),
+            poll_max_seconds=float(env.get("POLL_MAX_SECONDS", "300")),
+            max_job_seconds=int(float(env.get("MAX_JOB_HOURS", "24")) * 3600),
+            max_batch_bytes=int(env.get("MAX_BATCH_BYTES", str(limits.DEFAULT_MAX_BATCH_BYTES))),
+            retention_days=int(env.get("RETENTION_DAYS", "30")),
+        )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,172 @@
+"""The end of every job, whichever way it ends: one manifest, one final state, one notification.
+
+Safe to run more than once (retries, the EventBridge backstop): files are rewritten identically and
+the notification is sent only by the caller that wins the conditional `notifiedAt` write.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from tracker import layout
+from tracker.config import Settings
+from tracker.model import Accounting, BatchState, JobState, now_iso
+from tracker.notify import publish_job_notification
+from tracker.s3io import S3StreamWriter, iter_object_chunks, s3_uri
+from tracker.store import JobStore
+
+
+class Finalizer:
+    def __init__(self, settings: Settings, store: JobStore, s3: Any, sns: Any) -> None:
+        self._settings = settings
+        self._store = store
+        self._s3 = s3
+        self._sns = sns
+
+    def finalize(self, job_id: str, *, execution_error: dict[str, str] | None = None) -> dict[str, Any]:
+        job = self._store.get_job(job_id)
+        if job is None:
+            raise ValueError(f"job {job_id} does not exist")
+        if JobState(job["state"]).terminal:
+            self._notify_once(job)
+            return {"jobId": job_id, "state": job["state"]}
+
+        batches = sorted(self._store.list_batches(job_id), key=lambda b: int(b["index"]))
+        bucket = self._settings.results_bucket
+        out_bytes = 0
+        keys: dict[str, str] = {}
+        for kind in ("imports", "errors"):
+            key = layout.result_key(job_id, layout.RESULT_FILES[kind])
+            with S3StreamWriter(bucket, key, s3=self._s3) as writer:
+                for batch in batches:
+                    part = batch.get(f"{kind}Key")
+                    if part and BatchState(batch["batchState"]).accounted:
+                        for chunk in iter_object_chunks(bucket, part, s3=self._s3):
+                            writer.write(chunk)
+            out_bytes += writer.bytes_written
+            keys[kind] = key
+        keys["rejected"] = job.get("rejectedKey") or layout.result_key(job_id, layout.RESULT_FILES["rejected"])
+        keys["manifest"] = layout.result_key(job_id, layout.RESULT_FILES["manifest"])
+
+        accounting = Accounting(
+            rows_in=int(job.get("rowsIn", 0)),
+            imported=sum(int(b.get("imported", 0)) for b in batches if BatchState(b["batchState"]).accounted),
+            provider_errors=sum(
+                int(b.get("providerErrors", 0)) for b in batches if BatchState(b["batchState"]).accounted
+            ),
+            rejected=int(job.get("rejected", 0)),
+        )
+        error = self._job_error(job, batches, accounting, execution_error)
+        state = JobState.FAILED if error else JobState.COMPLETED
+        finished_at = now_iso()
+        result_uris = {name: s3_uri(bucket, key) for name, key in keys.items()}
+        manifest = {
+            "job": {
+                "id": job_id,
+                "type": job["type"],
+                "state": state.value,
+                "createdAt": job["createdAt"],
+                "startTime": job.get("startTime"),
+                "finishedAt": finished_at,
+                "source": job.get("source"),
+                "runId": job.get("runId"),
+                "error": error,
+            },
+            "counts": accounting.as_dict(),
+            "accounting": {"rule": "rows in = imported + provider errors + rejected", **accounting.as_dict()},
+            "batches": [_manifest_batch(b) for b in batches],
+            "results": result_uris,
+        }
+        self._s3.put_object(
+            Bucket=bucket,
+            Key=keys["manifest"],
+            Body=json.dumps(manifest, indent=2).encode(),
+            ContentType="application/json",
+        )
+        fields: dict[str, Any] = {
+            "state": state.value,
+            "finishedAt": finished_at,
+            "imported": accounting.imported,
+            "providerErrors": accounting.provider_errors,
+            "outBytes": out_bytes,
+            "resultKeys": keys,
+            "accounting": accounting.as_dict(),
+            "expiresAt": int(time.time()) + self._settings.retention_days * 86400,
+        }
+        if error:
+            fields["error"] = error
+        self._store.update_job(job_id, fields)
+        self._notify_once({**job, **fields})
+        return {"jobId": job_id, "state": state.value}
+
+    def fail_job(self, job_id: str, code: str, message: str) -> dict[str, Any]:
+        """A job-level error before or outside the batches (bad file, unknown prefix, finalize crash)."""
+        job = self._store.get_job(job_id)
+        if job is not None and not JobState(job["state"]).terminal and not job.get("error"):
+            self._store.update_job(job_id, {"error": {"code": code, "message": message}})
+        return self.finalize(job_id)
+
+    @staticmethod
+    def _job_error(
+        job: dict[str, Any],
+        batches: list[dict[str, Any]],
+        accounting: Accounting,
+        execution_error: dict[str, str] | None,
+    ) -> dict[str, str] | None:
+        if job.get("error"):
+            return dict(job["error"])
+        if execution_error:
+            return execution_error
+        failed = [b for b in batches if b["batchState"] == BatchState.FAILED.value]
+        if failed:
+            first = failed[0].get("error") or {"code": "batch_failed", "message": "a batch failed"}
+            more = f" ({len(failed)} of {len(batches)} batches failed)" if len(failed) > 1 else ""
+            return {"code": first["code"], "message": f"batch {failed[0]['index']}: {first['message']}{more}"}
+        unfinished = [b for b in batches if not BatchState(b["batchState"]).finished]
+        if unfinished:
+            return {
+                "code": "batches_unfinished",
+                "message": f"{len(unfinished)} batch(es) never finished, first: batch {unfinished[0]['index']}",
+            }
+        if not accounting.balanced:
+            return {"code": "accounting_mismatch", "message": accounting.line}
+        return None
+
+    def _notify_once(self, job: dict[str, Any]) -> None:
+        if not self._store.claim_notification(job["id"]):
+            return
+        bucket = self._settings.results_bucket
+        keys = job.get("resultKeys") or {}
+        publish_job_notification(
+            self._settings.topic_arn,
+            {
+                "jobId": job["id"],
+                "type": job["type"],
+                "state": job["state"],
+                "createdAt": job["createdAt"],
+                "finishedAt": job.get("finishedAt"),
+                "error": job.get("error"),
+                "accounting": job.get("accounting"),
+                "source": job.get("source"),
+                "results": {name: s3_uri(bucket, key) for name, key in keys.items()},
+            },
+            sns=self._sns,
+        )
+
+
+def _manifest_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "index": int(batch["index"]),
+        "state": batch["batchState"],
+        "providerJobId": batch.get("providerJobId"),
+        "providerStatus": batch.get("providerStatus"),
+        "rows": int(batch.get("rows", 0)),
+        "imported": int(batch.get("imported", 0)),
+        "providerErrors": int(batch.get("providerErrors", 0)),
+        "polls": int(batch.get("polls", 0)),
+        "submittedAt": batch.get("submittedAt"),
+        "finishedAt": batch.get("finishedAt"),
+        "error": batch.get("error"),
+    }

@@ -1,0 +1,34 @@
+"""Where every object of a job lives in the results bucket (the one place for these keys)."""
+
+from __future__ import annotations
+
+
+def source_key(job_id: str) -> str:
+    """Inline API requests are staged here, then read by the same intake code as an upload."""
+    return f"work/{job_id}/source.json"
+
+
+def batch_key(job_id: str, index: int) -> str:
+    return f"work/{job_id}/batches/{index:05d}.json"
+
+
+def batch_manifest_key(job_id: str) -> str:
+    """The JSON array the distributed Map's ItemReader iterates."""
+    return f"work/{job_id}/batches.json"
+
+
+def batch_result_key(job_id: str, kind: str, index: int) -> str:
+    return f"work/{job_id}/results/{kind}-{index:05d}.ndjson"
+
+
+def result_key(job_id: str, name: str) -> str:
+    """name: imports.ndjson, errors.ndjson, rejected.ndjson or manifest.json."""
+    return f"results/{job_id}/{name}"
+
+
+RESULT_FILES = {
+    "imports": "imports.ndjson",
+    "errors": "errors.ndjson",
+    "rejected": "rejected.ndjson",
+    "manifest": "manifest.json",
+}

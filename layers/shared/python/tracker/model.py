@@ -1,0 +1,164 @@
+"""The normalized job: states, the accounting rule and the API view.
+
+DynamoDB keeps plain attribute maps (see store.py); this module turns them into the view that the
+REST API returns and the notification carries. Field names follow DESIGN.md's API contract, which
+is shaped so a client of the FullStory Operation schema or the Keboola JobResponse schema feels at home.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+JOB_TYPES = ("fullstory.users", "fullstory.events")
+
+
+class JobState(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.COMPLETED, JobState.FAILED)
+
+
+class BatchState(StrEnum):
+    PENDING = "PENDING"  # written, not yet accepted by the provider
+    RUNNING = "RUNNING"  # provider job id known, provider still processing
+    COLLECTING = "COLLECTING"  # provider finished; results being paged into S3
+    COMPLETED = "COMPLETED"  # provider COMPLETED, results saved
+    PARTIAL = "PARTIAL"  # provider FAILED with some rows imported (or none), results saved
+    FAILED = "FAILED"  # the tracker could not finish this batch (auth, deadline, unreachable)
+
+    @property
+    def finished(self) -> bool:
+        return self in (BatchState.COMPLETED, BatchState.PARTIAL, BatchState.FAILED)
+
+    @property
+    def accounted(self) -> bool:
+        """Every row of the batch is in imports or errors."""
+        return self in (BatchState.COMPLETED, BatchState.PARTIAL)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Accounting:
+    rows_in: int
+    imported: int
+    provider_errors: int
+    rejected: int
+
+    @property
+    def accounted(self) -> int:
+        return self.imported + self.provider_errors + self.rejected
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_in == self.accounted
+
+    @property
+    def line(self) -> str:
+        sign = "=" if self.balanced else "!="
+        return (
+            f"rows in {self.rows_in} {sign} imported {self.imported} + provider errors "
+            f"{self.provider_errors} + rejected {self.rejected}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rowsIn": self.rows_in,
+            "imported": self.imported,
+            "providerErrors": self.provider_errors,
+            "rejected": self.rejected,
+            "balanced": self.balanced,
+            "check": self.line,
+        }
+
+
+def batch_progress(batch_state: str) -> float:
+    """Share of a batch's work done, for estimatePctComplete (FullStory batches report no percentage)."""
+    return {
+        BatchState.PENDING: 0.0,
+        BatchState.RUNNING: 0.4,
+        BatchState.COLLECTING: 0.8,
+    }.get(BatchState(batch_state), 1.0)
+
+
+def estimate_pct_complete(job: dict[str, Any], batches: list[dict[str, Any]]) -> float:
+    if JobState(job["state"]).terminal:
+        return 100.0
+    if not batches:
+        return 0.0
+    total_rows = sum(int(b.get("rows", 0)) for b in batches) or len(batches)
+    done = sum(
+        batch_progress(b["batchState"]) * (int(b.get("rows", 0)) or 1) for b in batches
+    )
+    # Intake is the first 5 %; the last 5 % is finalize.
+    return round(5 + 90 * done / total_rows, 1)
+
+
+def job_view(
+    job: dict[str, Any],
+    batches: list[dict[str, Any]],
+    *,
+    url: str | None = None,
+    result_urls: dict[str, str | None] | None = None,
+) -> dict[str, Any]:
+    """The normalized job of DESIGN.md's API contract."""
+    error = job.get("error")
+    result_urls = result_urls or {}
+    return {
+        "id": job["id"],
+        "type": job["type"],
+        "operationName": job["type"],
+        "state": job["state"],
+        "createdAt": job["createdAt"],
+        "startTime": job.get("startTime"),
+        "finishedAt": job.get("finishedAt"),
+        "estimatePctComplete": estimate_pct_complete(job, batches),
+        "errorDetails": error["message"] if error else None,
+        "error": error,
+        "results": {
+            "downloadUrl": result_urls.get("imports"),
+            "errorsUrl": result_urls.get("errors"),
+            "rejectedUrl": result_urls.get("rejected"),
+            "manifestUrl": result_urls.get("manifest"),
+        },
+        "metrics": {
+            "rowsIn": int(job.get("rowsIn", 0)),
+            "imported": int(job.get("imported", 0)),
+            "providerErrors": int(job.get("providerErrors", 0)),
+            "rejected": int(job.get("rejected", 0)),
+            "inBytes": int(job.get("inBytes", 0)),
+            "outBytes": int(job.get("outBytes", 0)),
+            "batches": int(job.get("batchCount", 0)),
+        },
+        "runId": job.get("runId"),
+        "url": url,
+        "operationParams": job.get("operationParams", {}),
+        "creatorToken": job.get("creatorToken", {}),
+        "batches": [batch_view(b) for b in batches],
+    }
+
+
+def batch_view(batch: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "index": int(batch["index"]),
+        "providerJobId": batch.get("providerJobId"),
+        "state": batch["batchState"],
+        "providerStatus": batch.get("providerStatus"),
+        "rows": int(batch.get("rows", 0)),
+        "imported": int(batch.get("imported", 0)),
+        "providerErrors": int(batch.get("providerErrors", 0)),
+        "polls": int(batch.get("polls", 0)),
+        "submittedAt": batch.get("submittedAt"),
+        "finishedAt": batch.get("finishedAt"),
+        "error": batch.get("error"),
+    }

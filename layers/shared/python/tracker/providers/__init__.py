@@ -1,0 +1,1 @@
+"""Provider modules, one per API, behind the small protocol in base.py."""

@@ -1,0 +1,160 @@
+"""FullStory v2 batch import API (users and events): https://developer.fullstory.com.
+
+Plain urllib3 (shipped with botocore in the Lambda runtime) with its own retries switched off: the
+state machine owns retrying, so every failure surfaces here as a named error exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import urllib3
+
+from tracker.errors import (
+    ProviderAuthError,
+    ProviderRejectedError,
+    ProviderThrottledError,
+    ProviderTransientError,
+)
+from tracker.providers.base import JobStatus, ResultKind, ResultsNotReady, Submitted, Throttled
+
+ENDPOINTS = {"fullstory.users": "/v2/users/batch", "fullstory.events": "/v2/events/batch"}
+FINISHED = {"COMPLETED", "FAILED"}
+_POOL = urllib3.PoolManager(maxsize=10, retries=False, timeout=urllib3.Timeout(connect=5.0, read=30.0))
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+class FullStoryBatchProvider:
+    def __init__(self, *, job_type: str, api_key: str, base_url: str, pool: urllib3.PoolManager = _POOL) -> None:
+        if job_type not in ENDPOINTS:
+            raise ValueError(f"FullStory has no batch endpoint for job type {job_type!r}")
+        self._root = base_url.rstrip("/") + ENDPOINTS[job_type]
+        self._api_key = api_key
+        self._pool = pool
+
+    # -- protocol ---------------------------------------------------------------------------
+    def submit(self, body: bytes, idempotency_key: str) -> Submitted | Throttled:
+        response = self._call("POST", self._root, body=body, extra_headers={"Idempotency-Key": idempotency_key})
+        if response.status == 429:
+            return Throttled(_retry_after(response.headers))
+        payload = self._json(response)
+        job = payload.get("job") if isinstance(payload, dict) else None
+        if not isinstance(job, dict) or not isinstance(job.get("id"), str) or not job["id"]:
+            raise ProviderTransientError("FullStory accepted the batch but its answer has no job id")
+        return Submitted(provider_job_id=job["id"], provider_status=str(job.get("status", "PROCESSING")))
+
+    def status(self, provider_job_id: str) -> JobStatus | Throttled:
+        response = self._call("GET", f"{self._root}/{provider_job_id}")
+        if response.status == 429:
+            return Throttled(_retry_after(response.headers))
+        payload = self._json(response)
+        job = payload.get("job") if isinstance(payload, dict) else None
+        if not isinstance(job, dict) or "status" not in job:
+            raise ProviderTransientError("FullStory job status answer has no job.status")
+        status = str(job["status"])
+        return JobStatus(
+            provider_status=status,
+            finished=status in FINISHED,
+            imports=_count(payload.get("imports")),
+            errors=_count(payload.get("errors")),
+        )
+
+    def pages(self, provider_job_id: str, kind: ResultKind) -> Iterator[list[dict]]:
+        url = f"{self._root}/{provider_job_id}/{kind}"
+        token: str | None = None
+        seen_tokens: set[str] = set()
+        while True:
+            response = self._call("GET", url, fields={"page_token": token} if token else None)
+            if response.status == 202:
+                raise ResultsNotReady(f"FullStory {kind} for job {provider_job_id} not ready (202)")
+            if response.status == 429:
+                raise ProviderThrottledError(
+                    f"FullStory throttled paging {kind}", retry_after=_retry_after(response.headers)
+                )
+            payload = self._json(response)
+            results = payload.get("results") if isinstance(payload, dict) else None
+            if results is None:
+                results = []
+            if not isinstance(results, list):
+                raise ProviderTransientError(f"FullStory {kind} page has no results list")
+            yield results
+            token = payload.get("next_page_token") or None
+            if token is None:
+                return
+            if token in seen_tokens:
+                # A token that comes back would page forever; stop loudly instead.
+                raise ProviderRejectedError(
+                    f"FullStory repeated next_page_token while paging {kind}", code="paging_loop"
+                )
+            seen_tokens.add(token)
+
+    # -- HTTP -------------------------------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        fields: dict[str, str] | None = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> urllib3.BaseHTTPResponse:
+        headers = {"Authorization": f"Basic {self._api_key}", "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        headers.update(extra_headers or {})
+        try:
+            response = self._pool.request(method, url, body=body, fields=fields, headers=headers, retries=False)
+        except urllib3.exceptions.HTTPError as exc:  # reset, refused, timeouts, protocol errors
+            raise ProviderTransientError(f"FullStory unreachable: {type(exc).__name__}") from exc
+        if response.status in (401, 403):
+            raise ProviderAuthError(
+                f"FullStory refused the API key ({response.status} {self._error_code(response)})",
+                code="unauthorized" if response.status == 401 else "forbidden",
+            )
+        if response.status >= 500:
+            raise ProviderTransientError(f"FullStory answered {response.status} {self._error_code(response)}")
+        if response.status >= 400 and response.status != 429:
+            code = self._error_code(response)
+            raise ProviderRejectedError(
+                f"FullStory answered {response.status} {code}: {self._error_message(response)}",
+                code=code or "provider_rejected",
+            )
+        return response
+
+    @staticmethod
+    def _json(response: urllib3.BaseHTTPResponse) -> Any:
+        try:
+            return json.loads(response.data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProviderTransientError(f"FullStory answered malformed JSON ({response.status})") from exc
+
+    @staticmethod
+    def _error_code(response: urllib3.BaseHTTPResponse) -> str:
+        try:
+            code = json.loads(response.data).get("code")
+            return str(code) if code else ""
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            return ""
+
+    @staticmethod
+    def _error_message(response: urllib3.BaseHTTPResponse) -> str:
+        try:
+            return str(json.loads(response.data).get("message", ""))[:300]
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            return ""
+
+
+def _count(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0

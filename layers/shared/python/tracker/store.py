@@ -1,0 +1,169 @@
+"""DynamoDB records of jobs and batches (single table; keys in one place).
+
+pk = JOB#<id>; the job item has sk = JOB and carries `state`, `createdAt`, `listPk` (feeding the
+ByState and ByCreated indexes); batch items have sk = BATCH#<00001> and a `batchState` instead, so
+the indexes only ever hold jobs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from decimal import Decimal
+from typing import Any
+
+from tracker import aws
+
+JOB_SK = "JOB"
+LIST_PK = "JOBS"
+
+
+def _pk(job_id: str) -> str:
+    return f"JOB#{job_id}"
+
+
+def _batch_sk(index: int) -> str:
+    return f"BATCH#{index:05d}"
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; hand out ints and floats."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def _dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dynamo(v) for v in value]
+    return value
+
+
+def _strip_keys(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in plain(item).items() if k not in ("pk", "sk", "listPk")}
+
+
+class JobStore:
+    def __init__(self, table_name: str, table: Any | None = None) -> None:
+        self._table = table if table is not None else aws.table(table_name)
+
+    # -- jobs -------------------------------------------------------------------------------
+    def create_job(self, job: dict[str, Any]) -> bool:
+        """Put a new job; False when a job with this id exists (a duplicate event or request)."""
+        item = {"pk": _pk(job["id"]), "sk": JOB_SK, "listPk": LIST_PK, **_dynamo(job)}
+        try:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except self._table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        item = self._table.get_item(Key={"pk": _pk(job_id), "sk": JOB_SK}, ConsistentRead=True).get("Item")
+        return _strip_keys(item) if item else None
+
+    def update_job(self, job_id: str, fields: dict[str, Any], *, condition: str | None = None) -> bool:
+        return self._update({"pk": _pk(job_id), "sk": JOB_SK}, fields, condition=condition)
+
+    def claim_notification(self, job_id: str) -> bool:
+        """True exactly once per job: whoever wins this conditional write sends the notification."""
+        return self._update(
+            {"pk": _pk(job_id), "sk": JOB_SK},
+            {"notifiedAt": int(time.time())},
+            condition="attribute_exists(pk) AND attribute_not_exists(notifiedAt)",
+        )
+
+    def list_jobs(
+        self, *, state: str | None = None, limit: int = 50, next_token: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first; the token is the opaque, base64 DynamoDB LastEvaluatedKey."""
+        if state:
+            kwargs: dict[str, Any] = {
+                "IndexName": "ByState",
+                "KeyConditionExpression": "#s = :v",
+                "ExpressionAttributeNames": {"#s": "state"},
+                "ExpressionAttributeValues": {":v": state},
+            }
+        else:
+            kwargs = {
+                "IndexName": "ByCreated",
+                "KeyConditionExpression": "listPk = :v",
+                "ExpressionAttributeValues": {":v": LIST_PK},
+            }
+        kwargs.update(ScanIndexForward=False, Limit=limit)
+        if next_token:
+            kwargs["ExclusiveStartKey"] = decode_token(next_token)
+        page = self._table.query(**kwargs)
+        last = page.get("LastEvaluatedKey")
+        return [_strip_keys(i) for i in page.get("Items", [])], encode_token(last) if last else None
+
+    # -- batches ----------------------------------------------------------------------------
+    def put_batches(self, job_id: str, batches: list[dict[str, Any]]) -> None:
+        with self._table.batch_writer() as writer:
+            for batch in batches:
+                writer.put_item(Item={"pk": _pk(job_id), "sk": _batch_sk(batch["index"]), **_dynamo(batch)})
+
+    def get_batch(self, job_id: str, index: int) -> dict[str, Any] | None:
+        item = self._table.get_item(
+            Key={"pk": _pk(job_id), "sk": _batch_sk(index)}, ConsistentRead=True
+        ).get("Item")
+        return _strip_keys(item) if item else None
+
+    def update_batch(
+        self, job_id: str, index: int, fields: dict[str, Any], *, condition: str | None = None
+    ) -> bool:
+        return self._update({"pk": _pk(job_id), "sk": _batch_sk(index)}, fields, condition=condition)
+
+    def list_batches(self, job_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :b)",
+            "ExpressionAttributeValues": {":pk": _pk(job_id), ":b": "BATCH#"},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._table.query(**kwargs)
+            items.extend(_strip_keys(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _update(self, key: dict[str, str], fields: dict[str, Any], *, condition: str | None) -> bool:
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values = {f":v{i}": _dynamo(value) for i, value in enumerate(fields.values())}
+        kwargs: dict[str, Any] = {
+            "Key": key,
+            "UpdateExpression": "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        try:
+            self._table.update_item(**kwargs)
+        except self._table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+
+def encode_token(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(plain(key), separators=(",", ":")).encode()).decode()
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("nextToken is not a token this API issued") from exc
+    if not isinstance(key, dict) or not all(isinstance(v, str) for v in key.values()):
+        raise ValueError("nextToken is not a token this API issued")
+    return key
