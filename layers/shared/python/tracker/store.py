@@ -73,6 +73,20 @@ class JobStore:
     def update_job(self, job_id: str, fields: dict[str, Any], *, condition: str | None = None) -> bool:
         return self._update({"pk": _pk(job_id), "sk": JOB_SK}, fields, condition=condition)
 
+    def mark_running(self, job_id: str, run_id: str, started_at: str) -> bool:
+        """PENDING -> RUNNING; False when the job already moved on (a redelivered intake message)."""
+        try:
+            self._table.update_item(
+                Key={"pk": _pk(job_id), "sk": JOB_SK},
+                UpdateExpression="SET #s = :running, startTime = :t, runId = :r",
+                ConditionExpression="#s = :pending",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={":running": "RUNNING", ":pending": "PENDING", ":t": started_at, ":r": run_id},
+            )
+        except self._table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
     def claim_notification(self, job_id: str) -> bool:
         """True exactly once per job: whoever wins this conditional write sends the notification."""
         return self._update(

@@ -1,0 +1,118 @@
+"""REST API (API Gateway, AWS_IAM auth): POST /jobs, GET /jobs, GET /jobs/{id}, GET /jobs/{id}/results."""
+
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from tracker import aws, wiring
+from tracker.config import settings
+from tracker.jobs_api import PRESIGNED_URL_SECONDS, ApiError, JobsApi
+from tracker.model import JOB_TYPES
+from tracker.observability import logger, metrics, tracer
+
+app = APIGatewayRestResolver(enable_validation=True)
+app.enable_swagger(path="/openapi", title="jobtracker API")
+
+JobType = Literal["fullstory.users", "fullstory.events"]
+assert set(JobType.__args__) == set(JOB_TYPES)  # type: ignore[attr-defined]
+
+
+class CreateJobBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: JobType
+    requests: list[dict[str, Any]] | None = Field(default=None, min_length=1, max_length=50_000)
+    source: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+")
+
+
+def _service() -> JobsApi:
+    return JobsApi(settings(), wiring.store(), aws.client("s3"), aws.client("sqs"))
+
+
+def _caller() -> dict[str, str]:
+    identity = app.current_event.request_context.identity
+    caller = identity.user_arn or identity.caller or identity.access_key or "anonymous"
+    return {"id": caller, "description": f"API caller {caller}"}
+
+
+def _base_url() -> str | None:
+    ctx = app.current_event.request_context
+    if not ctx.domain_name:
+        return None
+    stage = f"/{ctx.stage}" if ctx.stage and ctx.domain_name.endswith("amazonaws.com") else ""
+    scheme = "http" if ctx.domain_name.startswith(("127.0.0.1", "localhost")) else "https"
+    return f"{scheme}://{ctx.domain_name}{stage}"
+
+
+@app.post("/jobs")
+def create_job(body: CreateJobBody) -> Response:
+    idempotency_key = app.current_event.headers.get("Idempotency-Key") or app.current_event.headers.get("idempotency-key")
+    service = _service()
+    job, created = service.create_job(
+        job_type=body.type, requests=body.requests, source=body.source, caller=_caller(),
+        idempotency_key=idempotency_key,
+    )
+    view = service.view(job, [], base_url=_base_url())
+    return Response(status_code=202 if created else 200, content_type="application/json", body=view)
+
+
+@app.get("/jobs")
+def list_jobs(
+    state: Annotated[Literal["PENDING", "RUNNING", "COMPLETED", "FAILED"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    nextToken: Annotated[str | None, Query(max_length=2048)] = None,  # noqa: N803 - the API's field name
+) -> dict[str, Any]:
+    service = _service()
+    jobs, token = service.list_jobs(state=state, limit=limit, next_token=nextToken)
+    base = _base_url()
+    return {"jobs": [service.view(job, [], base_url=base) for job in jobs], "nextToken": token}
+
+
+@app.get("/jobs/<job_id>")
+def get_job(job_id: str) -> dict[str, Any]:
+    service = _service()
+    job, batches = service.get_job(job_id)
+    return service.view(job, batches, base_url=_base_url())
+
+
+@app.get("/jobs/<job_id>/results")
+def get_job_results(job_id: str) -> dict[str, Any]:
+    service = _service()
+    job, _ = service.get_job(job_id)
+    return {"jobId": job_id, "state": job["state"], "expiresInSeconds": PRESIGNED_URL_SECONDS,
+            "files": service.result_urls(job)}
+
+
+@app.exception_handler(ApiError)
+def api_error(exc: ApiError) -> Response:
+    return Response(status_code=exc.status, content_type="application/json", body={"code": exc.code, "message": exc.message})
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(exc: RequestValidationError) -> Response:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body')}: {err.get('msg')}" for err in exc.errors()[:5]
+    )
+    return Response(status_code=400, content_type="application/json", body={"code": "invalid_request", "message": problems})
+
+
+@app.not_found
+def not_found(exc: Exception) -> Response:
+    return Response(status_code=404, content_type="application/json", body={"code": "not_found", "message": "no such route"})
+
+
+@app.exception_handler(Exception)
+def unexpected(exc: Exception) -> Response:
+    logger.exception("unexpected API error")
+    return Response(status_code=500, content_type="application/json",
+                    body={"code": "internal_error", "message": "the request failed; it has been logged"})
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

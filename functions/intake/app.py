@@ -1,0 +1,37 @@
+"""Intake: SQS (fed by inbox uploads and by the API) -> one job per file, batches in S3, execution started."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tracker import wiring
+from tracker.messages import ApiJobMessage, parse_intake_message
+from tracker.observability import logger, metrics, tracer
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@tracer.capture_method
+def handle_message(record: SQSRecord) -> None:
+    message = parse_intake_message(record.body)
+    if message is None:
+        logger.info("ignoring s3:TestEvent")
+        return
+    if isinstance(message, ApiJobMessage):
+        wiring.intake().run(message.job_id)
+        logger.info("api job taken in", extra={"job_id": message.job_id})
+        return
+    for upload in message:
+        job_id, created = wiring.intake().accept_upload(upload)
+        logger.info("upload taken in", extra={"job_id": job_id, "duplicate": not created, "key": upload.key})
+        metrics.add_metric(name="JobsCreated" if created else "DuplicateUploads", unit=MetricUnit.Count, value=1)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=handle_message, processor=processor, context=context)

@@ -1,0 +1,19 @@
+"""Poll one provider job; answers phase polling (with the next wait), done, or failed."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tracker import wiring
+from tracker.messages import BatchTask
+from tracker.observability import logger, metrics, tracer
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@event_parser(model=BatchTask)
+def lambda_handler(task: BatchTask, context: LambdaContext) -> dict[str, Any]:
+    logger.append_keys(job_id=task.jobId, batch=task.batch.index)
+    return wiring.batch_tasks().check(task.model_dump(mode="json"))

@@ -1,0 +1,198 @@
+"""Intake: one uploaded (or API-submitted) file becomes one job, its batch files and its execution.
+
+Streams the source from S3 through ingest.read_requests (validate) and batching.BatchSplitter (split),
+writing batch bodies and rejected rows to S3 as it goes, so memory stays flat whatever the file size.
+A job's id is derived from the upload (bucket, key, version or sequencer), so a duplicated S3 event
+finds the existing job instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tracker import layout
+from tracker.batching import BatchBody, BatchSplitter
+from tracker.config import Settings
+from tracker.finalize import Finalizer
+from tracker.ingest import InputError, Rejected, detect_format, read_requests
+from tracker.model import JOB_TYPES, JobState, now_iso
+from tracker.s3io import S3StreamWriter, s3_uri
+from tracker.store import JobStore
+
+INBOX_PREFIXES = {"inbox/users/": "fullstory.users", "inbox/events/": "fullstory.events"}
+UNKNOWN_TYPE = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    bucket: str
+    key: str
+    version: str | None
+    sequencer: str | None
+    size: int
+    principal: str
+
+
+def job_type_for_key(key: str) -> str | None:
+    return next((t for prefix, t in INBOX_PREFIXES.items() if key.startswith(prefix)), None)
+
+
+def job_id_for_upload(upload: Upload) -> str:
+    """Same upload (even delivered three times) -> same job id -> same execution name."""
+    identity = upload.version or upload.sequencer or f"size={upload.size}"
+    digest = hashlib.sha256(f"{upload.bucket}\0{upload.key}\0{identity}".encode()).hexdigest()
+    return f"job-{digest[:24]}"
+
+
+def new_job_id() -> str:
+    return f"job-{secrets.token_hex(12)}"
+
+
+def new_job(
+    job_id: str, job_type: str, source: dict[str, Any], creator: dict[str, str], params: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "type": job_type,
+        "state": JobState.PENDING.value,
+        "createdAt": now_iso(),
+        "source": source,
+        "creatorToken": creator,
+        "operationParams": params,
+        "rowsIn": 0,
+        "rejected": 0,
+        "batchCount": 0,
+    }
+
+
+class Intake:
+    def __init__(self, settings: Settings, store: JobStore, s3: Any, sfn: Any, finalizer: Finalizer) -> None:
+        self._settings = settings
+        self._store = store
+        self._s3 = s3
+        self._sfn = sfn
+        self._finalizer = finalizer
+
+    def accept_upload(self, upload: Upload) -> tuple[str, bool]:
+        """Record the job for an inbox upload and run intake; (job id, False) for a duplicate event."""
+        job_id = job_id_for_upload(upload)
+        job_type = job_type_for_key(upload.key) or UNKNOWN_TYPE
+        source = {"bucket": upload.bucket, "key": upload.key, "version": upload.version, "uri": s3_uri(upload.bucket, upload.key)}
+        creator = {"id": upload.principal or "unknown", "description": f"S3 upload to {source['uri']}"}
+        created = self._store.create_job(new_job(job_id, job_type, source, creator, {"source": source["uri"]}))
+        existing = self._store.get_job(job_id)
+        if not created and existing and existing["state"] != JobState.PENDING.value:
+            return job_id, False
+        # New, or PENDING from an intake that crashed part-way: (re)run it; every step is idempotent.
+        self.run(job_id)
+        return job_id, created
+
+    def run(self, job_id: str) -> None:
+        job = self._store.get_job(job_id)
+        if job is None:
+            raise ValueError(f"intake was asked to run job {job_id}, which does not exist")
+        if JobState(job["state"]).terminal:
+            return
+        if not job.get("intakeDone"):
+            try:
+                self._ingest(job)
+            except InputError as exc:
+                self._finalizer.fail_job(job_id, exc.code, exc.message)
+                return
+            job = self._store.get_job(job_id) or job
+        if int(job.get("batchCount", 0)) == 0:
+            self._finalizer.finalize(job_id)
+        else:
+            self._start_execution(job)
+
+    # -- steps -------------------------------------------------------------------------------
+    def _ingest(self, job: dict[str, Any]) -> None:
+        job_id, job_type, source = job["id"], job["type"], job["source"]
+        if job_type not in JOB_TYPES:
+            raise InputError(
+                "unknown_prefix",
+                f"{source['key']!r} is not under a known prefix; upload to one of "
+                + ", ".join(INBOX_PREFIXES),
+            )
+        fmt = detect_format(source.get("format_key") or source["key"])
+        get_kwargs: dict[str, Any] = {"Bucket": source["bucket"], "Key": source["key"]}
+        if source.get("version"):
+            get_kwargs["VersionId"] = source["version"]
+        try:
+            obj = self._s3.get_object(**get_kwargs)
+        except self._s3.exceptions.NoSuchKey as exc:
+            raise InputError("source_not_found", f"{source['uri']} no longer exists (deleted before intake read it)") from exc
+        except self._s3.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchVersion", "NoSuchKey", "404"):
+                raise InputError("source_not_found", f"{source['uri']} no longer exists") from exc
+            if code in ("AccessDenied", "403"):
+                raise InputError("source_unreadable", f"the tracker may not read {source['uri']}") from exc
+            raise
+
+        results = self._settings.results_bucket
+        rejected_key = layout.result_key(job_id, layout.RESULT_FILES["rejected"])
+        splitter = BatchSplitter(max_bytes=self._settings.max_batch_bytes)
+        manifest: list[dict[str, Any]] = []
+        rows_in = 0
+        rejected = S3StreamWriter(results, rejected_key, s3=self._s3)
+        try:
+            for item in read_requests(obj["Body"], fmt, job_type):
+                rows_in += 1
+                if isinstance(item, Rejected):
+                    rejected.write_record(
+                        {"line": item.line, "code": item.code, "reason": item.reason, "row": item.source}
+                    )
+                elif (batch := splitter.add(item.encoded)) is not None:
+                    manifest.append(self._put_batch(job_id, batch))
+            if (batch := splitter.finish()) is not None:
+                manifest.append(self._put_batch(job_id, batch))
+        finally:
+            # Keep the rejects seen so far even when the file turns out unreadable further down.
+            rejected.close()
+            self._store.update_job(
+                job_id, {"rowsIn": rows_in, "rejected": rejected.lines, "rejectedKey": rejected_key,
+                         "inBytes": int(obj.get("ContentLength", 0))},
+            )
+        if rows_in == 0:
+            raise InputError("empty_file", f"{source['uri']} holds no rows")
+
+        self._s3.put_object(
+            Bucket=results, Key=layout.batch_manifest_key(job_id), Body=json.dumps(manifest).encode(),
+            ContentType="application/json",
+        )
+        self._store.put_batches(
+            job_id, [{**item, "batchState": "PENDING", "polls": 0, "imported": 0, "providerErrors": 0} for item in manifest]
+        )
+        self._store.update_job(job_id, {"batchCount": len(manifest), "intakeDone": True,
+                                        "deadline": int(time.time()) + self._settings.max_job_seconds})
+
+    def _put_batch(self, job_id: str, batch: BatchBody) -> dict[str, Any]:
+        key = layout.batch_key(job_id, batch.index)
+        self._s3.put_object(Bucket=self._settings.results_bucket, Key=key, Body=batch.body, ContentType="application/json")
+        return {"index": batch.index, "key": key, "rows": batch.rows, "bytes": len(batch.body)}
+
+    def _start_execution(self, job: dict[str, Any]) -> None:
+        """Mark RUNNING first (the execution may finish before StartExecution even returns), then start;
+        the execution name is the job id, so a second start is refused by Step Functions itself."""
+        job_id = job["id"]
+        run_id = self._settings.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{job_id}"
+        self._store.mark_running(job_id, run_id, now_iso())
+        execution_input = {
+            "jobId": job_id,
+            "type": job["type"],
+            "deadline": int(job.get("deadline") or time.time() + self._settings.max_job_seconds),
+            "inFlightBudget": self._settings.in_flight_budget,
+            "manifest": {"bucket": self._settings.results_bucket, "key": layout.batch_manifest_key(job_id)},
+        }
+        try:
+            self._sfn.start_execution(
+                stateMachineArn=self._settings.state_machine_arn, name=job_id, input=json.dumps(execution_input)
+            )
+        except self._sfn.exceptions.ExecutionAlreadyExists:
+            pass

@@ -1,0 +1,41 @@
+"""Builds the services once per process from the environment (handlers stay thin)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from tracker import aws
+from tracker.batch_tasks import BatchTasks
+from tracker.config import settings
+from tracker.finalize import Finalizer
+from tracker.intake import Intake
+from tracker.providers.registry import provider_for
+from tracker.store import JobStore
+
+
+@cache
+def store() -> JobStore:
+    return JobStore(settings().jobs_table)
+
+
+@cache
+def finalizer() -> Finalizer:
+    return Finalizer(settings(), store(), aws.client("s3"), aws.client("sns"))
+
+
+@cache
+def intake() -> Intake:
+    return Intake(settings(), store(), aws.client("s3"), aws.client("stepfunctions"), finalizer())
+
+
+@cache
+def batch_tasks() -> BatchTasks:
+    return BatchTasks(settings(), store(), aws.client("s3"), provider_for)
+
+
+def reset() -> None:
+    """Forget built services and settings (the offline runtime calls this when it starts a new stack)."""
+    from tracker.config import settings as _settings
+
+    for cached in (store, finalizer, intake, batch_tasks, _settings, aws.client, aws.table):
+        cached.cache_clear()
