@@ -1,0 +1,696 @@
+"""FullStory v2 batch-import API simulator (users and events), served over real HTTP.
+
+Why it exists: the tracker's submit/status/results code, the offline stack and the integration
+tests need a provider that behaves like FullStory -- async jobs, per-row errors revealed only at
+the end, string ``total_records``, paging tokens, 202 while processing, Idempotency-Key replays
+and 429 + ``Retry-After`` -- without a network, an account or real waiting. Job progress is
+driven by the number of status polls (deterministic, no sleeps in tests) or, for demos, by wall
+clock time.
+
+Shapes follow FullStory's published Swagger specs (``specs/fullstory/*.swagger.json``): fields the
+spec types as strings (``finished``, ``next_page_token``) are omitted rather than sent as ``null``
+when they have no value, so every answer validates against the spec's response schemas.
+
+Only the standard library is used so the simulator runs anywhere the package does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import string
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["FullStorySimulator", "SimulatorConfig", "serve"]
+
+# Documented FullStory limits (developer.fullstory.com and the Swagger specs).
+MAX_REQUESTS_PER_BATCH = 50_000
+MAX_UID_LENGTH = 256
+MAX_DISPLAY_NAME_LENGTH = 256
+MAX_EMAIL_LENGTH = 128
+MAX_PROPERTIES = 500
+MAX_PROPERTY_NAME_LENGTH = 512
+MAX_PROPERTY_VALUE_BYTES = 8192
+IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600
+_POLL_INTERVAL = 0.05  # how often serve_forever checks for shutdown: keeps stop() fast in tests
+
+_PROPERTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_ROUTE = re.compile(
+    r"^/(?P<version>v2|v2beta)/(?P<kind>users|events)/batch"
+    r"(?:/(?P<job>[^/]+)(?:/(?P<listing>imports|errors))?)?$"
+)
+_BASE36 = string.digits + string.ascii_lowercase
+_ERROR_ITEM_KEY = {"users": "user", "events": "event"}
+
+_Answer = tuple[int, bytes, dict[str, str]]  # HTTP status, JSON body, extra headers
+
+
+@dataclass
+class SimulatorConfig:
+    """Knobs for the simulator; defaults give a fast, deterministic FullStory for tests."""
+
+    api_key: str | None = None  # None: accept any non-empty key; else only this key
+    polls_to_complete: int | None = 2  # the N-th status GET is the first to see the terminal state
+    processing_seconds: float = 0.0  # used when polls_to_complete is None: wall-clock time to terminal
+    page_size: int = 1000  # results per /imports or /errors page
+    in_progress_limit: int = 200  # at/over this many PROCESSING jobs, batch POSTs get 429
+    retry_after_seconds: int = 1  # Retry-After header value on 429
+    throttle_first_submits: int = 0  # answer 429 to the first N batch POSTs (test hook)
+
+
+@dataclass
+class _Job:
+    """One provider job. Holds only the per-row outcomes, never a copy of the request body."""
+
+    id: str
+    kind: str
+    created: datetime
+    created_mono: float
+    imports: list[dict[str, Any]]
+    errors: list[dict[str, Any]]
+    status: str = "PROCESSING"
+    finished: datetime | None = None
+    polls: int = 0
+
+
+@dataclass
+class _IdempotencyRecord:
+    """The first successful answer to a keyed POST, replayed byte-for-byte for repeats."""
+
+    body_hash: str
+    response: bytes
+    stored_mono: float
+
+
+@dataclass(eq=False)
+class _ApiError(Exception):
+    """Raised inside request handling; becomes a FullStory-style ``{"code","message"}`` answer."""
+
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _iso(ts: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and ``Z``, the format FullStory uses for job times."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def _json_type(value: Any) -> str | None:
+    """JSON type name used for FullStory's per-org property typing (None for null: untyped)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):  # before int: bool is an int subclass in Python
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return "object"
+
+
+def _flatten_properties(props: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Dotted names for every property including nested ones, as FullStory names nested vars."""
+    out: list[tuple[str, Any]] = []
+    for name, value in props.items():
+        dotted = f"{prefix}{name}"
+        out.append((dotted, value))
+        if isinstance(value, dict):
+            out.extend(_flatten_properties(value, dotted + "."))
+    return out
+
+
+def _properties_problem(props: Any) -> str | None:
+    """Check the documented property limits; the server rejects rows that break them."""
+    if not isinstance(props, dict):
+        return "properties must be an object"
+    if len(props) > MAX_PROPERTIES:
+        return f"at most {MAX_PROPERTIES} properties are allowed, got {len(props)}"
+    for dotted, value in _flatten_properties(props):
+        leaf = dotted.rsplit(".", 1)[-1]
+        if not _PROPERTY_NAME.match(leaf):
+            return f"property name {dotted!r} must be alphanumeric or '_' and start with a letter"
+        if len(dotted) > MAX_PROPERTY_NAME_LENGTH:
+            return f"property name {dotted[:40]!r}... is longer than {MAX_PROPERTY_NAME_LENGTH} characters"
+        if not isinstance(value, dict):
+            size = len(json.dumps(value, ensure_ascii=False).encode())
+            if size > MAX_PROPERTY_VALUE_BYTES:
+                return f"property {dotted!r} value is {size} bytes, over {MAX_PROPERTY_VALUE_BYTES}"
+    return None
+
+
+def _string_field_problem(row: dict[str, Any], name: str, max_len: int) -> str | None:
+    """A present string field must be a string within its documented length."""
+    value = row.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"{name} must be a string"
+    if len(value) > max_len:
+        return f"{name} is longer than {max_len} characters"
+    return None
+
+
+def _valid_email(value: Any) -> bool:
+    """Exactly one '@' with something on both sides: what the server insists on beyond length."""
+    if not isinstance(value, str) or value.count("@") != 1:
+        return False
+    local, domain = value.split("@")
+    return bool(local.strip()) and bool(domain.strip())
+
+
+def _valid_timestamp(value: Any) -> bool:
+    """ISO-8601 parseable (Python 3.11's fromisoformat accepts the ISO forms incl. ``Z``)."""
+    if not isinstance(value, str) or not value.strip():
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+class FullStorySimulator:
+    """In-memory FullStory batch-import API on a real local HTTP port.
+
+    Every job's per-row outcome is decided at submit time (see ``_decide_user`` and
+    ``_decide_event``) and revealed only once the job is terminal, as the real API does.
+    All state sits behind one lock, so handler threads and test introspection are safe.
+    """
+
+    def __init__(self, config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+        self.config = config or SimulatorConfig()
+        self._host = host
+        self._port = port
+        self._lock = threading.RLock()
+        self._jobs: dict[str, _Job] = {}
+        self._processing: set[str] = set()
+        self._idempotency: dict[tuple[str, str], _IdempotencyRecord] = {}
+        self._property_types: dict[str, str] = {}  # org-wide user property name -> JSON type
+        self._user_ids: dict[str, str] = {}  # uid -> FullStory user id (upsert by uid)
+        self._stats: dict[str, int] = {
+            "batch_posts": 0,
+            "replayed_posts": 0,
+            "throttled": 0,
+            "status_gets": 0,
+            "page_gets": 0,
+            "max_in_progress": 0,
+        }
+        self._submits_seen = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> FullStorySimulator:
+        """Bind and serve in a daemon thread; port 0 picks a free port (see ``base_url``)."""
+        if self._server is not None:
+            return self
+        self._server = _Server((self._host, self._port), _Handler, self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(_POLL_INTERVAL,), name="fullstory-simulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port; safe to call twice."""
+        server, thread = self._server, self._thread
+        self._server, self._thread = None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def serve_forever(self) -> None:
+        """Serve on the calling thread until interrupted (used by :func:`serve`)."""
+        if self._server is None:
+            self._server = _Server((self._host, self._port), _Handler, self)
+        try:
+            self._server.serve_forever(_POLL_INTERVAL)
+        finally:
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def base_url(self) -> str:
+        """Root URL clients should use in place of ``https://api.fullstory.com``."""
+        if self._server is None:
+            raise RuntimeError("simulator is not running; call start() first")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> FullStorySimulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Snapshot of the counters, so tests can assert on polling and throttling behaviour."""
+        with self._lock:
+            return dict(self._stats)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Snapshot of every job in creation order.
+
+        ``imports``/``errors`` are the outcomes decided at submit time (the API itself reports
+        them only once the job is terminal); ``status``/``finished`` are as a client would see now.
+        """
+        with self._lock:
+            out = []
+            for job in self._jobs.values():
+                self._maybe_finish_by_time(job)
+                out.append(
+                    {
+                        "id": job.id,
+                        "kind": job.kind,
+                        "status": job.status,
+                        "imports": len(job.imports),
+                        "errors": len(job.errors),
+                        "created": _iso(job.created),
+                        "finished": _iso(job.finished) if job.finished else None,
+                    }
+                )
+            return out
+
+    # ------------------------------------------------------------------ request handling
+
+    def handle(self, method: str, raw_path: str, headers: Any, body: bytes) -> _Answer:
+        """Answer one HTTP request; returns (status, body bytes, extra headers). Never raises."""
+        try:
+            return self._dispatch(method, raw_path, headers, body)
+        except _ApiError as err:
+            return err.status, _dumps({"code": err.code, "message": err.message}), err.headers
+        except Exception as exc:  # a simulator bug must not take the server down
+            return (
+                500,
+                _dumps({"code": "server_error", "message": f"Server error was encountered: {exc!r}"}),
+                {},
+            )
+
+    def _dispatch(self, method: str, raw_path: str, headers: Any, body: bytes) -> _Answer:
+        parts = urlsplit(raw_path)
+        match = _ROUTE.match(parts.path)
+        if not match or (match["version"] == "v2beta" and match["kind"] != "events"):
+            raise _ApiError(404, "resource_not_found", f"No such resource: {parts.path}")
+        allowed = "POST" if match["job"] is None else "GET"
+        if method != allowed:
+            raise _ApiError(
+                405, "method_not_allowed", f"{method} is not allowed on {parts.path}", {"Allow": allowed}
+            )
+        self._authenticate(headers.get("Authorization"))
+        kind = match["kind"]
+        if match["job"] is None:
+            return self._create_batch(kind, headers.get("Idempotency-Key"), body)
+        query = parse_qs(parts.query, keep_blank_values=True)
+        if match["listing"] is None:
+            return self._get_status(kind, match["job"])
+        return self._get_page(kind, match["job"], match["listing"], query.get("page_token", [""])[-1])
+
+    def _authenticate(self, header: str | None) -> None:
+        """``Authorization: Basic <key>`` with the key as-is (FullStory does not base64 it)."""
+        scheme, _, key = (header or "").strip().partition(" ")
+        key = key.strip()
+        if scheme.lower() != "basic" or not key:
+            raise _ApiError(
+                401, "unauthorized", "Missing or malformed Authorization header; expected 'Basic <API key>'"
+            )
+        expected = self.config.api_key
+        if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
+            raise _ApiError(401, "unauthorized", "access is unauthorized: invalid API key")
+
+    def _throttle(self, reason: str) -> _ApiError:
+        self._stats["throttled"] += 1
+        return _ApiError(
+            429, "too_many_requests", reason, {"Retry-After": str(self.config.retry_after_seconds)}
+        )
+
+    def _create_batch(self, kind: str, idem_key: str | None, body: bytes) -> _Answer:
+        """POST /v2/{kind}/batch: throttle, parse, replay or create a job with decided row outcomes."""
+        with self._lock:
+            self._submits_seen += 1
+            if self._submits_seen <= self.config.throttle_first_submits:
+                raise self._throttle("Rate limit exceeded, retry after the Retry-After interval")
+        payload = _parse_batch_body(kind, body)
+        body_hash = hashlib.sha256(_dumps(payload, canonical=True)).hexdigest()
+        with self._lock:
+            if idem_key:
+                record = self._idempotency.get((kind, idem_key))
+                now = time.monotonic()
+                if record is not None and now - record.stored_mono < IDEMPOTENCY_KEY_TTL_SECONDS:
+                    if record.body_hash != body_hash:
+                        raise _ApiError(
+                            400,
+                            "invalid_argument",
+                            f"Idempotency-Key {idem_key!r} was already used with a different request body",
+                        )
+                    self._stats["replayed_posts"] += 1
+                    return 200, record.response, {}
+            self._sweep_finished()
+            if len(self._processing) >= self.config.in_progress_limit:
+                raise self._throttle(
+                    f"Too many batch jobs in progress ({len(self._processing)}); "
+                    f"limit is {self.config.in_progress_limit}"
+                )
+            job = self._new_job(kind, payload)
+            response = _dumps({"job": {"id": job.id, "status": "PROCESSING", "created": _iso(job.created)}})
+            if idem_key:
+                self._idempotency[(kind, idem_key)] = _IdempotencyRecord(
+                    body_hash, response, time.monotonic()
+                )
+            self._stats["batch_posts"] += 1
+            return 200, response, {}
+
+    def _new_job(self, kind: str, payload: dict[str, Any]) -> _Job:
+        imports: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        shared = payload.get("shared")
+        for row in payload["requests"]:
+            problem = self._decide_user(row) if kind == "users" else _decide_event(row, shared)
+            if problem is None:
+                imports.append(self._user_import(row) if kind == "users" else self._event_import(row, shared))
+                continue
+            code, message = problem
+            error = {"message": message, "code": code, _ERROR_ITEM_KEY[kind]: row}
+            if kind == "events" and shared is not None:
+                error["shared"] = shared
+            errors.append(error)
+        job_id = self._unique_id()
+        now = datetime.now(UTC)
+        job = _Job(job_id, kind, now, time.monotonic(), imports, errors)
+        self._jobs[job_id] = job
+        self._processing.add(job_id)
+        self._stats["max_in_progress"] = max(self._stats["max_in_progress"], len(self._processing))
+        if self.config.polls_to_complete is not None and self.config.polls_to_complete <= 0:
+            self._finish(job, now)
+        return job
+
+    def _decide_user(self, row: dict[str, Any]) -> tuple[str, str] | None:
+        """Outcome of one user row: None when imported, else (code, message).
+
+        Beyond the documented limits, the server rejects a bad email and a property whose JSON
+        type differs from the type the org first saw for that (dotted) name. Types are
+        registered only by rows that are imported: a rejected row leaves no trace in the org.
+        """
+        if row.get("uid") == "":
+            return "invalid_parameter", "The provided uid parameter can not be empty"
+        for name, limit in (("uid", MAX_UID_LENGTH), ("display_name", MAX_DISPLAY_NAME_LENGTH)):
+            problem = _string_field_problem(row, name, limit)
+            if problem:
+                return "invalid_parameter", problem
+        email = row.get("email")
+        if email is not None:
+            if not _valid_email(email):
+                return "invalid_email", f"The provided email {email!r} is not a valid email address"
+            if len(email) > MAX_EMAIL_LENGTH:
+                return "invalid_parameter", f"email is longer than {MAX_EMAIL_LENGTH} characters"
+        props = row.get("properties")
+        if props is None:
+            return None
+        problem = _properties_problem(props)
+        if problem:
+            return "invalid_parameter", problem
+        seen = [(name, _json_type(value)) for name, value in _flatten_properties(props)]
+        for name, kind in seen:
+            known = self._property_types.get(name)
+            if kind is not None and known is not None and known != kind:
+                return (
+                    "invalid_property_type",
+                    f"Property {name!r} has type {kind} but this organization already stores it as {known}",
+                )
+        for name, kind in seen:
+            if kind is not None:
+                self._property_types.setdefault(name, kind)
+        return None
+
+    def _user_import(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Import item as in FullStory's docs: the user's FullStory id plus the fields sent."""
+        uid = row.get("uid")
+        if isinstance(uid, str):
+            user_id = self._user_ids.setdefault(uid, str(secrets.randbits(62)))
+        else:
+            user_id = str(secrets.randbits(62))
+        item: dict[str, Any] = {"id": user_id}
+        for name in ("uid", "display_name", "email", "properties"):
+            if row.get(name) is not None:
+                item[name] = row[name]
+        return item
+
+    def _event_import(self, row: dict[str, Any], shared: dict[str, Any] | None) -> dict[str, Any]:
+        """The event as stored: what was sent, the shared context applied, and a generated id."""
+        item = dict(row)
+        if shared and shared.get("context") is not None and row.get("context") is None:
+            item["context"] = shared["context"]
+        item["id"] = str(secrets.randbits(62))
+        return item
+
+    def _unique_id(self) -> str:
+        while True:
+            job_id = "".join(secrets.choice(_BASE36) for _ in range(12))
+            if job_id not in self._jobs:
+                return job_id
+
+    def _get_status(self, kind: str, job_id: str) -> _Answer:
+        """GET /v2/{kind}/batch/{id}: each call is one poll and may move the job to terminal."""
+        with self._lock:
+            self._stats["status_gets"] += 1
+            job = self._job(kind, job_id)
+            job.polls += 1
+            limit = self.config.polls_to_complete
+            if job.status == "PROCESSING":
+                if limit is not None and job.polls >= limit:
+                    self._finish(job, datetime.now(UTC))
+                else:
+                    self._maybe_finish_by_time(job)
+            done = job.status != "PROCESSING"
+            meta: dict[str, Any] = {"id": job.id, "status": job.status, "created": _iso(job.created)}
+            if job.finished is not None:
+                meta["finished"] = _iso(job.finished)
+            body = {
+                "imports": len(job.imports) if done else 0,
+                "errors": len(job.errors) if done else 0,
+                "job": meta,
+            }
+            return 200, _dumps(body), {}
+
+    def _get_page(self, kind: str, job_id: str, listing: str, token: str) -> _Answer:
+        """GET .../imports|errors: 202 while processing, else one page with a chaining token."""
+        with self._lock:
+            self._stats["page_gets"] += 1
+            job = self._job(kind, job_id)
+            self._maybe_finish_by_time(job)
+            if job.status == "PROCESSING":
+                return 202, _dumps({}), {}
+            items = job.imports if listing == "imports" else job.errors
+            start = _decode_page_token(token, job.id, listing, len(items)) if token else 0
+            end = start + max(1, self.config.page_size)
+            body: dict[str, Any] = {"results": items[start:end], "total_records": str(len(items))}
+            if end < len(items):
+                body["next_page_token"] = _encode_page_token(job.id, listing, end)
+            return 200, _dumps(body), {}
+
+    def _job(self, kind: str, job_id: str) -> _Job:
+        job = self._jobs.get(job_id)
+        if job is None or job.kind != kind:
+            raise _ApiError(404, "resource_not_found", f"Batch {kind} import job {job_id!r} does not exist")
+        return job
+
+    def _finish(self, job: _Job, when: datetime) -> None:
+        job.status = "FAILED" if job.errors else "COMPLETED"
+        job.finished = when
+        self._processing.discard(job.id)
+
+    def _maybe_finish_by_time(self, job: _Job) -> None:
+        """Wall-clock mode: a job is terminal once ``processing_seconds`` have passed."""
+        if job.status != "PROCESSING" or self.config.polls_to_complete is not None:
+            return
+        if time.monotonic() - job.created_mono >= self.config.processing_seconds:
+            self._finish(job, job.created + timedelta(seconds=self.config.processing_seconds))
+
+    def _sweep_finished(self) -> None:
+        for job_id in list(self._processing):
+            self._maybe_finish_by_time(self._jobs[job_id])
+
+
+def _decide_event(row: dict[str, Any], shared: dict[str, Any] | None) -> tuple[str, str] | None:
+    """Outcome of one event row: None when imported, else (code, message).
+
+    The server requires a non-empty ``name``, a parseable ISO-8601 ``timestamp`` when one is
+    given, no per-event ``context`` when the batch carries ``shared`` context (per the spec),
+    and the documented property and uid limits.
+    """
+    name = row.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return "required_field", "The event name is required and can not be empty"
+    timestamp = row.get("timestamp")
+    if timestamp is not None and not _valid_timestamp(timestamp):
+        return "invalid_timestamp", f"The event timestamp {timestamp!r} is not a valid ISO-8601 time"
+    if shared and shared.get("context") is not None and row.get("context") is not None:
+        return "invalid_argument", "An event can not carry its own context when the batch has shared context"
+    user = row.get("user")
+    if user is not None:
+        if not isinstance(user, dict):
+            return "invalid_parameter", "user must be an object"
+        problem = _string_field_problem(user, "uid", MAX_UID_LENGTH)
+        if problem:
+            return "invalid_parameter", f"user.{problem}"
+    props = row.get("properties")
+    if props is not None:
+        problem = _properties_problem(props)
+        if problem:
+            return "invalid_parameter", problem
+    return None
+
+
+def _parse_batch_body(kind: str, body: bytes) -> dict[str, Any]:
+    """Whole-request validation: anything that fails here is a 400 and creates no job."""
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _ApiError(400, "invalid_argument", f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise _ApiError(400, "invalid_argument", "Request body must be a JSON object")
+    requests = payload.get("requests")
+    if requests is None:
+        raise _ApiError(400, "invalid_argument", "requests is required")
+    if not isinstance(requests, list):
+        raise _ApiError(400, "invalid_argument", "requests must be an array")
+    if len(requests) > MAX_REQUESTS_PER_BATCH:
+        raise _ApiError(
+            400,
+            "invalid_argument",
+            f"A batch may contain at most {MAX_REQUESTS_PER_BATCH} requests, got {len(requests)}",
+        )
+    for index, row in enumerate(requests):
+        if not isinstance(row, dict):
+            raise _ApiError(400, "invalid_argument", f"requests[{index}] must be an object")
+    shared = payload.get("shared")
+    if kind == "events" and shared is not None and not isinstance(shared, dict):
+        raise _ApiError(400, "invalid_argument", "shared must be an object")
+    return payload
+
+
+def _encode_page_token(job_id: str, listing: str, offset: int) -> str:
+    raw = f"{listing}:{offset}:{job_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_page_token(token: str, job_id: str, listing: str, total: int) -> int:
+    """Opaque tokens are bound to one job and listing, so a token reused elsewhere is a 400."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        tok_listing, offset_text, tok_job = raw.split(":", 2)
+        offset = int(offset_text)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise _ApiError(400, "invalid_argument", f"Invalid page_token {token!r}") from None
+    if tok_listing != listing or tok_job != job_id or not 0 < offset < total:
+        raise _ApiError(
+            400, "invalid_argument", f"page_token {token!r} does not belong to this {listing} listing"
+        )
+    return offset
+
+
+def _dumps(value: Any, canonical: bool = False) -> bytes:
+    if canonical:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(value, ensure_ascii=False).encode()
+
+
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer that knows its simulator and stays quiet about client disconnects."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], sim: FullStorySimulator
+    ):
+        self.sim = sim
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Broken connections are the client's business; don't print tracebacks."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Thin HTTP adapter: read the body, let the simulator answer, write JSON back."""
+
+    server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive, so pooled clients (urllib3) reuse connections
+    disable_nagle_algorithm = True  # headers and body go out in two writes: avoid 40 ms ACK stalls
+    server_version = "FullStorySimulator/1.0"
+
+    def _serve(self, send_body: bool = True) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._reply(
+                400, _dumps({"code": "invalid_argument", "message": "Invalid Content-Length"}), {}, send_body
+            )
+            self.close_connection = True
+            return
+        body = self.rfile.read(length) if length else b""
+        status, payload, headers = self.server.sim.handle(self.command, self.path, self.headers, body)
+        self._reply(status, payload, headers, send_body)
+
+    def _reply(self, status: int, payload: bytes, headers: dict[str, str], send_body: bool) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if send_body:
+            self.wfile.write(payload)
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def do_HEAD(self) -> None:
+        self._serve(send_body=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet by default: tests and the offline stack should not be flooded with access logs."""
+
+
+def serve(config: SimulatorConfig, host: str = "127.0.0.1", port: int = 8900) -> None:
+    """Blocking entry point for ``jobtracker simulate fullstory --port N``; Ctrl-C stops it."""
+    sim = FullStorySimulator(config, host=host, port=port)
+    sim._server = _Server((host, port), _Handler, sim)
+    print(f"FullStory simulator on {sim.base_url}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        sim.serve_forever()
