@@ -24,6 +24,7 @@ class Settings:
     poll_max_seconds: float
     max_job_seconds: int
     max_batch_bytes: int
+    max_batch_requests: int
     retention_days: int
 
     @classmethod
@@ -48,6 +49,7 @@ class Settings:
             poll_max_seconds=float(env.get("POLL_MAX_SECONDS", "300")),
             max_job_seconds=int(float(env.get("MAX_JOB_HOURS", "24")) * 3600),
             max_batch_bytes=int(env.get("MAX_BATCH_BYTES", str(limits.DEFAULT_MAX_BATCH_BYTES))),
+            max_batch_requests=int(env.get("MAX_BATCH_REQUESTS", str(limits.MAX_REQUESTS_PER_BATCH))),
             retention_days=int(env.get("RETENTION_DAYS", "30")),
         )
 

@@ -34,6 +34,7 @@ class Upload:
     key: str
     version: str | None
     sequencer: str | None
+    etag: str | None
     size: int
     principal: str
 
@@ -44,7 +45,8 @@ def job_type_for_key(key: str) -> str | None:
 
 def job_id_for_upload(upload: Upload) -> str:
     """Same upload (even delivered three times) -> same job id -> same execution name."""
-    identity = upload.version or upload.sequencer or f"size={upload.size}"
+    # Real S3 always sends a sequencer (and a versionId in a versioned bucket); emulators may send only the ETag.
+    identity = upload.version or upload.sequencer or f"etag={upload.etag}:size={upload.size}"
     digest = hashlib.sha256(f"{upload.bucket}\0{upload.key}\0{identity}".encode()).hexdigest()
     return f"job-{digest[:24]}"
 
@@ -137,7 +139,9 @@ class Intake:
 
         results = self._settings.results_bucket
         rejected_key = layout.result_key(job_id, layout.RESULT_FILES["rejected"])
-        splitter = BatchSplitter(max_bytes=self._settings.max_batch_bytes)
+        splitter = BatchSplitter(
+            max_requests=self._settings.max_batch_requests, max_bytes=self._settings.max_batch_bytes
+        )
         manifest: list[dict[str, Any]] = []
         rows_in = 0
         rejected = S3StreamWriter(results, rejected_key, s3=self._s3)

@@ -28,6 +28,7 @@ class _S3Object(_Lenient):
     size: int = 0
     version_id: str | None = Field(default=None, alias="versionId")
     sequencer: str | None = None
+    etag: str | None = Field(default=None, alias="eTag")
 
 
 class _S3Entity(_Lenient):
@@ -52,6 +53,7 @@ class S3EventRecord(_Lenient):
             key=unquote_plus(self.s3.object.key),
             version=self.s3.object.version_id,
             sequencer=self.s3.object.sequencer,
+            etag=self.s3.object.etag,
             size=self.s3.object.size,
             principal=self.user_identity.principal_id,
         )

@@ -1,0 +1,151 @@
+"""The REST API offline: an HTTP server on 127.0.0.1 that turns each request into the API Gateway
+REST proxy event the deployed API sends, runs the real api handler, and answers what it returns.
+
+Routes come from the api function's `Api` events in template.yaml, so an unknown path is a 404 here
+exactly as in API Gateway. Requests are not SigV4-verified offline; the caller identity is taken from
+the SigV4 Authorization header's access key when present (see README: offline auth).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from jobtracker.local.lambdas import FunctionSpec, LambdaRuntime
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+
+
+class Route:
+    def __init__(self, method: str, path: str, function: FunctionSpec) -> None:
+        self.method = method.upper()
+        self.resource = path
+        self.function = function
+        self.pattern = re.compile("^" + re.sub(r"\{([^}/]+)\}", r"(?P<\1>[^/]+)", path) + "/?$")
+
+
+def routes_from_template(functions: dict[str, FunctionSpec]) -> list[Route]:
+    return [
+        Route(event["Properties"]["Method"], event["Properties"]["Path"], spec)
+        for spec in functions.values()
+        for event in spec.events.values()
+        if event["Type"] == "Api"
+    ]
+
+
+class OfflineApiServer:
+    def __init__(self, lambdas: LambdaRuntime, routes: list[Route], *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.lambdas = lambdas
+        self.routes = routes
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                return
+
+            def _serve(self) -> None:
+                status, headers, body = server.handle(self.command, self.path, dict(self.headers.items()), self._body())
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _body(self) -> bytes:
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(min(length, MAX_BODY_BYTES + 1)) if length else b""
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815
+
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> OfflineApiServer:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        if len(body) > MAX_BODY_BYTES:
+            return _json(413, {"code": "payload_too_large", "message": "request body over 10 MB"})
+        parts = urlsplit(raw_path)
+        path = parts.path
+        matched = [(r, m) for r in self.routes if (m := r.pattern.match(path))]
+        if not matched:
+            return _json(404, {"code": "not_found", "message": f"no route for {path}"})
+        route_match = next(((r, m) for r, m in matched if r.method == method), None)
+        if route_match is None:
+            return _json(405, {"code": "method_not_allowed", "message": f"{method} is not allowed on {path}"})
+        route, match = route_match
+        query = parse_qs(parts.query, keep_blank_values=True)
+        host, port = self._httpd.server_address[:2]
+        event = {
+            "resource": route.resource,
+            "path": path,
+            "httpMethod": method,
+            "headers": headers,
+            "multiValueHeaders": {k: [v] for k, v in headers.items()},
+            "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+            "multiValueQueryStringParameters": query or None,
+            "pathParameters": match.groupdict() or None,
+            "stageVariables": None,
+            "requestContext": {
+                "resourcePath": route.resource,
+                "httpMethod": method,
+                "path": path,
+                "stage": "local",
+                "domainName": f"{host}:{port}",
+                "requestId": str(uuid.uuid4()),
+                "accountId": "123456789012",
+                "apiId": "offline",
+                "identity": _identity(headers),
+            },
+            "body": base64.b64encode(body).decode() if body else None,
+            "isBase64Encoded": bool(body),
+        }
+        try:
+            response = self.lambdas.invoke(route.function.logical_id, event)
+        except Exception:
+            return _json(502, {"code": "internal_error", "message": "the api function failed"})
+        out_headers = dict(response.get("headers") or {})
+        for key, values in (response.get("multiValueHeaders") or {}).items():
+            out_headers[key] = ", ".join(values)
+        raw = response.get("body") or ""
+        data = base64.b64decode(raw) if response.get("isBase64Encoded") else raw.encode()
+        return int(response.get("statusCode", 200)), out_headers, data
+
+
+def _identity(headers: dict[str, str]) -> dict[str, Any]:
+    authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    match = re.search(r"Credential=([^/,\s]+)/", authorization)
+    access_key = match.group(1) if match else None
+    return {
+        "accessKey": access_key,
+        "caller": access_key,
+        "userArn": f"arn:aws:iam::123456789012:user/{access_key}" if access_key else "arn:aws:iam::123456789012:user/local-developer",
+        "sourceIp": "127.0.0.1",
+        "user": access_key,
+    }
+
+
+def _json(status: int, payload: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Content-Type": "application/json"}, json.dumps(payload).encode()

@@ -1,0 +1,422 @@
+"""The whole stack on one machine: moto for AWS (S3, DynamoDB, SQS, SNS, Secrets Manager, Step Functions
+running the real ASL), the real handlers in process, built from template.yaml.
+
+    with OfflineStack(parameters={"FullStoryBaseUrl": sim.base_url}) as stack:
+        stack.upload("inbox/users/people.csv", data)
+        job = stack.wait_for_job(job_id)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from jobtracker.local.lambdas import FunctionSpec, LambdaRuntime
+from jobtracker.local.template import Resolver, load_template, substitute_definition
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+LOCAL_API_KEY = "offline-demo-key"
+
+# Types the offline stack deliberately does not emulate, and why.
+NOT_EMULATED = {
+    "AWS::S3::BucketPolicy": "moto does not enforce bucket policies",
+    "AWS::SQS::QueuePolicy": "moto delivers S3 notifications without a queue policy",
+    "AWS::SNS::Subscription": "e-mail is not sent offline; the stack records published messages",
+    "AWS::Serverless::LayerVersion": "the layer package is installed into the local environment",
+    "AWS::Serverless::Api": "served by the offline API server (jobtracker.local.api_gateway)",
+}
+
+
+class OfflineStack:
+    def __init__(
+        self,
+        *,
+        parameters: dict[str, Any] | None = None,
+        stack_name: str = "jobtracker-local",
+        api_key: str = LOCAL_API_KEY,
+        root: Path = REPO_ROOT,
+        pump_sqs: bool = True,
+    ) -> None:
+        self.root = root
+        self.stack_name = stack_name
+        self.api_key = api_key
+        self.template = load_template(root / "template.yaml")
+        self._parameter_overrides = {k: str(v) for k, v in (parameters or {}).items()}
+        self.physical: dict[str, dict[str, Any]] = {}
+        self.functions: dict[str, FunctionSpec] = {}
+        self.lambdas: LambdaRuntime | None = None
+        self._mock: Any = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._pump_sqs = pump_sqs
+        self._saved_env: dict[str, str | None] = {}
+        self.pump_errors: list[str] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> OfflineStack:
+        from moto import mock_aws
+
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "offline", "AWS_SECRET_ACCESS_KEY": "offline", "AWS_SESSION_TOKEN": "offline",
+            "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+        }.items():
+            self._set_env(name, value)
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._mock.start()
+        boto3.setup_default_session(region_name=REGION)
+        self.resolver = Resolver(
+            self.template,
+            self._parameter_overrides,
+            {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::StackName": self.stack_name,
+             "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"},
+            self._lookup,
+        )
+        for logical_id in self.template["Resources"]:
+            self._ensure(logical_id)
+        self._configure_runtime()
+        self.lambdas = LambdaRuntime(self.functions)
+        boto3.DEFAULT_SESSION.events.register("before-call.lambda.Invoke", self.lambdas.on_lambda_invoke)
+        if self._pump_sqs:
+            for spec in self.functions.values():
+                for event in spec.events.values():
+                    if event["Type"] == "SQS":
+                        self._start_thread(self._pump, spec, event["Properties"]["Queue"])
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def __enter__(self) -> OfflineStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what users and tests need ---------------------------------------------------------
+    def output(self, logical_id: str, attribute: str | None = None) -> Any:
+        return self._lookup(logical_id, attribute)
+
+    @property
+    def inbox_bucket(self) -> str:
+        return self.output("InboxBucket")
+
+    @property
+    def results_bucket(self) -> str:
+        return self.output("ResultsBucket")
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION)
+
+    def upload(self, key: str, body: bytes) -> None:
+        self.client("s3").put_object(Bucket=self.inbox_bucket, Key=key, Body=body)
+
+    def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
+        assert self.lambdas is not None
+        return self.lambdas.invoke(logical_id, event)
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        from tracker import wiring
+
+        return wiring.store().get_job(job_id)
+
+    def list_batches(self, job_id: str) -> list[dict[str, Any]]:
+        from tracker import wiring
+
+        return sorted(wiring.store().list_batches(job_id), key=lambda b: int(b["index"]))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        from tracker import wiring
+
+        jobs, _ = wiring.store().list_jobs(limit=200)
+        return jobs
+
+    def wait_until(self, predicate: Callable[[], Any], *, timeout: float = 60, what: str = "condition") -> Any:
+        """Wait for a state the stack reaches by itself; the deadline only guards against a hang."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if self.pump_errors:
+                raise RuntimeError(f"intake pump failed: {self.pump_errors[-1]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(0.02)
+
+    def wait_for_job(self, job_id: str, *, timeout: float = 120) -> dict[str, Any]:
+        """Wait until the job is terminal and its notification went out."""
+
+        def finished() -> dict[str, Any] | None:
+            job = self.get_job(job_id)
+            return job if job and job["state"] in ("COMPLETED", "FAILED") and job.get("notifiedAt") else None
+
+        return self.wait_until(finished, timeout=timeout, what=f"job {job_id} to finish")
+
+    def wait_for_execution(self, job_id: str, *, timeout: float = 60) -> dict[str, Any]:
+        sfn = self.client("stepfunctions")
+        arn = self.output("JobStateMachine").replace(":stateMachine:", ":execution:") + f":{job_id}"
+
+        def ended() -> dict[str, Any] | None:
+            try:
+                described = sfn.describe_execution(executionArn=arn)
+            except sfn.exceptions.ExecutionDoesNotExist:
+                return None
+            return described if described["status"] != "RUNNING" else None
+
+        return self.wait_until(ended, timeout=timeout, what=f"execution of {job_id} to end")
+
+    def notifications(self) -> list[dict[str, Any]]:
+        """Messages published to the jobs topic (moto keeps them; nothing is e-mailed offline)."""
+        from moto.sns.models import sns_backends
+
+        backend = sns_backends[ACCOUNT][REGION]
+        topic_arn = self.output("JobsTopic")
+        published = []
+        for message_id, (_topic, message, *rest) in getattr(backend, "sent_notifications", {}).items():
+            published.append({"id": message_id, "message": message, "rest": rest})
+        if published:
+            return published
+        return [m for m in _published_messages(backend, topic_arn)]
+
+    # -- building resources from template.yaml ---------------------------------------------
+    def _lookup(self, logical_id: str, attribute: str | None) -> Any:
+        values = self._ensure(logical_id)
+        key = attribute or "Ref"
+        if key not in values:
+            raise KeyError(f"{logical_id} has no attribute {key} offline")
+        return values[key]
+
+    def _ensure(self, logical_id: str) -> dict[str, Any]:
+        if logical_id in self.physical:
+            return self.physical[logical_id]
+        resource = self.template["Resources"][logical_id]
+        if "Condition" in resource and not self.resolver.condition(resource["Condition"]):
+            self.physical[logical_id] = {}
+            return self.physical[logical_id]
+        for dependency in _as_list(resource.get("DependsOn")):
+            self._ensure(dependency)
+        kind = resource["Type"]
+        props = resource.get("Properties", {})
+        name = f"{self.stack_name}-{logical_id}"
+        builder = getattr(self, "_build_" + kind.replace("::", "_"), None)
+        if builder is None:
+            if kind not in NOT_EMULATED:
+                raise NotImplementedError(f"offline stack cannot build {kind} ({logical_id}); add a builder")
+            values: dict[str, Any] = {"Ref": name, "Arn": f"arn:aws:offline:::{name}"}
+        else:
+            values = builder(logical_id, name, props)
+        self.physical[logical_id] = values
+        return values
+
+    def _build_AWS_S3_Bucket(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        bucket = name.lower()
+        values = {"Ref": bucket, "Arn": f"arn:aws:s3:::{bucket}"}
+        self.physical[logical_id] = values  # the notification below may resolve this bucket's own name
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=bucket)
+        if self.resolver.resolve(props.get("VersioningConfiguration", {})).get("Status") == "Enabled":
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        notifications = self.resolver.resolve(props.get("NotificationConfiguration", {}))
+        queue_configs = [
+            {
+                "QueueArn": cfg["Queue"],
+                "Events": [cfg["Event"]],
+                **({"Filter": {"Key": {"FilterRules": cfg["Filter"]["S3Key"]["Rules"]}}} if "Filter" in cfg else {}),
+            }
+            for cfg in notifications.get("QueueConfigurations", [])
+        ]
+        if queue_configs:
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket, NotificationConfiguration={"QueueConfigurations": queue_configs}
+            )
+        return values
+
+    def _build_AWS_DynamoDB_Table(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        props = self.resolver.resolve(props)
+        ddb = self.client("dynamodb")
+        kwargs: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+        if props.get("GlobalSecondaryIndexes"):
+            kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        arn = ddb.create_table(**kwargs)["TableDescription"]["TableArn"]
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl:
+            ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+        return {"Ref": name, "Arn": arn}
+
+    def _build_AWS_SQS_Queue(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        props = self.resolver.resolve(props)
+        attributes = {}
+        if "VisibilityTimeout" in props:
+            attributes["VisibilityTimeout"] = str(props["VisibilityTimeout"])
+        if "MessageRetentionPeriod" in props:
+            attributes["MessageRetentionPeriod"] = str(props["MessageRetentionPeriod"])
+        if "RedrivePolicy" in props:
+            attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+        sqs = self.client("sqs")
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return {"Ref": url, "Arn": arn, "QueueName": name, "QueueUrl": url}
+
+    def _build_AWS_SNS_Topic(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        arn = self.client("sns").create_topic(Name=name)["TopicArn"]
+        return {"Ref": arn, "TopicName": name, "TopicArn": arn}
+
+    def _build_AWS_SecretsManager_Secret(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        # Offline the stack fills the secret itself with the key the local simulator expects.
+        arn = self.client("secretsmanager").create_secret(Name=name, SecretString=self.api_key)["ARN"]
+        return {"Ref": arn, "Id": arn}
+
+    def _build_AWS_Serverless_Function(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+        values = {"Ref": name, "Arn": arn}
+        self.physical[logical_id] = values
+        globals_ = self.template.get("Globals", {}).get("Function", {})
+        env = {
+            **self.resolver.resolve(globals_.get("Environment", {}).get("Variables", {})),
+            **self.resolver.resolve(props.get("Environment", {}).get("Variables", {})),
+        }
+        events = {}
+        for event_name, event in props.get("Events", {}).items():
+            resolved = {"Type": event["Type"], "Properties": self.resolver.resolve(event.get("Properties", {}))}
+            events[event_name] = resolved
+        self.functions[logical_id] = FunctionSpec(
+            logical_id=logical_id,
+            name=name,
+            arn=arn,
+            code_dir=self.root / props["CodeUri"],
+            handler=props["Handler"],
+            timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
+            memory=int(props.get("MemorySize", globals_.get("MemorySize", 128))),
+            environment={k: str(v) for k, v in env.items()},
+            events=events,
+        )
+        return values
+
+    def _build_AWS_Serverless_StateMachine(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        machine_name = self.resolver.resolve(props.get("Name", name))
+        definition = substitute_definition(
+            (self.root / props["DefinitionUri"]).read_text(encoding="utf-8"),
+            self.resolver.resolve(props.get("DefinitionSubstitutions", {})),
+        )
+        arn = self.client("stepfunctions").create_state_machine(
+            name=machine_name,
+            definition=definition,
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/{name}-role",
+            type=props.get("Type", "STANDARD"),
+        )["stateMachineArn"]
+        return {"Ref": arn, "Arn": arn, "Name": machine_name}
+
+    # -- runtime -----------------------------------------------------------------------------
+    def _configure_runtime(self) -> None:
+        """One process hosts every function, so their environments must agree; template.yaml keeps
+        shared settings in Globals, and this check keeps it that way."""
+        merged: dict[str, str] = {}
+        for spec in self.functions.values():
+            for key, value in spec.environment.items():
+                if merged.get(key, value) != value:
+                    raise ValueError(f"functions disagree on environment variable {key}; keep it in Globals")
+                merged[key] = value
+        merged.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        merged.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        for key, value in merged.items():
+            self._set_env(key, value)
+        logging.getLogger("jobtracker").setLevel(logging.WARNING)
+        from aws_lambda_powertools.utilities import parameters
+
+        from tracker import wiring
+
+        parameters.clear_caches()
+        wiring.reset()
+
+    def _set_env(self, name: str, value: str) -> None:
+        if name not in self._saved_env:
+            self._saved_env[name] = os.environ.get(name)
+        os.environ[name] = value
+
+    def _start_thread(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True, name=f"offline-{target.__name__}")
+        thread.start()
+        self._threads.append(thread)
+
+    def _pump(self, spec: FunctionSpec, queue_arn: str) -> None:
+        """Lambda's SQS event source: receive, invoke with an SQS event, delete what succeeded."""
+        sqs = self.client("sqs")
+        queue_name = queue_arn.rsplit(":", 1)[1]
+        queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        assert self.lambdas is not None
+        while not self._stop.is_set():
+            try:
+                received = sqs.receive_message(
+                    QueueUrl=queue_url, MaxNumberOfMessages=1, AttributeNames=["All"], WaitTimeSeconds=0
+                ).get("Messages", [])
+            except Exception as exc:  # the mock may be stopping
+                if not self._stop.is_set():
+                    self.pump_errors.append(f"receive failed: {exc!r}")
+                return
+            if not received:
+                self._stop.wait(0.02)
+                continue
+            for message in received:
+                event = {"Records": [_sqs_record(message, queue_arn)]}
+                try:
+                    response = self.lambdas.invoke(spec.logical_id, event) or {}
+                    failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+                except Exception as exc:
+                    self.pump_errors.append(f"{spec.logical_id} crashed: {exc!r}")
+                    failed = {message["MessageId"]}
+                if message["MessageId"] in failed:
+                    # Make it visible again soon (Lambda would wait out the visibility timeout).
+                    sqs.change_message_visibility(
+                        QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=1
+                    )
+                else:
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": {},
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": REGION,
+    }
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _published_messages(backend: Any, topic_arn: str) -> list[dict[str, Any]]:
+    return []
