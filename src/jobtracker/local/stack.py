@@ -61,6 +61,8 @@ class OfflineStack:
         self._pump_sqs = pump_sqs
         self._saved_env: dict[str, str | None] = {}
         self.pump_errors: list[str] = []
+        self._notifications: list[dict[str, Any]] = []
+        self._tap_url = ""
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> OfflineStack:
@@ -83,6 +85,7 @@ class OfflineStack:
         )
         for logical_id in self.template["Resources"]:
             self._ensure(logical_id)
+        self._tap_topic()
         self._configure_runtime()
         self.lambdas = LambdaRuntime(self.functions)
         boto3.DEFAULT_SESSION.events.register("before-call.lambda.Invoke", self.lambdas.on_lambda_invoke)
@@ -186,17 +189,32 @@ class OfflineStack:
         return self.wait_until(ended, timeout=timeout, what=f"execution of {job_id} to end")
 
     def notifications(self) -> list[dict[str, Any]]:
-        """Messages published to the jobs topic (moto keeps them; nothing is e-mailed offline)."""
-        from moto.sns.models import sns_backends
+        """Every message published to the jobs topic so far: {"message": body, "attributes": {...}, "subject"}.
 
-        backend = sns_backends[ACCOUNT][REGION]
-        topic_arn = self.output("JobsTopic")
-        published = []
-        for message_id, (_topic, message, *rest) in getattr(backend, "sent_notifications", {}).items():
-            published.append({"id": message_id, "message": message, "rest": rest})
-        if published:
-            return published
-        return [m for m in _published_messages(backend, topic_arn)]
+        Offline nothing is e-mailed; a queue subscribed to the topic at start keeps what was published,
+        through moto's real SNS -> SQS delivery (attributes included).
+        """
+        sqs = self.client("sqs")
+        while True:
+            received = sqs.receive_message(QueueUrl=self._tap_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not received:
+                return list(self._notifications)
+            for message in received:
+                envelope = json.loads(message["Body"])
+                self._notifications.append(
+                    {
+                        "message": json.loads(envelope["Message"]),
+                        "subject": envelope.get("Subject"),
+                        "attributes": {k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()},
+                    }
+                )
+                sqs.delete_message(QueueUrl=self._tap_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def _tap_topic(self) -> None:
+        sqs = self.client("sqs")
+        self._tap_url = sqs.create_queue(QueueName=f"{self.stack_name}-notification-tap")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=self._tap_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.client("sns").subscribe(TopicArn=self.output("JobsTopic"), Protocol="sqs", Endpoint=arn)
 
     # -- building resources from template.yaml ---------------------------------------------
     def _lookup(self, logical_id: str, attribute: str | None) -> Any:
@@ -417,6 +435,3 @@ def _as_list(value: Any) -> list[str]:
         return []
     return [value] if isinstance(value, str) else list(value)
 
-
-def _published_messages(backend: Any, topic_arn: str) -> list[dict[str, Any]]:
-    return []

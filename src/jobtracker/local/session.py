@@ -1,0 +1,63 @@
+"""Starts the whole offline world together: FullStory simulator, offline stack, REST API, AWS endpoint."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobtracker.local.api_gateway import OfflineApiServer, routes_from_template
+from jobtracker.local.stack import LOCAL_API_KEY, OfflineStack
+from jobtracker.simulators.fullstory import FullStorySimulator, SimulatorConfig
+
+
+@dataclass
+class OfflineSession:
+    """`with OfflineSession(...) as s:` gives s.stack, s.simulator, s.api (optional), s.aws_endpoint."""
+
+    parameters: dict[str, Any] = field(default_factory=dict)
+    simulator_config: SimulatorConfig | None = None
+    simulator_port: int = 0
+    api_port: int | None = None
+    aws_port: int | None = None
+    stack: OfflineStack = field(init=False)
+    simulator: FullStorySimulator = field(init=False)
+    api: OfflineApiServer | None = field(init=False, default=None)
+    aws_endpoint: str | None = field(init=False, default=None)
+    _moto_server: Any = field(init=False, default=None)
+
+    def __enter__(self) -> OfflineSession:
+        # Powertools warns on every invocation that publishes no metric; offline that is noise.
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        config = self.simulator_config or SimulatorConfig(processing_seconds=0.0, polls_to_complete=2)
+        if config.api_key is None:
+            config.api_key = LOCAL_API_KEY
+        self.simulator = FullStorySimulator(config, port=self.simulator_port).start()
+        params = {"FullStoryBaseUrl": self.simulator.base_url, "LogLevel": "WARNING", **self.parameters}
+        self.stack = OfflineStack(parameters=params, api_key=config.api_key)
+        try:
+            self.stack.start()
+            if self.api_port is not None:
+                assert self.stack.lambdas is not None
+                self.api = OfflineApiServer(
+                    self.stack.lambdas, routes_from_template(self.stack.functions), port=self.api_port
+                ).start()
+            if self.aws_port is not None:
+                from moto.server import ThreadedMotoServer
+
+                self._moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
+                self._moto_server.start()
+                host, port = self._moto_server.get_host_and_port()
+                self.aws_endpoint = f"http://{host}:{port}"
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._moto_server is not None:
+            self._moto_server.stop()
+        if self.api is not None:
+            self.api.stop()
+        self.stack.stop()
+        self.simulator.stop()
