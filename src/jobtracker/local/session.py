@@ -20,6 +20,8 @@ class OfflineSession:
     simulator_port: int = 0
     api_port: int | None = None
     aws_port: int | None = None
+    # The key the stack's secret holds; defaults to the simulator's, set another to test a revoked key.
+    stack_api_key: str | None = None
     stack: OfflineStack = field(init=False)
     simulator: FullStorySimulator = field(init=False)
     api: OfflineApiServer | None = field(init=False, default=None)
@@ -34,7 +36,7 @@ class OfflineSession:
             config.api_key = LOCAL_API_KEY
         self.simulator = FullStorySimulator(config, port=self.simulator_port).start()
         params = {"FullStoryBaseUrl": self.simulator.base_url, "LogLevel": "WARNING", **self.parameters}
-        self.stack = OfflineStack(parameters=params, api_key=config.api_key)
+        self.stack = OfflineStack(parameters=params, api_key=self.stack_api_key or config.api_key)
         try:
             self.stack.start()
             if self.api_port is not None:

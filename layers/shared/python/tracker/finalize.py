@@ -135,25 +135,30 @@ class Finalizer:
         return None
 
     def _notify_once(self, job: dict[str, Any]) -> None:
-        if not self._store.claim_notification(job["id"]):
+        if job.get("notifiedAt") or not self._store.claim_notification(job["id"]):
             return
         bucket = self._settings.results_bucket
         keys = job.get("resultKeys") or {}
-        publish_job_notification(
-            self._settings.topic_arn,
-            {
-                "jobId": job["id"],
-                "type": job["type"],
-                "state": job["state"],
-                "createdAt": job["createdAt"],
-                "finishedAt": job.get("finishedAt"),
-                "error": job.get("error"),
-                "accounting": job.get("accounting"),
-                "source": job.get("source"),
-                "results": {name: s3_uri(bucket, key) for name, key in keys.items()},
-            },
-            sns=self._sns,
-        )
+        try:
+            message_id = publish_job_notification(
+                self._settings.topic_arn,
+                {
+                    "jobId": job["id"],
+                    "type": job["type"],
+                    "state": job["state"],
+                    "createdAt": job["createdAt"],
+                    "finishedAt": job.get("finishedAt"),
+                    "error": job.get("error"),
+                    "accounting": job.get("accounting"),
+                    "source": job.get("source"),
+                    "results": {name: s3_uri(bucket, key) for name, key in keys.items()},
+                },
+                sns=self._sns,
+            )
+        except BaseException:
+            self._store.release_notification(job["id"])
+            raise
+        self._store.update_job(job["id"], {"notifiedAt": int(time.time()), "notificationId": message_id})
 
 
 def _manifest_batch(batch: dict[str, Any]) -> dict[str, Any]:

@@ -88,12 +88,19 @@ class JobStore:
         return True
 
     def claim_notification(self, job_id: str) -> bool:
-        """True exactly once per job: whoever wins this conditional write sends the notification."""
+        """True for exactly one caller per job: the one that then publishes the notification.
+
+        A claim whose publish fails is released (release_notification) so a retry can send it;
+        `notifiedAt` is written only after SNS accepted the message.
+        """
         return self._update(
             {"pk": _pk(job_id), "sk": JOB_SK},
-            {"notifiedAt": int(time.time())},
-            condition="attribute_exists(pk) AND attribute_not_exists(notifiedAt)",
+            {"notifyClaimedAt": int(time.time())},
+            condition="attribute_exists(pk) AND attribute_not_exists(notifyClaimedAt)",
         )
+
+    def release_notification(self, job_id: str) -> None:
+        self._table.update_item(Key={"pk": _pk(job_id), "sk": JOB_SK}, UpdateExpression="REMOVE notifyClaimedAt")
 
     def list_jobs(
         self, *, state: str | None = None, limit: int = 50, next_token: str | None = None

@@ -1,0 +1,31 @@
+"""Offline stack fixtures: the real ASL in moto's Step Functions interpreter, the real handlers in
+process, the FullStory simulator on 127.0.0.1. Waits poll the stack's own state, never a clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from jobtracker.local.session import OfflineSession
+from jobtracker.simulators.fullstory import SimulatorConfig
+
+FAST = {"PollMinSeconds": 0, "PollMaxSeconds": 0}
+
+
+@pytest.fixture
+def offline() -> Callable[..., Any]:
+    """offline(sim=SimulatorConfig(...), **template_parameters) -> context manager of an OfflineSession."""
+
+    @contextmanager
+    def start(
+        sim: SimulatorConfig | None = None, api: bool = False, stack_api_key: str | None = None, **parameters: Any
+    ) -> Iterator[OfflineSession]:
+        config = sim or SimulatorConfig(polls_to_complete=2)
+        with OfflineSession(parameters={**FAST, **parameters}, simulator_config=config,
+                            api_port=0 if api else None, stack_api_key=stack_api_key) as session:
+            yield session
+
+    return start

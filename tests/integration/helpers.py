@@ -1,0 +1,37 @@
+"""Helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jobtracker.local.session import OfflineSession
+
+
+def ndjson(rows: list[Any]) -> bytes:
+    return "\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows).encode() + b"\n"
+
+
+def read_ndjson(session: OfflineSession, key: str) -> list[dict[str, Any]]:
+    body = session.stack.client("s3").get_object(Bucket=session.stack.results_bucket, Key=key)["Body"].read()
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def read_json(session: OfflineSession, key: str) -> Any:
+    return json.loads(session.stack.client("s3").get_object(Bucket=session.stack.results_bucket, Key=key)["Body"].read())
+
+
+def upload_and_wait(session: OfflineSession, key: str, body: bytes, timeout: float = 60) -> dict[str, Any]:
+    stack = session.stack
+    stack.upload(key, body)
+    job_id = stack.wait_until(
+        lambda: next((j["id"] for j in stack.jobs() if j["source"]["key"] == key), None), what=f"a job for {key}"
+    )
+    return stack.wait_for_job(job_id, timeout=timeout)
+
+
+def users(n: int, start: int = 1, **props: Any) -> list[dict[str, Any]]:
+    return [
+        {"uid": f"user-{i}", "email": f"user{i}@example.com", "properties": {"plan": "pro", "score": i, **props}}
+        for i in range(start, start + n)
+    ]
