@@ -1,0 +1,948 @@
+"""ingest: formats, gzip, encodings, line numbers, streaming and the FullStory validation rules."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tracemalloc
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from tracker import ingest
+from tracker.ingest import (
+    InputError,
+    InputFormat,
+    Rejected,
+    Row,
+    detect_format,
+    make_row,
+    read_requests,
+    validate_request,
+)
+from tracker.limits import (
+    MAX_DISPLAY_NAME_CHARS,
+    MAX_EMAIL_CHARS,
+    MAX_LINE_BYTES,
+    MAX_PROPERTIES,
+    MAX_PROPERTY_NAME_CHARS,
+    MAX_PROPERTY_VALUE_BYTES,
+    MAX_UID_CHARS,
+)
+
+USERS = "fullstory.users"
+EVENTS = "fullstory.events"
+BOM = b"\xef\xbb\xbf"
+
+
+def read(
+    data: bytes, kind: str, job: str = USERS, *, gz: bool = False, **kwargs: Any
+) -> list[Row | Rejected]:
+    if gz:
+        data = gzip.compress(data)
+    return list(read_requests(io.BytesIO(data), InputFormat(kind, gz), job, **kwargs))  # type: ignore[arg-type]
+
+
+def summary(items: list[Row | Rejected]) -> list[tuple]:
+    """(line, request) for rows, (line, code) for rejects."""
+    return [(i.line, i.request) if isinstance(i, Row) else (i.line, i.code) for i in items]
+
+
+def read_error(data: bytes, kind: str, job: str = USERS, **kwargs: Any) -> tuple[InputError, list]:
+    got: list = []
+    with pytest.raises(InputError) as info:
+        for item in read_requests(
+            io.BytesIO(data), InputFormat(kind, kwargs.pop("gz", False)), job, **kwargs
+        ):  # type: ignore[arg-type]
+            got.append(item)
+    return info.value, got
+
+
+class ChunkedStream:
+    """A read()-only stream returning at most `size` bytes per call (like a network body)."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self._data = io.BytesIO(data)
+        self._size = size
+
+    def read(self, n: int = -1) -> bytes:
+        return self._data.read(min(n, self._size) if n >= 0 else self._size)
+
+
+# --- detect_format ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "kind", "gz"),
+    [
+        ("inbox/users.csv", "csv", False),
+        ("inbox/users.CSV.GZ", "csv", True),
+        ("a/b/events.ndjson", "ndjson", False),
+        ("events.ndjson.gz", "ndjson", True),
+        ("events.jsonl", "ndjson", False),
+        ("events.jsonl.gz", "ndjson", True),
+        ("x.json", "json", False),
+        ("dir.v2/x.json.gz", "json", True),
+    ],
+)
+def test_detect_format(key: str, kind: str, gz: bool) -> None:
+    assert detect_format(key) == InputFormat(kind=kind, gzip=gz)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "key", ["users.txt", "users", "users.gz", "users.csv.zip", "csv", "dir.csv/file", ""]
+)
+def test_detect_format_unsupported(key: str) -> None:
+    with pytest.raises(InputError) as info:
+        detect_format(key)
+    assert info.value.code == "unsupported_format"
+    assert ".csv" in info.value.message
+
+
+# --- every format, with and without gzip and BOM -------------------------------------------------
+
+REQUESTS = [
+    {"uid": "u1", "email": "a@example.com", "properties": {"plan": "pro"}},
+    {"uid": "u2", "display_name": 'Zoë, "the" one'},
+    {"uid": "u3", "properties": {"seats": "5"}},
+]
+EXPECTED_ROWS = [(i + 2, r) for i, r in enumerate(REQUESTS)]  # JSON/CSV below put row i on line i+2
+
+
+def as_ndjson() -> bytes:
+    return b"\n" + b"\n".join(json.dumps(r, ensure_ascii=False).encode() for r in REQUESTS) + b"\n"
+
+
+def as_json() -> bytes:
+    return b"[\n" + b",\n".join(json.dumps(r, ensure_ascii=False).encode() for r in REQUESTS) + b"\n]\n"
+
+
+def as_json_object() -> bytes:
+    return (
+        b'{"requests": [\n'
+        + b",\n".join(json.dumps(r, ensure_ascii=False).encode() for r in REQUESTS)
+        + b"]}"
+    )
+
+
+def as_csv() -> bytes:
+    return (
+        "uid,email,display_name,plan,seats\r\n"
+        "u1,a@example.com,,pro,\r\n"
+        'u2,,"Zoë, ""the"" one",,\r\n'
+        "u3,,,,5\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("bom", [False, True], ids=["nobom", "bom"])
+@pytest.mark.parametrize(
+    ("kind", "make"),
+    [("ndjson", as_ndjson), ("json", as_json), ("json", as_json_object), ("csv", as_csv)],
+    ids=["ndjson", "json-array", "json-object", "csv"],
+)
+def test_every_format(kind: str, make: Any, gz: bool, bom: bool) -> None:
+    data = (BOM if bom else b"") + make()
+    items = read(data, kind, gz=gz)
+    assert summary(items) == EXPECTED_ROWS
+    for item in items:
+        assert isinstance(item, Row)
+        assert json.loads(item.encoded) == item.request
+        assert item.encoded == json.dumps(item.request, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64])
+@pytest.mark.parametrize(
+    ("kind", "make"),
+    [("ndjson", as_ndjson), ("json", as_json), ("json", as_json_object), ("csv", as_csv)],
+    ids=["ndjson", "json-array", "json-object", "csv"],
+)
+def test_tiny_chunks_give_the_same_result(
+    kind: str, make: Any, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest, "_CHUNK", chunk)
+    data = BOM + make()
+    items = list(read_requests(ChunkedStream(data, chunk), InputFormat(kind, False), USERS))  # type: ignore[arg-type]
+    assert summary(items) == EXPECTED_ROWS
+
+
+def test_numbers_split_across_chunks_in_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest, "_CHUNK", 5)
+    data = b'[{"properties":{"n":123456789}}, 7, 12345678901234567890, {"uid":"x"}]'
+    items = read(data, "json")
+    assert summary(items) == [
+        (1, {"properties": {"n": 123456789}}),
+        (1, "invalid_json"),
+        (1, "invalid_json"),
+        (1, {"uid": "x"}),
+    ]
+    assert items[2].source == 12345678901234567890  # type: ignore[union-attr]
+
+
+def test_non_object_with_unpaired_surrogate_has_a_text_source() -> None:
+    items = read(b'["\\ud800"]', "json")
+    assert summary(items) == [(1, "invalid_json")]
+    assert items[0].source == '"\\ud800"'  # type: ignore[union-attr]
+
+
+# --- NDJSON ----------------------------------------------------------------------------------------
+
+
+def test_ndjson_lines_blank_lines_and_rejects() -> None:
+    data = b"\n".join(
+        [
+            b'{"uid":"a"}',  # 1
+            b"",  # 2 blank
+            b"   \t",  # 3 blank
+            b'{"uid":"b"}\r',  # 4 CRLF
+            b"[1, 2]",  # 5 not an object
+            b'"text"',  # 6 not an object
+            b'{"uid": ',  # 7 truncated
+            b'{"uid": NaN}',  # 8 non-standard
+            b'{"uid": "caf\xe9"}',  # 9 latin-1 byte
+            b'{"uid": "\\ud800"}',  # 10 unpaired surrogate escape
+            b'{"properties": {"n": 1e999}}',  # 11 overflowing number
+            b'{"uid":"c"} {"uid":"d"}',  # 12 two objects on a line
+            b'{"uid":"e"}',  # 13
+        ]
+    )
+    assert summary(read(data, "ndjson")) == [
+        (1, {"uid": "a"}),
+        (4, {"uid": "b"}),
+        (5, "invalid_json"),
+        (6, "invalid_json"),
+        (7, "invalid_json"),
+        (8, "invalid_json"),
+        (9, "invalid_utf8"),
+        (10, "invalid_utf8"),
+        (11, "invalid_json"),
+        (12, "invalid_json"),
+        (13, {"uid": "e"}),
+    ]
+
+
+def test_ndjson_reject_sources() -> None:
+    items = read(b'[1]\n{bad\n{"uid": "caf\xe9"}\n{"uid": 5}\n', "ndjson")
+    assert [i.source for i in items] == [[1], "{bad", '{"uid": "caf\ufffd"}', {"uid": 5}]  # type: ignore[union-attr]
+    for item in items:
+        json.dumps(item.source, ensure_ascii=False).encode()  # always writable as UTF-8 JSON
+
+
+def test_ndjson_empty_file_is_zero_rows() -> None:
+    assert read(b"", "ndjson") == []
+    assert read(b"\n\n  \n", "ndjson") == []
+    assert read(BOM, "ndjson") == []
+
+
+def line_of(size: int) -> bytes:
+    """A valid users request line of exactly `size` bytes (whitespace padded)."""
+    base = b'{"uid":"a"}'
+    return base[:-1] + b" " * (size - len(base)) + b"}"
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_ndjson_line_over_max_is_rejected_without_loading(gz: bool) -> None:
+    at_limit = line_of(MAX_LINE_BYTES)
+    over = line_of(MAX_LINE_BYTES + 1)
+    huge = b'{"uid":"' + b"x" * (5 * MAX_LINE_BYTES) + b'"}'
+    data = b"\n".join([at_limit, over, b'{"uid":"b"}', huge, b'{"uid":"c"}', huge])
+    items = read(data, "ndjson", gz=gz)
+    assert summary(items) == [
+        (1, {"uid": "a"}),
+        (2, "line_too_long"),
+        (3, {"uid": "b"}),
+        (4, "line_too_long"),
+        (5, {"uid": "c"}),
+        (6, "line_too_long"),
+    ]
+    assert len(items[3].source) == 1024  # type: ignore[union-attr]
+    assert str(MAX_LINE_BYTES) in items[1].reason  # type: ignore[union-attr]
+
+
+def test_iter_lines_never_holds_a_long_line() -> None:
+    """A 50 MiB line is skipped in chunks: peak memory stays around MAX_LINE_BYTES + chunk."""
+
+    def body() -> Iterator[bytes]:
+        yield b'{"uid":"a"}\n{"uid":"'
+        for _ in range(200):
+            yield b"x" * 256 * 1024
+        yield b'"}\n{"uid":"b"}\n'
+
+    tracemalloc.start()
+    try:
+        items = list(read_requests(GeneratorStream(body()), InputFormat("ndjson", False), USERS))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert summary(items) == [(1, {"uid": "a"}), (2, "line_too_long"), (3, {"uid": "b"})]
+    assert peak < 4 * MAX_LINE_BYTES
+
+
+# --- JSON document ---------------------------------------------------------------------------------
+
+
+def test_json_pretty_printed_line_numbers() -> None:
+    doc = {"requests": [{"uid": "a", "properties": {"x": 1}}, {"uid": "b"}, 5, {"nope": 1}]}
+    data = json.dumps(doc, indent=2).encode()
+    # {                      1
+    #   "requests": [        2
+    #     {                  3 <- a
+    #       "uid": "a",  ... (6 lines for a)
+    #     {                  9 <- b ...
+    items = read(data, "json")
+    assert summary(items) == [
+        (3, {"uid": "a", "properties": {"x": 1}}),
+        (9, {"uid": "b"}),
+        (12, "invalid_json"),
+        (13, "unknown_field"),
+    ]
+    assert data.decode().splitlines()[12 - 1].strip() == "5,"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"[]", []),
+        (b"  [ ]  \n", []),
+        (b'{"requests": []}', []),
+        (b'[{"uid":"a"},{"uid":"b"}]', [(1, {"uid": "a"}), (1, {"uid": "b"})]),
+        (b'\n\n[\n\n{"uid":"a"}\n,\n\n{"uid":"b"}]', [(5, {"uid": "a"}), (8, {"uid": "b"})]),
+        (b'{ "requests" : [ {"uid":"a"} ] }\n', [(1, {"uid": "a"})]),
+        (b'[{"uid":"a\\n\\"]"}, null]', [(1, {"uid": 'a\n"]'}), (1, "invalid_json")]),
+    ],
+)
+def test_json_documents(data: bytes, expected: list) -> None:
+    assert summary(read(data, "json")) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "rows_before"),
+    [
+        (b"", "empty_file", 0),
+        (b"  \n ", "empty_file", 0),
+        (b"42", "invalid_json_document", 0),
+        (b'"requests"', "invalid_json_document", 0),
+        (b"null", "invalid_json_document", 0),
+        (b"{}", "invalid_json_document", 0),
+        (b'{"rows": []}', "invalid_json_document", 0),
+        (b'{"requests": {}}', "invalid_json_document", 0),
+        (b'{"requests": [], "extra": 1}', "invalid_json_document", 0),
+        (b'{"requests": [{"uid":"a"}], "requests": []}', "invalid_json_document", 1),
+        (b'{"shared": {}, "requests": []}', "invalid_json_document", 0),  # users have no shared
+        (b'[{"uid":"a"}] [', "invalid_json_document", 1),
+        (b'[{"uid":"a"},]', "invalid_json_document", 1),
+        (b'[{"uid":"a"} {"uid":"b"}]', "invalid_json_document", 1),
+        (b'[{"uid":"a"}, {"uid": x}]', "invalid_json_document", 1),
+        (b'[{"uid": NaN}]', "invalid_json_document", 0),
+        (b'[{"uid":"a"}', "truncated_json", 1),
+        (b'[{"uid":"a"},', "truncated_json", 1),
+        (b'[{"uid":"a"}, {"uid": "b', "truncated_json", 1),
+        (b'[{"uid":"a"}, {"uid": "b"', "truncated_json", 1),
+        (b'{"requests": [{"uid":"a"}]', "truncated_json", 1),
+        (b"[", "truncated_json", 0),
+        (b'{"requests"', "truncated_json", 0),
+        (b"{", "truncated_json", 0),
+        (b'{"requests": ', "truncated_json", 0),
+        (b'{"requests" [', "invalid_json_document", 0),
+        (b"{requests: []}", "invalid_json_document", 0),
+    ],
+)
+def test_json_document_errors(data: bytes, code: str, rows_before: int) -> None:
+    error, got = read_error(data, "json")
+    assert error.code == code, error.message
+    assert len(got) == rows_before
+    assert error.message
+
+
+def test_json_shared_is_a_job_level_error_for_events() -> None:
+    error, got = read_error(b'{"requests": [{"name": "a"}], "shared": {"context": {}}}', "json", EVENTS)
+    assert error.code == "unsupported_shared"
+    assert summary(got) == [(1, {"name": "a"})]
+    error, got = read_error(b'{"shared": {"context": {}}, "requests": [{"name": "a"}]}', "json", EVENTS)
+    assert (error.code, got) == ("unsupported_shared", [])
+
+
+def test_json_syntax_error_reports_position() -> None:
+    error, _ = read_error(b'[\n{"uid":"a"},\n{"uid": x}]', "json")
+    assert "line 3 column 9" in error.message
+
+
+def test_json_invalid_utf8_inside_a_string_rejects_the_element() -> None:
+    data = b'[{"uid":"a"},\n{"uid":"caf\xe9"},\n{"uid":"\\udfff"},\n{"uid":"b"}]'
+    items = read(data, "json")
+    assert summary(items) == [(1, {"uid": "a"}), (2, "invalid_utf8"), (3, "invalid_utf8"), (4, {"uid": "b"})]
+    assert items[1].source == '{"uid":"caf\ufffd"}'  # type: ignore[union-attr]
+    error, _ = read_error(b'[{"uid":"a"}\xff]', "json")
+    assert error.code == "invalid_json_document"
+
+
+@pytest.mark.parametrize("chunk", [7, 256 * 1024])
+def test_json_element_over_max_is_skipped(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest, "_CHUNK", chunk if chunk > 100 else 64 * 1024)
+    tricky = {
+        "uid": "a",
+        "properties": {"s": ']}\\"[{,' + "x" * (2 * MAX_LINE_BYTES), "list": [[1], {"a": "]"}]},
+    }
+    big_string = '"' + "y" * (MAX_LINE_BYTES + 10) + '\\""'
+    data = ('[{"uid":"first"},\n' + json.dumps(tricky) + ",\n" + big_string + ',\n{"uid":"last"}\n]').encode()
+    items = read(data, "json")
+    assert summary(items) == [
+        (1, {"uid": "first"}),
+        (2, "request_too_large"),
+        (3, "request_too_large"),
+        (4, {"uid": "last"}),
+    ]
+    assert len(items[1].source) == 1024  # type: ignore[union-attr]
+
+
+def test_json_element_at_max_is_loaded() -> None:
+    element = line_of(MAX_LINE_BYTES)
+    items = read(b"[" + element + b",\n" + line_of(MAX_LINE_BYTES + 1) + b"]", "json")
+    assert summary(items) == [(1, {"uid": "a"}), (2, "request_too_large")]
+
+
+# --- gzip ------------------------------------------------------------------------------------------
+
+
+def ndjson_rows(n: int) -> bytes:
+    return b"".join(b'{"uid":"u%d","properties":{"i":%d}}\n' % (i, i) for i in range(n))
+
+
+@pytest.mark.parametrize("kind", ["ndjson", "json", "csv"])
+def test_truncated_gzip_keeps_earlier_rows(kind: str) -> None:
+    if kind == "ndjson":
+        raw = ndjson_rows(60_000)
+    elif kind == "json":
+        raw = b"[" + ndjson_rows(60_000).replace(b"\n", b",") + b'{"uid":"end"}]'
+    else:
+        raw = b"uid,i\n" + b"".join(b"u%d,%d\n" % (i, i) for i in range(60_000))
+    compressed = gzip.compress(raw)
+    error, got = read_error(compressed[: len(compressed) // 2], kind, gz=True)
+    assert error.code == "corrupt_gzip"
+    assert len(got) > 1000
+    assert all(isinstance(g, Row) for g in got)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"definitely not gzip", gzip.compress(b'{"uid":"a"}\n')[:5], b"\x1f\x8b\x08\x00garbage-after-magic"],
+)
+def test_corrupt_gzip(data: bytes) -> None:
+    error, got = read_error(data, "ndjson", gz=True)
+    assert (error.code, got) == ("corrupt_gzip", [])
+
+
+def test_gzip_crc_mismatch_is_corrupt() -> None:
+    compressed = bytearray(gzip.compress(b'{"uid":"a"}\n'))
+    compressed[-8] ^= 0xFF  # CRC32 in the trailer
+    error, _ = read_error(bytes(compressed), "ndjson", gz=True)
+    assert error.code == "corrupt_gzip"
+
+
+def test_gzip_over_the_cap() -> None:
+    raw = ndjson_rows(10_000)
+    assert len(read(raw, "ndjson", gz=True, max_uncompressed_bytes=len(raw))) == 10_000
+    error, _ = read_error(gzip.compress(raw), "ndjson", gz=True, max_uncompressed_bytes=len(raw) - 1)
+    assert error.code == "too_large"
+    assert str(len(raw) - 1) in error.message
+
+
+def test_gzip_bomb_stops_early() -> None:
+    bomb = gzip.compress(b"\n" * (64 * 1024 * 1024), compresslevel=9)  # ~64 KiB compressed
+    assert len(bomb) < 200_000
+    error, _ = read_error(bomb, "ndjson", gz=True, max_uncompressed_bytes=1024 * 1024)
+    assert error.code == "too_large"
+
+
+def test_multi_member_gzip() -> None:
+    data = gzip.compress(b'{"uid":"a"}\n') + gzip.compress(b'{"uid":"b"}\n')
+    items = list(read_requests(io.BytesIO(data), InputFormat("ndjson", True), USERS))
+    assert summary(items) == [(1, {"uid": "a"}), (2, {"uid": "b"})]
+
+
+# --- CSV -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "empty_file"),
+        (b"\n\n\r\n", "empty_file"),
+        (BOM, "empty_file"),
+        (b",,\nu1,,\n", "missing_header"),
+        (b"uid,email,uid\nu1,a,b\n", "invalid_header"),
+        (b'uid,"email\n', "csv_malformed"),
+        (b"uid,caf\xe9\nu1,x\n", "invalid_utf8"),
+        (b"uid," + b"x" * MAX_LINE_BYTES + b"\nu1,x\n", "line_too_long"),
+    ],
+)
+def test_csv_header_errors(data: bytes, code: str) -> None:
+    error, got = read_error(data, "csv")
+    assert (error.code, got) == (code, [])
+
+
+def test_csv_events_need_a_name_column() -> None:
+    error, _ = read_error(b"timestamp,plan\n2024-01-01T00:00:00Z,pro\n", "csv", EVENTS)
+    assert error.code == "missing_column"
+
+
+@pytest.mark.parametrize("data", [b"uid,email\n", b"uid,email", b"\n\nuid,email\r\n\r\n"])
+def test_csv_header_only_is_zero_rows(data: bytes) -> None:
+    assert read(data, "csv") == []
+
+
+def test_csv_users_mapping() -> None:
+    data = (
+        b"uid,display_name,email,properties,plan, seats \n"
+        b'u1,Ann,ann@example.com,"{""nested"": {""a"": 1}, ""flag"": true}",pro,3\n'
+        b"u2,,,,,\n"
+        b",,,,,\n"  # only empty cells: skipped like a blank line
+        b',,,"{""plan"": ""x""}",free,\n'
+    )
+    items = read(data, "csv")
+    assert summary(items) == [
+        (
+            2,
+            {
+                "uid": "u1",
+                "display_name": "Ann",
+                "email": "ann@example.com",
+                "properties": {"nested": {"a": 1}, "flag": True, "plan": "pro", "seats": "3"},
+            },
+        ),
+        (3, {"uid": "u2"}),
+        (5, "duplicate_property"),
+    ]
+    assert "'plan'" in items[2].reason  # type: ignore[union-attr]
+
+
+def test_csv_events_mapping() -> None:
+    data = (
+        b"name,timestamp,user,session,context,properties,plan\n"
+        b'Signed Up,2024-01-02T03:04:05Z,"{""uid"": ""u1""}",,"{""browser"": {""url"": ""https://x""}}",'
+        b'"{""n"": 1}",pro\n'
+        b'Viewed,,,"{""id"": ""1:2""}",,,\n'
+        b",2024-01-02,,,,,\n"
+    )
+    assert summary(read(data, "csv", EVENTS)) == [
+        (
+            2,
+            {
+                "name": "Signed Up",
+                "timestamp": "2024-01-02T03:04:05Z",
+                "user": {"uid": "u1"},
+                "context": {"browser": {"url": "https://x"}},
+                "properties": {"n": 1, "plan": "pro"},
+            },
+        ),
+        (3, {"name": "Viewed", "session": {"id": "1:2"}}),
+        (4, "missing_field"),
+    ]
+
+
+def test_csv_json_cells_errors() -> None:
+    data = b'uid,properties\nu1,{not json}\nu2,[1]\nu3,"{""ok"": 1}"\nu4,"{""a"": ""\\ud800""}"\n'
+    items = read(data, "csv")
+    assert summary(items) == [
+        (2, "invalid_json"),
+        (3, "invalid_type"),
+        (4, {"uid": "u3", "properties": {"ok": 1}}),
+        (5, "invalid_utf8"),
+    ]
+    assert items[0].source == {"uid": "u1", "properties": "{not json}"}  # type: ignore[union-attr]
+
+
+def test_csv_record_problems_and_line_numbers() -> None:
+    data = (
+        b"uid,email,note\n"  # 1
+        b'u1,a@x,"multi\nline\nnote"\n'  # 2-4
+        b"u2,b@x\n"  # 5: too few cells
+        b'u3,"bad"quote,x\n'  # 6: malformed quoting
+        b"u4,c@x,d,extra\n"  # 7: too many cells
+        b"\n"  # 8 blank
+        b"u5,caf\xe9,x\n"  # 9 invalid UTF-8
+        b'u6,"a\nb\xff",x\n'  # 10-11 invalid UTF-8 inside a multi-line record
+        b",,x\n"  # 12: anonymous with a property
+        b"u7,e@x," + b"z" * (MAX_LINE_BYTES + 1) + b"\n"  # 13: too long
+        b"u8,f@x,ok"  # 14: no final newline
+    )
+    items = read(data, "csv")
+    assert summary(items) == [
+        (2, {"uid": "u1", "email": "a@x", "properties": {"note": "multi\nline\nnote"}}),
+        (5, "csv_column_count"),
+        (6, "csv_malformed"),
+        (7, "csv_column_count"),
+        (9, "invalid_utf8"),
+        (10, "invalid_utf8"),
+        (12, {"properties": {"note": "x"}}),
+        (13, "line_too_long"),
+        (14, {"uid": "u8", "email": "f@x", "properties": {"note": "ok"}}),
+    ]
+    by_line = {i.line: i for i in items}
+    assert by_line[5].source == ["u2", "b@x"]  # type: ignore[union-attr]
+    assert by_line[6].source == 'u3,"bad"quote,x'  # type: ignore[union-attr]
+    assert "line 6" in by_line[6].reason  # type: ignore[union-attr]
+    assert by_line[9].source == "u5,caf\ufffd,x"  # type: ignore[union-attr]
+    assert "2 cells" in by_line[5].reason and "3 columns" in by_line[5].reason  # type: ignore[union-attr]
+
+
+def test_csv_unclosed_quote_at_end_is_rejected() -> None:
+    items = read(b'uid,email\nu1,a\nu2,"never closed\nmore\n', "csv")
+    assert summary(items) == [(2, {"uid": "u1", "email": "a"}), (3, "csv_malformed")]
+
+
+def test_csv_unnamed_column() -> None:
+    items = read(b"uid,,email\nu1,,a\nu2,x,b\n", "csv")
+    assert summary(items) == [(2, {"uid": "u1", "email": "a"}), (3, "invalid_property_name")]
+
+
+def test_csv_invalid_header_name_rejects_rows_by_validation() -> None:
+    items = read(b"uid,First Name\nu1,Ann\nu2,\n", "csv")
+    assert summary(items) == [(2, "invalid_property_name"), (3, {"uid": "u2"})]
+
+
+# --- validation rules ------------------------------------------------------------------------------
+
+
+def props(n: int) -> dict:
+    return {f"p{i}": i for i in range(n)}
+
+
+def sized_string(total_json_bytes: int, char: str = "x") -> str:
+    """A string whose JSON encoding (quotes included) is exactly `total_json_bytes` UTF-8 bytes."""
+    width = len(char.encode())
+    assert (total_json_bytes - 2) % width == 0
+    return char * ((total_json_bytes - 2) // width)
+
+
+LIMIT = MAX_PROPERTY_VALUE_BYTES
+USER_CASES: list[tuple[str, Any, str | None]] = [
+    # anonymous / identity fields
+    ("uid only", {"uid": "u"}, None),
+    ("email only (anonymous)", {"email": "a@example.com"}, None),
+    ("display_name only", {"display_name": "Ann"}, None),
+    ("properties only", {"properties": {"a": 1}}, None),
+    ("fullstory id", {"id": "123"}, None),
+    ("schema allowed", {"uid": "u", "schema": {"properties": {"a": "str"}}}, None),
+    ("nulls are absent", {"uid": None, "email": "e", "display_name": None, "properties": None}, None),
+    ("empty request", {}, "empty_request"),
+    ("only nulls", {"uid": None}, "empty_request"),
+    ("only schema", {"schema": {}}, "empty_request"),
+    ("unknown field", {"uid": "u", "name": "x"}, "unknown_field"),
+    ("uid not a string", {"uid": 5}, "invalid_type"),
+    ("email not a string", {"email": ["a"]}, "invalid_type"),
+    ("id not a string", {"id": 5}, "invalid_type"),
+    ("display_name bool", {"display_name": True}, "invalid_type"),
+    ("schema not object", {"uid": "u", "schema": "x"}, "invalid_type"),
+    # lengths
+    ("uid at limit", {"uid": "u" * MAX_UID_CHARS}, None),
+    ("uid over", {"uid": "u" * (MAX_UID_CHARS + 1)}, "value_too_long"),
+    ("uid multibyte at limit", {"uid": "ü" * MAX_UID_CHARS}, None),
+    ("display_name at limit", {"display_name": "d" * MAX_DISPLAY_NAME_CHARS}, None),
+    ("display_name over", {"display_name": "d" * (MAX_DISPLAY_NAME_CHARS + 1)}, "value_too_long"),
+    ("email at limit", {"email": "e" * MAX_EMAIL_CHARS}, None),
+    ("email over", {"email": "e" * (MAX_EMAIL_CHARS + 1)}, "value_too_long"),
+    # properties: type and count
+    ("properties list", {"properties": [1]}, "invalid_type"),
+    ("properties string", {"properties": "a=1"}, "invalid_type"),
+    ("empty properties", {"uid": "u", "properties": {}}, None),
+    ("500 properties", {"properties": props(MAX_PROPERTIES)}, None),
+    ("501 properties", {"properties": props(MAX_PROPERTIES + 1)}, "too_many_properties"),
+    ("500 with nested keys", {"properties": {"a": props(MAX_PROPERTIES - 1)}}, None),
+    ("501 with nested keys", {"properties": {"a": props(MAX_PROPERTIES)}}, "too_many_properties"),
+    ("501 deep nested", {"properties": {"a": {"b": props(MAX_PROPERTIES - 1)}}}, "too_many_properties"),
+    # property names
+    ("name single letter", {"properties": {"a": 1}}, None),
+    ("name with digits/underscore", {"properties": {"A_b9_": 1}}, None),
+    ("name starts with digit", {"properties": {"1a": 1}}, "invalid_property_name"),
+    ("name starts with underscore", {"properties": {"_a": 1}}, "invalid_property_name"),
+    ("name with dash", {"properties": {"a-b": 1}}, "invalid_property_name"),
+    ("name with space", {"properties": {"a b": 1}}, "invalid_property_name"),
+    ("name with dot", {"properties": {"a.b": 1}}, "invalid_property_name"),
+    ("name non-ascii letter", {"properties": {"é": 1}}, "invalid_property_name"),
+    ("name empty", {"properties": {"": 1}}, "invalid_property_name"),
+    ("name trailing newline", {"properties": {"a\n": 1}}, "invalid_property_name"),
+    ("nested name invalid", {"properties": {"a": {"b-c": 1}}}, "invalid_property_name"),
+    ("nested names valid", {"properties": {"a": {"b": {"c": 1}}}}, None),
+    ("name at 512", {"properties": {"n" * MAX_PROPERTY_NAME_CHARS: 1}}, None),
+    ("name at 513", {"properties": {"n" * (MAX_PROPERTY_NAME_CHARS + 1): 1}}, "property_name_too_long"),
+    ("dotted path at 512", {"properties": {"a" * 255: {"b" * 256: 1}}}, None),
+    ("dotted path at 513", {"properties": {"a" * 256: {"b" * 256: 1}}}, "property_name_too_long"),
+    ("names in arrays are not properties", {"properties": {"a": [{"not-a-name": 1}]}}, None),
+    # property value size (compact UTF-8 JSON)
+    ("value at limit", {"properties": {"s": sized_string(LIMIT)}}, None),
+    ("value over", {"properties": {"s": sized_string(LIMIT + 1)}}, "property_value_too_large"),
+    ("multibyte value at limit", {"properties": {"s": sized_string(LIMIT, "é")}}, None),
+    ("multibyte value over", {"properties": {"s": sized_string(LIMIT + 2, "é")}}, "property_value_too_large"),
+    ("4-byte chars at limit", {"properties": {"s": sized_string(LIMIT - 2, "😀") + "x"}}, None),
+    ("escaped chars count", {"properties": {"s": "\n" * ((LIMIT - 2) // 2 + 1)}}, "property_value_too_large"),
+    ("nested leaf over", {"properties": {"a": {"s": sized_string(LIMIT + 1)}}}, "property_value_too_large"),
+    (
+        "nested leaves each under",
+        {"properties": {"a": {"s": sized_string(LIMIT), "t": sized_string(LIMIT)}}},
+        None,
+    ),
+    ("array value at limit", {"properties": {"l": ["x" * (LIMIT - 4)]}}, None),
+    ("array value over", {"properties": {"l": ["x" * (LIMIT - 3)]}}, "property_value_too_large"),
+    ("many values under", {"properties": {f"p{i}": sized_string(LIMIT) for i in range(3)}}, None),
+    # encoding
+    ("unpaired surrogate", {"uid": "\ud800"}, "invalid_utf8"),
+    ("infinite float", {"properties": {"f": float("inf")}}, "invalid_json"),
+    (
+        "request over line limit",
+        {"properties": {f"p{i}": sized_string(LIMIT) for i in range(130)}},
+        "request_too_large",
+    ),
+]
+
+
+@pytest.mark.parametrize(("request_", "code"), [c[1:] for c in USER_CASES], ids=[c[0] for c in USER_CASES])
+def test_users_validation(request_: Any, code: str | None) -> None:
+    problem = validate_request(USERS, request_)
+    assert (problem[0] if problem else None) == code, problem
+    if problem:
+        assert problem[1].endswith(".") and problem[1][0].isupper()
+
+
+TS = "2022-03-15T14:23:23Z"
+EVENT_CASES: list[tuple[str, Any, str | None]] = [
+    ("minimal", {"name": "Signed Up"}, None),
+    (
+        "full",
+        {
+            "name": "Order",
+            "timestamp": TS,
+            "user": {"uid": "u1"},
+            "context": {
+                "browser": {"url": "https://x"},
+                "device": {"screen_width": 3},
+                "mobile": {},
+                "location": {},
+            },
+            "properties": {"total": 9.5, "items": [1, 2], "meta": {"source": "web"}},
+            "schema": {"properties": {"total": "real"}},
+        },
+        None,
+    ),
+    ("session id", {"name": "n", "session": {"id": "1:2"}}, None),
+    ("most recent with user", {"name": "n", "user": {"id": "9"}, "session": {"use_most_recent": True}}, None),
+    ("most recent false", {"name": "n", "session": {"use_most_recent": False}}, None),
+    ("missing name", {"timestamp": TS}, "missing_field"),
+    ("null name", {"name": None}, "missing_field"),
+    ("empty name", {"name": ""}, "empty_field"),
+    ("blank name", {"name": "  "}, "empty_field"),
+    ("name not string", {"name": 5}, "invalid_type"),
+    ("unknown field", {"name": "n", "uid": "u"}, "unknown_field"),
+    ("shared per request", {"name": "n", "shared": {}}, "unknown_field"),
+    # timestamps
+    ("ts date only", {"name": "n", "timestamp": "2022-03-15"}, None),
+    ("ts offset", {"name": "n", "timestamp": "2022-03-15T14:23:23.123+05:30"}, None),
+    ("ts naive", {"name": "n", "timestamp": "2022-03-15T14:23:23"}, None),
+    ("ts basic format", {"name": "n", "timestamp": "20220315T142323Z"}, None),
+    ("ts space separator", {"name": "n", "timestamp": "2022-03-15 14:23:23Z"}, "invalid_timestamp"),
+    ("ts other separator", {"name": "n", "timestamp": "2022-03-15x14:23:23"}, "invalid_timestamp"),
+    ("ts garbage", {"name": "n", "timestamp": "yesterday"}, "invalid_timestamp"),
+    ("ts invalid date", {"name": "n", "timestamp": "2022-02-30T00:00:00Z"}, "invalid_timestamp"),
+    ("ts empty", {"name": "n", "timestamp": ""}, "invalid_timestamp"),
+    ("ts epoch number", {"name": "n", "timestamp": 1647354203}, "invalid_type"),
+    # nested objects
+    ("user not object", {"name": "n", "user": "u1"}, "invalid_type"),
+    ("user unknown key", {"name": "n", "user": {"email": "x"}}, "unknown_field"),
+    ("user uid at limit", {"name": "n", "user": {"uid": "u" * MAX_UID_CHARS}}, None),
+    ("user uid over", {"name": "n", "user": {"uid": "u" * (MAX_UID_CHARS + 1)}}, "value_too_long"),
+    ("user uid type", {"name": "n", "user": {"uid": 1}}, "invalid_type"),
+    ("session not object", {"name": "n", "session": "1:2"}, "invalid_type"),
+    ("session unknown key", {"name": "n", "session": {"uid": "x"}}, "unknown_field"),
+    (
+        "session id with user",
+        {"name": "n", "session": {"id": "1:2"}, "user": {"uid": "u"}},
+        "conflicting_fields",
+    ),
+    ("most recent without user", {"name": "n", "session": {"use_most_recent": True}}, "missing_field"),
+    (
+        "most recent not bool",
+        {"name": "n", "user": {"uid": "u"}, "session": {"use_most_recent": "yes"}},
+        "invalid_type",
+    ),
+    ("context not object", {"name": "n", "context": []}, "invalid_type"),
+    ("context unknown key", {"name": "n", "context": {"web": {}}}, "unknown_field"),
+    ("context browser not object", {"name": "n", "context": {"browser": "chrome"}}, "invalid_type"),
+    ("schema not object", {"name": "n", "schema": []}, "invalid_type"),
+    # properties follow the users rules
+    ("properties not object", {"name": "n", "properties": [1]}, "invalid_type"),
+    ("props 500", {"name": "n", "properties": props(MAX_PROPERTIES)}, None),
+    ("props 501", {"name": "n", "properties": props(MAX_PROPERTIES + 1)}, "too_many_properties"),
+    ("props bad name", {"name": "n", "properties": {"9x": 1}}, "invalid_property_name"),
+    (
+        "props value over",
+        {"name": "n", "properties": {"s": sized_string(LIMIT + 1)}},
+        "property_value_too_large",
+    ),
+]
+
+
+@pytest.mark.parametrize(("request_", "code"), [c[1:] for c in EVENT_CASES], ids=[c[0] for c in EVENT_CASES])
+def test_events_validation(request_: Any, code: str | None) -> None:
+    problem = validate_request(EVENTS, request_)
+    assert (problem[0] if problem else None) == code, problem
+
+
+@pytest.mark.parametrize("request_", [[], "x", None, 5])
+def test_non_object_request(request_: Any) -> None:
+    assert validate_request(USERS, request_) == ("invalid_type", "A request must be a JSON object.")
+
+
+def test_unknown_job_type() -> None:
+    with pytest.raises(ValueError, match="unknown job type"):
+        validate_request("keboola.tables", {})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown job type"):
+        read_requests(io.BytesIO(b""), InputFormat("ndjson", False), "nope")  # type: ignore[arg-type]
+
+
+def test_reasons_name_fields_but_never_values() -> None:
+    secret = "s3cr3t-VALUE"
+    cases = [
+        {"uid": secret * 30},
+        {"email": secret * 20},
+        {"properties": {"pw": secret * 1000}},
+        {"properties": {"pw": {"inner": secret * 1000}}},
+        {"uid": "u", "properties": {"bad-name": secret}},
+    ]
+    reasons = [validate_request(USERS, c) for c in cases]
+    reasons.append(validate_request(EVENTS, {"name": "n", "timestamp": secret}))
+    for problem in reasons:
+        assert problem is not None
+        assert secret not in problem[1]
+    assert "'pw'" in reasons[2][1] and str(LIMIT) in reasons[2][1]  # type: ignore[index]
+    assert "'pw.inner'" in reasons[3][1]  # type: ignore[index]
+    assert "'bad-name'" in reasons[4][1]  # type: ignore[index]
+    assert "'uid'" in reasons[0][1] and str(MAX_UID_CHARS) in reasons[0][1]  # type: ignore[index]
+
+
+def test_make_row_encodes_compactly() -> None:
+    row = make_row(USERS, {"uid": "ü", "properties": {"a": [1, 2.5, None]}}, line=7)
+    assert row == Row(
+        7,
+        {"uid": "ü", "properties": {"a": [1, 2.5, None]}},
+        '{"uid":"ü","properties":{"a":[1,2.5,null]}}'.encode(),
+    )
+    rejected = make_row(USERS, {"uid": "\udc80"}, line=3)
+    assert isinstance(rejected, Rejected) and rejected.code == "invalid_utf8"
+    json.dumps(rejected.source, ensure_ascii=False).encode()
+
+
+def test_reader_and_validate_request_agree() -> None:
+    for _, request_, code in USER_CASES[:40]:
+        if not isinstance(request_, dict):
+            continue
+        items = read(json.dumps(request_).encode(), "ndjson")
+        got = items[0].code if isinstance(items[0], Rejected) else None
+        assert got == code
+
+
+# --- streaming -------------------------------------------------------------------------------------
+
+
+class GeneratorStream:
+    """read(n) over a generator of byte blocks; records how much has been produced."""
+
+    def __init__(self, blocks: Iterator[bytes]) -> None:
+        self._blocks = blocks
+        self._buf = b""
+        self.exhausted = False
+        self.produced = 0
+
+    def read(self, n: int = -1) -> bytes:
+        while not self.exhausted and (n < 0 or len(self._buf) < n):
+            try:
+                block = next(self._blocks)
+            except StopIteration:
+                self.exhausted = True
+                break
+            self.produced += len(block)
+            self._buf += block
+        if n < 0:
+            n = len(self._buf)
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
+N_ROWS = 200_000
+
+
+def user_lines(n: int) -> Iterator[bytes]:
+    for i in range(n):
+        yield (
+            b'{"uid":"user-%08d","display_name":"Person %d","email":"p%d@example.com",'
+            b'"properties":{"plan":"pro","seats":%d,"score":%d.5,"active":true,"country":"DE"}}\n'
+            % (i, i, i, i % 500, i)
+        )
+
+
+def csv_lines(n: int) -> Iterator[bytes]:
+    yield b"uid,display_name,email,plan,seats,country,properties\n"
+    for i in range(n):
+        yield b'user-%08d,Person %d,p%d@example.com,pro,%d,DE,"{""score"": %d.5, ""active"": true}"\n' % (
+            i,
+            i,
+            i,
+            i % 500,
+            i,
+        )
+
+
+def json_blocks(n: int) -> Iterator[bytes]:
+    yield b'{"requests": [\n'
+    for i, line in enumerate(user_lines(n)):
+        yield (b",\n" if i else b"") + line.rstrip()
+    yield b"\n]}"
+
+
+@pytest.mark.parametrize(
+    ("kind", "blocks"), [("ndjson", user_lines), ("csv", csv_lines), ("json", json_blocks)]
+)
+def test_first_row_arrives_before_the_stream_is_exhausted(kind: str, blocks: Any) -> None:
+    stream = GeneratorStream(blocks(N_ROWS))
+    rows = read_requests(stream, InputFormat(kind, False), USERS)  # type: ignore[arg-type]
+    first = next(rows)
+    assert isinstance(first, Row)
+    assert not stream.exhausted
+    assert stream.produced < 2 * 1024 * 1024
+
+
+def gzip_blocks(blocks: Iterator[bytes]) -> Iterator[bytes]:
+    sink = io.BytesIO()
+    with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=1) as archive:
+        for block in blocks:
+            archive.write(block)
+            if sink.tell() > 64 * 1024:
+                yield sink.getvalue()
+                sink.seek(0)
+                sink.truncate()
+    yield sink.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("kind", "gz"), [("ndjson", False), ("ndjson", True), ("json", False), ("csv", False)]
+)
+def test_memory_stays_flat(kind: str, gz: bool) -> None:
+    """50k rows (~8 MB; fewer than N_ROWS because tracemalloc slows every allocation) stream
+    through with a peak a fraction of the input size and of what the parsed rows would take."""
+    rows = 50_000
+    source = {"ndjson": user_lines, "json": json_blocks, "csv": csv_lines}[kind](rows)
+    stream = GeneratorStream(gzip_blocks(source) if gz else source)
+    count = 0
+    tracemalloc.start()
+    try:
+        for item in read_requests(stream, InputFormat(kind, gz), USERS):  # type: ignore[arg-type]
+            assert isinstance(item, Row)
+            count += 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == rows
+    assert stream.exhausted
+    assert peak < 3 * 1024 * 1024, peak
+    if not gz:
+        assert peak < stream.produced / 2, (peak, stream.produced)
