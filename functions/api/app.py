@@ -48,7 +48,7 @@ def _base_url() -> str | None:
 
 
 @app.post("/jobs")
-def create_job(body: CreateJobBody) -> Response:
+def create_job(body: CreateJobBody) -> Response[dict[str, Any]]:
     idempotency_key = app.current_event.headers.get("Idempotency-Key") or app.current_event.headers.get("idempotency-key")
     service = _service()
     job, created = service.create_job(

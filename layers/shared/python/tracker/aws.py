@@ -9,8 +9,10 @@ from typing import Any
 @cache
 def client(service: str) -> Any:
     import boto3
+    from botocore.config import Config
 
-    return boto3.client(service)
+    # SigV4 everywhere: presigned S3 URLs otherwise default to the legacy SigV2 in some regions.
+    return boto3.client(service, config=Config(signature_version="s3v4") if service == "s3" else None)
 
 
 @cache
