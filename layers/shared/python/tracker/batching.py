@@ -40,7 +40,9 @@ class BatchSplitter:
 
     __slots__ = ("_index", "_max_bytes", "_max_requests", "_parts", "_size")
 
-    def __init__(self, max_requests: int = MAX_REQUESTS_PER_BATCH, max_bytes: int = DEFAULT_MAX_BATCH_BYTES):
+    def __init__(
+        self, max_requests: int = MAX_REQUESTS_PER_BATCH, max_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    ) -> None:
         if not 1 <= max_requests <= MAX_REQUESTS_PER_BATCH:
             raise ValueError(
                 f"max_requests must be between 1 and {MAX_REQUESTS_PER_BATCH}, got {max_requests}"

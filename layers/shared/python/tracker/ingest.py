@@ -11,6 +11,8 @@ CSV (``.csv``), each optionally gzip-compressed (``.gz``). Input is UTF-8, with 
 its compact JSON encoding, computed once and reused by ``batching.BatchSplitter``) and a
 ``Rejected`` for every row that did not. Problems that make the whole file unreadable raise
 ``InputError``; rows yielded before such an error stay yielded, the caller decides what to do.
+``validate_request`` (and ``make_row``, which also returns the encoded ``Row``) apply the same
+per-request checks to requests that did not come from a file, e.g. inline rows of ``POST /jobs``.
 
 Decisions (documented here because other code relies on them):
 
