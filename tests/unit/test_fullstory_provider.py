@@ -1,0 +1,141 @@
+"""The FullStory provider module against canned HTTP answers: every failure becomes one named error."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tracker.errors import ProviderAuthError, ProviderRejectedError, ProviderThrottledError, ProviderTransientError
+from tracker.providers.base import JobStatus, ResultsNotReady, Submitted, Throttled
+from tracker.providers.fullstory import FullStoryBatchProvider
+
+
+class Canned:
+    """Serves queued (status, body, headers) answers in order and records the requests."""
+
+    def __init__(self) -> None:
+        self.answers: deque = deque()
+        self.requests: list[dict] = []
+        canned = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                return
+
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                canned.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
+                                        "body": self.rfile.read(length) if length else b""})
+                status, body, headers = canned.answers.popleft()
+                if status == "reset":
+                    self.connection.close()
+                    return
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def then(self, status, body=b"", **headers):
+        self.answers.append((status, body, headers))
+        return self
+
+
+@pytest.fixture
+def canned():
+    server = Canned()
+    yield server
+    server.server.shutdown()
+
+
+def provider(canned, job_type="fullstory.users"):
+    return FullStoryBatchProvider(job_type=job_type, api_key="k3y", base_url=canned.url)
+
+
+def test_submit_sends_key_as_is_and_idempotency_key(canned):
+    canned.then(200, {"job": {"id": "j1", "status": "PROCESSING", "created": "2026-01-01T00:00:00Z"}})
+    assert provider(canned).submit(b'{"requests":[]}', "job-1-b00001") == Submitted("j1", "PROCESSING")
+    request = canned.requests[0]
+    assert (request["method"], request["path"]) == ("POST", "/v2/users/batch")
+    assert request["headers"]["Authorization"] == "Basic k3y"
+    assert request["headers"]["Idempotency-Key"] == "job-1-b00001"
+
+
+def test_events_use_the_events_endpoint(canned):
+    canned.then(200, {"job": {"id": "e1", "status": "PROCESSING"}})
+    provider(canned, "fullstory.events").submit(b"{}", "k")
+    assert canned.requests[0]["path"] == "/v2/events/batch"
+
+
+@pytest.mark.parametrize(("status", "error", "code"), [
+    (401, ProviderAuthError, "unauthorized"), (403, ProviderAuthError, "forbidden"),
+    (500, ProviderTransientError, "provider_unavailable"), (503, ProviderTransientError, "provider_unavailable"),
+    (400, ProviderRejectedError, "invalid_argument"),
+])
+def test_http_failures_map_to_named_errors(canned, status, error, code):
+    canned.then(status, {"code": "invalid_argument" if status == 400 else "x", "message": "m"})
+    with pytest.raises(error) as raised:
+        provider(canned).submit(b"{}", "k")
+    assert raised.value.code == code
+
+
+def test_429_on_submit_and_status_is_a_throttle_with_retry_after(canned):
+    canned.then(429, {"code": "too_many_requests"}, **{"Retry-After": "17"}).then(429, b"")
+    assert provider(canned).submit(b"{}", "k") == Throttled(17.0)
+    assert provider(canned).status("j1") == Throttled(None)
+
+
+def test_connection_reset_and_malformed_json_are_transient(canned):
+    canned.then("reset").then(200, b"<html>oops")
+    with pytest.raises(ProviderTransientError):
+        provider(canned).submit(b"{}", "k")
+    with pytest.raises(ProviderTransientError, match="malformed JSON"):
+        provider(canned).status("j1")
+
+
+def test_status_reads_counts_and_finished_states(canned):
+    canned.then(200, {"job": {"id": "j", "status": "PROCESSING"}})
+    canned.then(200, {"imports": 9, "errors": "1", "job": {"id": "j", "status": "FAILED"}})
+    assert provider(canned).status("j") == JobStatus("PROCESSING", False, 0, 0)
+    assert provider(canned).status("j") == JobStatus("FAILED", True, 9, 1)
+
+
+def test_pages_follow_next_page_token_and_stop_on_a_repeated_one(canned):
+    canned.then(200, {"results": [{"id": 1}], "total_records": "3", "next_page_token": "a"})
+    canned.then(200, {"results": [{"id": 2}], "total_records": "3", "next_page_token": "b"})
+    canned.then(200, {"results": [{"id": 3}], "total_records": "3"})
+    assert [p for p in provider(canned).pages("j", "imports")] == [[{"id": 1}], [{"id": 2}], [{"id": 3}]]
+    assert canned.requests[1]["path"].endswith("/imports?page_token=a")
+
+    canned.then(200, {"results": [], "next_page_token": "same"}).then(200, {"results": [], "next_page_token": "same"})
+    with pytest.raises(ProviderRejectedError) as raised:
+        list(provider(canned).pages("j", "errors"))
+    assert raised.value.code == "paging_loop"
+
+
+def test_pages_202_means_not_ready_and_429_is_throttled(canned):
+    canned.then(202, b"{}").then(429, b"", **{"Retry-After": "3"})
+    with pytest.raises(ResultsNotReady):
+        list(provider(canned).pages("j", "imports"))
+    with pytest.raises(ProviderThrottledError) as raised:
+        list(provider(canned).pages("j", "imports"))
+    assert raised.value.retry_after == 3.0
+
+
+def test_named_errors_carry_their_code_in_the_message():
+    assert str(ProviderAuthError("nope")) == "[unauthorized] nope"
