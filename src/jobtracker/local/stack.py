@@ -60,7 +60,8 @@ class OfflineStack:
         self._threads: list[threading.Thread] = []
         self._pump_sqs = pump_sqs
         self._saved_env: dict[str, str | None] = {}
-        self.pump_errors: list[str] = []
+        self.pump_errors: list[str] = []  # the emulation itself broke: waits stop at once
+        self.function_errors: list[str] = []  # a handler raised on an SQS message (retried, then DLQ)
         self._notifications: list[dict[str, Any]] = []
         self._tap_url = ""
 
@@ -405,7 +406,9 @@ class OfflineStack:
                     response = self.lambdas.invoke(spec.logical_id, event) or {}
                     failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
                 except Exception as exc:
-                    self.pump_errors.append(f"{spec.logical_id} crashed: {exc!r}")
+                    # As in AWS: the message comes back, and after maxReceiveCount goes to the DLQ.
+                    self.function_errors.append(f"{spec.logical_id}: {exc!r}")
+                    logging.getLogger("jobtracker.offline").warning("%s failed: %r", spec.logical_id, exc)
                     failed = {message["MessageId"]}
                 if message["MessageId"] in failed:
                     # Make it visible again soon (Lambda would wait out the visibility timeout).

@@ -1,0 +1,127 @@
+"""Each handler with the sample events in events/ (the ones `sam local invoke -e` takes), in moto."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+from tests.integration.helpers import ndjson, upload_and_wait, users
+from tracker.intake import Upload, job_id_for_upload
+from tracker.model import now_iso
+
+from jobtracker.local.stack import REPO_ROOT
+
+EVENTS = REPO_ROOT / "events"
+
+
+def event(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+def test_every_sample_event_is_valid_json_for_a_template_function():
+    names = sorted(p.name for p in EVENTS.glob("*.json"))
+    assert names, "events/ is empty"
+    for name in names:
+        assert isinstance(event(name), dict), name
+
+
+def test_intake_sample_upload_event_creates_the_job_with_a_url_decoded_key(offline):
+    with offline() as session:
+        stack = session.stack
+        stack.client("s3").put_object(Bucket=stack.inbox_bucket, Key="inbox/users/sample users.csv",
+                                      Body=b"uid,email\nu1,u1@example.com\n")
+        answer = stack.invoke("IntakeFunction", event("intake-s3-upload.json"))
+        assert answer == {"batchItemFailures": []}
+        body = json.loads(event("intake-s3-upload.json")["Records"][0]["body"])["Records"][0]["s3"]["object"]
+        job_id = job_id_for_upload(Upload(stack.inbox_bucket, "inbox/users/sample users.csv", None,
+                                          body["sequencer"], body["eTag"], body["size"], "AWS:AIDAEXAMPLE"))
+        job = stack.wait_for_job(job_id)
+        assert job["source"]["key"] == "inbox/users/sample users.csv"
+        assert job["creatorToken"]["id"] == "AWS:AIDAEXAMPLE"
+        assert (job["state"], job["imported"]) == ("COMPLETED", 1)
+
+
+def test_intake_ignores_the_s3_test_event(offline):
+    with offline() as session:
+        assert session.stack.invoke("IntakeFunction", event("intake-s3-test-event.json")) == {"batchItemFailures": []}
+        assert session.stack.jobs() == []
+
+
+def test_intake_fails_an_unknown_message_so_lambda_retries_it(offline):
+    sqs_event = event("intake-s3-test-event.json")
+    sqs_event["Records"][0]["body"] = '{"hello": "world"}'
+    with offline() as session, pytest.raises(BatchProcessingError, match="All records failed"):
+        session.stack.invoke("IntakeFunction", sqs_event)
+
+
+def test_an_unreadable_intake_message_ends_in_the_dead_letter_queue_not_lost(offline):
+    with offline() as session:
+        stack = session.stack
+        stack.client("sqs").send_message(QueueUrl=stack.output("IntakeQueue"), MessageBody="not json at all")
+        dlq = stack.output("IntakeDeadLetterQueue")
+
+        def dead_lettered():
+            got = stack.client("sqs").receive_message(QueueUrl=dlq, MaxNumberOfMessages=1).get("Messages", [])
+            return got[0] if got else None
+
+        message = stack.wait_until(dead_lettered, timeout=30, what="the message to reach the DLQ")
+        assert message["Body"] == "not json at all"
+        assert len(stack.function_errors) == 3  # maxReceiveCount in template.yaml
+
+
+def test_execution_that_timed_out_closes_its_job_failed_with_one_notification(offline):
+    timed_out = event("execution-timed-out.json")
+    job_id = timed_out["detail"]["name"]
+    with offline() as session:
+        from tracker import wiring
+
+        wiring.store().create_job({"id": job_id, "type": "fullstory.users", "state": "RUNNING", "createdAt": now_iso(),
+                                   "source": {}, "rowsIn": 0, "rejected": 0, "batchCount": 0})
+        for _ in range(2):  # EventBridge delivers at least once
+            result = session.stack.invoke("ResultsFunction", timed_out)
+        assert result == {"jobId": job_id, "state": "FAILED"}
+        job = session.stack.get_job(job_id)
+        assert job["error"] == {"code": "execution_timed_out", "message": "execution timed_out: States.Timeout"}
+        assert len(session.stack.notifications()) == 1
+
+
+def test_status_change_for_a_job_that_already_finished_changes_nothing(offline):
+    with offline() as session:
+        job = upload_and_wait(session, "inbox/users/done.ndjson", ndjson(users(2)))
+        failed = event("execution-timed-out.json")
+        failed["detail"].update(name=job["id"], status="FAILED", error="JobFailed")
+        session.stack.invoke("ResultsFunction", failed)
+        assert session.stack.get_job(job["id"])["state"] == "COMPLETED"
+        assert len(session.stack.notifications()) == 1
+
+
+def test_submit_after_a_lost_answer_does_not_send_the_batch_again(offline):
+    with offline() as session:
+        job = upload_and_wait(session, "inbox/users/once.ndjson", ndjson(users(2)))
+        posts = session.simulator.stats["batch_posts"]
+        (batch,) = session.stack.list_batches(job["id"])
+        task = {"jobId": job["id"], "type": "fullstory.users", "deadline": 1900000000,
+                "batch": {k: batch[k] for k in ("index", "key", "rows", "bytes")}, "attempt": 0, "nextPollSeconds": 0}
+        again = session.stack.invoke("SubmitFunction", task)
+        assert again["providerJobId"] == batch["providerJobId"]
+        assert again["phase"] == "polling"
+        assert session.simulator.stats["batch_posts"] == posts
+
+
+def test_api_sample_get_event_answers_a_json_404_for_an_unknown_job(offline):
+    with offline() as session:
+        answer = session.stack.invoke("ApiFunction", event("api-get-job.json"))
+        assert answer["statusCode"] == 404
+        assert json.loads(answer["body"]) == {"code": "not_found", "message": "no job job-0123456789abcdef01234567"}
+
+
+def test_api_sample_create_event_records_the_caller_and_the_api_url(offline):
+    with offline() as session:
+        answer = session.stack.invoke("ApiFunction", event("api-create-job.json"))
+        assert answer["statusCode"] == 202
+        job = json.loads(answer["body"])
+        assert job["creatorToken"]["id"] == "arn:aws:iam::123456789012:user/data-engineer"
+        assert job["url"] == f"https://abc123.execute-api.us-east-1.amazonaws.com/v1/jobs/{job['id']}"
+        assert session.stack.wait_for_job(job["id"])["imported"] == 2
