@@ -7,7 +7,6 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
-
 from tracker import aws, wiring
 from tracker.config import settings
 from tracker.jobs_api import PRESIGNED_URL_SECONDS, ApiError, JobsApi
@@ -49,10 +48,15 @@ def _base_url() -> str | None:
 
 @app.post("/jobs")
 def create_job(body: CreateJobBody) -> Response[dict[str, Any]]:
-    idempotency_key = app.current_event.headers.get("Idempotency-Key") or app.current_event.headers.get("idempotency-key")
+    idempotency_key = app.current_event.headers.get("Idempotency-Key") or app.current_event.headers.get(
+        "idempotency-key"
+    )
     service = _service()
     job, created = service.create_job(
-        job_type=body.type, requests=body.requests, source=body.source, caller=_caller(),
+        job_type=body.type,
+        requests=body.requests,
+        source=body.source,
+        caller=_caller(),
         idempotency_key=idempotency_key,
     )
     view = service.view(job, [], base_url=_base_url())
@@ -63,7 +67,7 @@ def create_job(body: CreateJobBody) -> Response[dict[str, Any]]:
 def list_jobs(
     state: Annotated[Literal["PENDING", "RUNNING", "COMPLETED", "FAILED"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    nextToken: Annotated[str | None, Query(max_length=2048)] = None,  # noqa: N803 - the API's field name
+    nextToken: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> dict[str, Any]:
     service = _service()
     jobs, token = service.list_jobs(state=state, limit=limit, next_token=nextToken)
@@ -82,13 +86,19 @@ def get_job(job_id: str) -> dict[str, Any]:
 def get_job_results(job_id: str) -> dict[str, Any]:
     service = _service()
     job, _ = service.get_job(job_id)
-    return {"jobId": job_id, "state": job["state"], "expiresInSeconds": PRESIGNED_URL_SECONDS,
-            "files": service.result_urls(job)}
+    return {
+        "jobId": job_id,
+        "state": job["state"],
+        "expiresInSeconds": PRESIGNED_URL_SECONDS,
+        "files": service.result_urls(job),
+    }
 
 
 @app.exception_handler(ApiError)
 def api_error(exc: ApiError) -> Response:
-    return Response(status_code=exc.status, content_type="application/json", body={"code": exc.code, "message": exc.message})
+    return Response(
+        status_code=exc.status, content_type="application/json", body={"code": exc.code, "message": exc.message}
+    )
 
 
 @app.exception_handler(RequestValidationError)
@@ -96,19 +106,26 @@ def invalid_request(exc: RequestValidationError) -> Response:
     problems = "; ".join(
         f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body')}: {err.get('msg')}" for err in exc.errors()[:5]
     )
-    return Response(status_code=400, content_type="application/json", body={"code": "invalid_request", "message": problems})
+    return Response(
+        status_code=400, content_type="application/json", body={"code": "invalid_request", "message": problems}
+    )
 
 
 @app.not_found
 def not_found(exc: Exception) -> Response:
-    return Response(status_code=404, content_type="application/json", body={"code": "not_found", "message": "no such route"})
+    return Response(
+        status_code=404, content_type="application/json", body={"code": "not_found", "message": "no such route"}
+    )
 
 
 @app.exception_handler(Exception)
 def unexpected(exc: Exception) -> Response:
     logger.exception("unexpected API error")
-    return Response(status_code=500, content_type="application/json",
-                    body={"code": "internal_error", "message": "the request failed; it has been logged"})
+    return Response(
+        status_code=500,
+        content_type="application/json",
+        body={"code": "internal_error", "message": "the request failed; it has been logged"},
+    )
 
 
 @logger.inject_lambda_context

@@ -6,7 +6,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from tracker import wiring
 from tracker.messages import ApiJobMessage, parse_intake_message
 from tracker.observability import logger, metrics, tracer

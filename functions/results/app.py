@@ -5,7 +5,6 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import TypeAdapter
-
 from tracker import wiring
 from tracker.batch_tasks import error_from_failure
 from tracker.messages import ExecutionStatusChange, FinalizeRequest, ResultsRequest

@@ -4,7 +4,6 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from tracker import wiring
 from tracker.messages import BatchTask
 from tracker.observability import logger, metrics, tracer

@@ -17,8 +17,14 @@ from jobtracker.local.stack import REPO_ROOT
 from jobtracker.simulators.fullstory import SimulatorConfig
 
 SAMPLE = REPO_ROOT / "samples" / "users.csv"
-STATE_STYLE = {"COMPLETED": "green", "PARTIAL": "yellow", "FAILED": "red", "RUNNING": "cyan",
-               "COLLECTING": "magenta", "PENDING": "dim"}
+STATE_STYLE = {
+    "COMPLETED": "green",
+    "PARTIAL": "yellow",
+    "FAILED": "red",
+    "RUNNING": "cyan",
+    "COLLECTING": "magenta",
+    "PENDING": "dim",
+}
 
 
 def run_demo(
@@ -35,14 +41,16 @@ def run_demo(
     key = prefix + file.name
     parameters = {"PollMinSeconds": 1, "PollMaxSeconds": 2, "MaxBatchRequests": batch_rows, "InFlightBudget": 4}
     simulator = SimulatorConfig(polls_to_complete=None, processing_seconds=processing_seconds)
-    console.print(f"[bold]jobtracker demo[/]: offline stack (moto) + FullStory simulator; uploading {file} "
-                  f"to s3://<inbox>/{key}")
+    console.print(
+        f"[bold]jobtracker demo[/]: offline stack (moto) + FullStory simulator; uploading {file} to s3://<inbox>/{key}"
+    )
     with OfflineSession(parameters=parameters, simulator_config=simulator) as session:
         stack = session.stack
         stack.client("s3").upload_file(str(file), stack.inbox_bucket, key)
         job_id = stack.wait_until(
             lambda: next((j["id"] for j in stack.jobs() if j["source"]["key"] == key), None),
-            timeout=60, what="intake to create the job",
+            timeout=60,
+            what="intake to create the job",
         )
         started = time.monotonic()
         with Live(console=console, refresh_per_second=8, transient=False) as live:
@@ -57,7 +65,7 @@ def run_demo(
         notification = next((n for n in stack.notifications() if n["message"]["jobId"] == job_id), None)
         target = out_dir / job_id
         target.mkdir(parents=True, exist_ok=True)
-        for name, result_key in sorted((job.get("resultKeys") or {}).items()):
+        for _name, result_key in sorted((job.get("resultKeys") or {}).items()):
             stack.client("s3").download_file(stack.results_bucket, result_key, str(target / Path(result_key).name))
         return _report(console, job, notification, target)
 
@@ -68,19 +76,31 @@ def _render(job: dict[str, Any], batches: list[dict[str, Any]], elapsed: float) 
     pct = estimate_pct_complete(job, batches) if job else 0.0
     table = Table(expand=True, show_edge=False)
     for column in ("batch", "rows", "state", "provider job", "polls", "imported", "provider errors"):
-        table.add_column(column, justify="right" if column in ("rows", "polls", "imported", "provider errors") else "left")
+        table.add_column(
+            column, justify="right" if column in ("rows", "polls", "imported", "provider errors") else "left"
+        )
     for b in batches:
         state = b["batchState"]
-        table.add_row(str(b["index"]), str(b["rows"]), f"[{STATE_STYLE.get(state, '')}]{state}[/]",
-                      b.get("providerJobId") or "-", str(b.get("polls", 0)), str(b.get("imported", 0)),
-                      str(b.get("providerErrors", 0)))
+        table.add_row(
+            str(b["index"]),
+            str(b["rows"]),
+            f"[{STATE_STYLE.get(state, '')}]{state}[/]",
+            b.get("providerJobId") or "-",
+            str(b.get("polls", 0)),
+            str(b.get("imported", 0)),
+            str(b.get("providerErrors", 0)),
+        )
     sent = sum(1 for b in batches if b.get("providerJobId"))
     done = sum(1 for b in batches if b["batchState"] in ("COMPLETED", "PARTIAL", "FAILED"))
-    head = (f"job [bold]{job.get('id', '...')}[/]  state [bold]{job.get('state', 'PENDING')}[/]  "
-            f"rows in {job.get('rowsIn', 0)}  rejected {job.get('rejected', 0)}  "
-            f"batches sent {sent}/{len(batches)}  results saved {done}/{len(batches)}  elapsed {elapsed:.1f}s")
-    return Panel(Group(head, ProgressBar(total=100, completed=pct), f"{pct:.0f} % (estimatePctComplete)", table),
-                 title="jobtracker demo: watching the job")
+    head = (
+        f"job [bold]{job.get('id', '...')}[/]  state [bold]{job.get('state', 'PENDING')}[/]  "
+        f"rows in {job.get('rowsIn', 0)}  rejected {job.get('rejected', 0)}  "
+        f"batches sent {sent}/{len(batches)}  results saved {done}/{len(batches)}  elapsed {elapsed:.1f}s"
+    )
+    return Panel(
+        Group(head, ProgressBar(total=100, completed=pct), f"{pct:.0f} % (estimatePctComplete)", table),
+        title="jobtracker demo: watching the job",
+    )
 
 
 def _report(console: Console, job: dict[str, Any], notification: dict[str, Any] | None, target: Path) -> int:
@@ -90,9 +110,13 @@ def _report(console: Console, job: dict[str, Any], notification: dict[str, Any] 
     console.print(f"\n[bold {style}]Job {job['id']} {job['state']}[/]")
     if job.get("error"):
         console.print(f"error: [red]{job['error']['code']}[/] {job['error']['message']}")
-    console.print(f"rows in {accounting.get('rowsIn', job.get('rowsIn'))}: imported {accounting.get('imported')}, "
-                  f"provider errors {accounting.get('providerErrors')}, rejected {accounting.get('rejected')}")
-    console.print(f"accounting: {accounting.get('check', 'n/a')}  ({'exact' if accounting.get('balanced') else 'NOT exact'})")
+    console.print(
+        f"rows in {accounting.get('rowsIn', job.get('rowsIn'))}: imported {accounting.get('imported')}, "
+        f"provider errors {accounting.get('providerErrors')}, rejected {accounting.get('rejected')}"
+    )
+    console.print(
+        f"accounting: {accounting.get('check', 'n/a')}  ({'exact' if accounting.get('balanced') else 'NOT exact'})"
+    )
     if notification:
         console.print(f"notification: 1 SNS message, attributes {notification['attributes']}")
     else:

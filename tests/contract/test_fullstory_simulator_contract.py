@@ -192,8 +192,6 @@ def test_error_responses_match_spec(
 
 def test_throttle_response_matches_spec(specs: dict[str, Spec], http: urllib3.PoolManager) -> None:
     with FullStorySimulator(SimulatorConfig(throttle_first_submits=1)) as throttled:
-        resp = http.request(
-            "POST", throttled.base_url + "/v2/events/batch", body=b'{"requests": []}', headers=AUTH
-        )
+        resp = http.request("POST", throttled.base_url + "/v2/events/batch", body=b'{"requests": []}', headers=AUTH)
     assert resp.status == 429 and resp.headers["Retry-After"].isdigit()
     check(specs["events"], "POST", "/v2/events/batch", 429, json.loads(resp.data))

@@ -24,8 +24,12 @@ def offline() -> Callable[..., Any]:
         sim: SimulatorConfig | None = None, api: bool = False, stack_api_key: str | None = None, **parameters: Any
     ) -> Iterator[OfflineSession]:
         config = sim or SimulatorConfig(polls_to_complete=2)
-        with OfflineSession(parameters={**FAST, **parameters}, simulator_config=config,
-                            api_port=0 if api else None, stack_api_key=stack_api_key) as session:
+        with OfflineSession(
+            parameters={**FAST, **parameters},
+            simulator_config=config,
+            api_port=0 if api else None,
+            stack_api_key=stack_api_key,
+        ) as session:
             yield session
 
     return start

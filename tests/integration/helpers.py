@@ -18,7 +18,9 @@ def read_ndjson(session: OfflineSession, key: str) -> list[dict[str, Any]]:
 
 
 def read_json(session: OfflineSession, key: str) -> Any:
-    return json.loads(session.stack.client("s3").get_object(Bucket=session.stack.results_bucket, Key=key)["Body"].read())
+    return json.loads(
+        session.stack.client("s3").get_object(Bucket=session.stack.results_bucket, Key=key)["Body"].read()
+    )
 
 
 def upload_and_wait(session: OfflineSession, key: str, body: bytes, timeout: float = 60) -> dict[str, Any]:

@@ -14,8 +14,9 @@ HTTP = urllib3.PoolManager(retries=False, timeout=10)
 
 def call(session, method, path, body=None, headers=None):
     raw = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
-    response = HTTP.request(method, session.api.base_url + path, body=raw,
-                            headers={"Content-Type": "application/json", **(headers or {})})
+    response = HTTP.request(
+        method, session.api.base_url + path, body=raw, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     return response.status, (json.loads(response.data) if response.data else None)
 
 
@@ -27,7 +28,9 @@ def api_session(offline):
 
 def test_inline_requests_become_a_job_that_completes_and_serves_its_results(api_session):
     session = api_session
-    status, created = call(session, "POST", "/jobs", {"type": "fullstory.users", "requests": users(7) + [{"uid": "x" * 300}]})
+    status, created = call(
+        session, "POST", "/jobs", {"type": "fullstory.users", "requests": [*users(7), {"uid": "x" * 300}]}
+    )
     assert status == 202
     assert created["state"] == "PENDING"
     assert created["url"] == f"{session.api.base_url}/jobs/{created['id']}"
@@ -39,10 +42,18 @@ def test_inline_requests_become_a_job_that_completes_and_serves_its_results(api_
     assert job["state"] == "COMPLETED"
     assert job["estimatePctComplete"] == 100
     assert job["metrics"] | {"inBytes": 0, "outBytes": 0} == {
-        "rowsIn": 8, "imported": 7, "providerErrors": 0, "rejected": 1, "inBytes": 0, "outBytes": 0, "batches": 3
+        "rowsIn": 8,
+        "imported": 7,
+        "providerErrors": 0,
+        "rejected": 1,
+        "inBytes": 0,
+        "outBytes": 0,
+        "batches": 3,
     }
     assert [(b["index"], b["rows"], b["state"]) for b in job["batches"]] == [
-        (1, 3, "COMPLETED"), (2, 3, "COMPLETED"), (3, 1, "COMPLETED")
+        (1, 3, "COMPLETED"),
+        (2, 3, "COMPLETED"),
+        (3, 1, "COMPLETED"),
     ]
     assert all(b["providerJobId"] for b in job["batches"])
     assert job["runId"].endswith(":" + created["id"])
@@ -59,8 +70,12 @@ def test_source_in_the_inbox_bucket_is_taken_in_like_an_upload(api_session):
     session = api_session
     stack = session.stack
     stack.client("s3").put_object(Bucket=stack.inbox_bucket, Key="staged/people.ndjson", Body=ndjson(users(4)))
-    status, created = call(session, "POST", "/jobs",
-                           {"type": "fullstory.users", "source": f"s3://{stack.inbox_bucket}/staged/people.ndjson"})
+    status, created = call(
+        session,
+        "POST",
+        "/jobs",
+        {"type": "fullstory.users", "source": f"s3://{stack.inbox_bucket}/staged/people.ndjson"},
+    )
     assert status == 202
     job = stack.wait_for_job(created["id"])
     assert (job["state"], job["imported"]) == ("COMPLETED", 4)
@@ -82,7 +97,11 @@ def test_idempotency_key_answers_the_first_job_again(api_session):
     [
         ({"type": "fullstory.nope", "requests": [{"uid": "a"}]}, "invalid_request", "type"),
         ({"type": "fullstory.users"}, "invalid_request", "exactly one"),
-        ({"type": "fullstory.users", "requests": [{"uid": "a"}], "source": "s3://b/k"}, "invalid_request", "exactly one"),
+        (
+            {"type": "fullstory.users", "requests": [{"uid": "a"}], "source": "s3://b/k"},
+            "invalid_request",
+            "exactly one",
+        ),
         ({"type": "fullstory.users", "requests": []}, "invalid_request", "requests"),
         ({"type": "fullstory.users", "requests": "nope"}, "invalid_request", "requests"),
         ({"type": "fullstory.users", "source": "https://example.com/x"}, "invalid_request", "source"),
@@ -105,7 +124,10 @@ def test_malformed_json_body_gets_a_json_400(api_session):
 
 
 def test_unknown_job_route_and_method_answer_json_errors(api_session):
-    assert call(api_session, "GET", "/jobs/job-doesnotexist") == (404, {"code": "not_found", "message": "no job job-doesnotexist"})
+    assert call(api_session, "GET", "/jobs/job-doesnotexist") == (
+        404,
+        {"code": "not_found", "message": "no job job-doesnotexist"},
+    )
     assert call(api_session, "GET", "/nothing-here")[0] == 404
     assert call(api_session, "DELETE", "/jobs")[0] == 405
 

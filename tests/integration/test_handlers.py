@@ -6,12 +6,11 @@ import json
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-
-from tests.integration.helpers import ndjson, upload_and_wait, users
 from tracker.intake import Upload, job_id_for_upload
 from tracker.model import now_iso
 
 from jobtracker.local.stack import REPO_ROOT
+from tests.integration.helpers import ndjson, upload_and_wait, users
 
 EVENTS = REPO_ROOT / "events"
 
@@ -30,13 +29,23 @@ def test_every_sample_event_is_valid_json_for_a_template_function():
 def test_intake_sample_upload_event_creates_the_job_with_a_url_decoded_key(offline):
     with offline() as session:
         stack = session.stack
-        stack.client("s3").put_object(Bucket=stack.inbox_bucket, Key="inbox/users/sample users.csv",
-                                      Body=b"uid,email\nu1,u1@example.com\n")
+        stack.client("s3").put_object(
+            Bucket=stack.inbox_bucket, Key="inbox/users/sample users.csv", Body=b"uid,email\nu1,u1@example.com\n"
+        )
         answer = stack.invoke("IntakeFunction", event("intake-s3-upload.json"))
         assert answer == {"batchItemFailures": []}
         body = json.loads(event("intake-s3-upload.json")["Records"][0]["body"])["Records"][0]["s3"]["object"]
-        job_id = job_id_for_upload(Upload(stack.inbox_bucket, "inbox/users/sample users.csv", None,
-                                          body["sequencer"], body["eTag"], body["size"], "AWS:AIDAEXAMPLE"))
+        job_id = job_id_for_upload(
+            Upload(
+                stack.inbox_bucket,
+                "inbox/users/sample users.csv",
+                None,
+                body["sequencer"],
+                body["eTag"],
+                body["size"],
+                "AWS:AIDAEXAMPLE",
+            )
+        )
         job = stack.wait_for_job(job_id)
         assert job["source"]["key"] == "inbox/users/sample users.csv"
         assert job["creatorToken"]["id"] == "AWS:AIDAEXAMPLE"
@@ -77,8 +86,18 @@ def test_execution_that_timed_out_closes_its_job_failed_with_one_notification(of
     with offline() as session:
         from tracker import wiring
 
-        wiring.store().create_job({"id": job_id, "type": "fullstory.users", "state": "RUNNING", "createdAt": now_iso(),
-                                   "source": {}, "rowsIn": 0, "rejected": 0, "batchCount": 0})
+        wiring.store().create_job(
+            {
+                "id": job_id,
+                "type": "fullstory.users",
+                "state": "RUNNING",
+                "createdAt": now_iso(),
+                "source": {},
+                "rowsIn": 0,
+                "rejected": 0,
+                "batchCount": 0,
+            }
+        )
         for _ in range(2):  # EventBridge delivers at least once
             result = session.stack.invoke("ResultsFunction", timed_out)
         assert result == {"jobId": job_id, "state": "FAILED"}
@@ -102,8 +121,14 @@ def test_submit_after_a_lost_answer_does_not_send_the_batch_again(offline):
         job = upload_and_wait(session, "inbox/users/once.ndjson", ndjson(users(2)))
         posts = session.simulator.stats["batch_posts"]
         (batch,) = session.stack.list_batches(job["id"])
-        task = {"jobId": job["id"], "type": "fullstory.users", "deadline": 1900000000,
-                "batch": {k: batch[k] for k in ("index", "key", "rows", "bytes")}, "attempt": 0, "nextPollSeconds": 0}
+        task = {
+            "jobId": job["id"],
+            "type": "fullstory.users",
+            "deadline": 1900000000,
+            "batch": {k: batch[k] for k in ("index", "key", "rows", "bytes")},
+            "attempt": 0,
+            "nextPollSeconds": 0,
+        }
         again = session.stack.invoke("SubmitFunction", task)
         assert again["providerJobId"] == batch["providerJobId"]
         assert again["phase"] == "polling"

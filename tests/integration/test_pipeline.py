@@ -11,7 +11,10 @@ from tests.integration.helpers import ndjson, read_json, read_ndjson, upload_and
 
 def _results(session, job):
     keys = job["resultKeys"]
-    return {name: (read_json(session, key) if name == "manifest" else read_ndjson(session, key)) for name, key in keys.items()}
+    return {
+        name: (read_json(session, key) if name == "manifest" else read_ndjson(session, key))
+        for name, key in keys.items()
+    }
 
 
 def test_csv_upload_completes_with_every_row_accounted_for(offline):
@@ -26,7 +29,11 @@ def test_csv_upload_completes_with_every_row_accounted_for(offline):
 
         assert job["state"] == "COMPLETED"
         assert job["accounting"] == {
-            "rowsIn": 252, "imported": 250, "providerErrors": 0, "rejected": 2, "balanced": True,
+            "rowsIn": 252,
+            "imported": 250,
+            "providerErrors": 0,
+            "rejected": 2,
+            "balanced": True,
             "check": "rows in 252 = imported 250 + provider errors 0 + rejected 2",
         }
         results = _results(session, job)
@@ -34,7 +41,8 @@ def test_csv_upload_completes_with_every_row_accounted_for(offline):
         assert all(r["properties"]["plan"] == "pro" for r in results["imports"])  # extra CSV columns -> properties
         assert results["errors"] == []
         assert [(r["line"], r["code"]) for r in results["rejected"]] == [
-            (252, "value_too_long"), (253, "invalid_property_name")
+            (252, "value_too_long"),
+            (253, "invalid_property_name"),
         ]
         manifest = results["manifest"]
         assert manifest["job"]["state"] == "COMPLETED"
@@ -56,7 +64,7 @@ def test_csv_upload_completes_with_every_row_accounted_for(offline):
 
 
 def test_provider_failed_batch_with_partial_success_keeps_imports_and_errors(offline):
-    rows = users(5) + [{"uid": "bad-mail", "email": "no-at-sign.example.com"}] + users(2, start=6)
+    rows = [*users(5), {"uid": "bad-mail", "email": "no-at-sign.example.com"}, *users(2, start=6)]
     with offline() as session:
         job = upload_and_wait(session, "inbox/users/partial.ndjson", ndjson(rows))
         assert job["state"] == "COMPLETED"  # the tracker finished; the counts carry the failure
@@ -88,9 +96,12 @@ def test_duplicate_s3_events_start_no_second_job(offline):
         job = upload_and_wait(session, key, ndjson(users(3)))
         head = stack.client("s3").head_object(Bucket=stack.inbox_bucket, Key=key)
         record = {
-            "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-            "s3": {"bucket": {"name": stack.inbox_bucket},
-                   "object": {"key": key, "size": head["ContentLength"], "eTag": head["ETag"].strip('"')}},
+            "eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Put",
+            "s3": {
+                "bucket": {"name": stack.inbox_bucket},
+                "object": {"key": key, "size": head["ContentLength"], "eTag": head["ETag"].strip('"')},
+            },
         }
         queue_url = stack.output("IntakeQueue")
         for _ in range(2):  # S3 delivers at least once: the same event twice more
@@ -128,7 +139,11 @@ def test_invalid_rows_are_rejected_with_line_and_reason_and_valid_rows_imported(
         rejected = read_ndjson(session, job["resultKeys"]["rejected"])
         assert [r["line"] for r in rejected] == [2, 3, 4, 5, 6]
         assert [r["code"] for r in rejected] == [
-            "invalid_json", "value_too_long", "value_too_long", "invalid_property_name", "unknown_field"
+            "invalid_json",
+            "value_too_long",
+            "value_too_long",
+            "invalid_property_name",
+            "unknown_field",
         ]
         assert all(r["reason"] for r in rejected)
         assert rejected[0]["row"] == "{not json"

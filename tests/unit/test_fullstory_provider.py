@@ -8,7 +8,6 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from tracker.errors import ProviderAuthError, ProviderRejectedError, ProviderThrottledError, ProviderTransientError
 from tracker.providers.base import JobStatus, ResultsNotReady, Submitted, Throttled
 from tracker.providers.fullstory import FullStoryBatchProvider
@@ -28,8 +27,14 @@ class Canned:
 
             def _answer(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                canned.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
-                                        "body": self.rfile.read(length) if length else b""})
+                canned.requests.append(
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": self.rfile.read(length) if length else b"",
+                    }
+                )
                 status, body, headers = canned.answers.popleft()
                 if status == "reset":
                     self.connection.close()
@@ -82,11 +87,16 @@ def test_events_use_the_events_endpoint(canned):
     assert canned.requests[0]["path"] == "/v2/events/batch"
 
 
-@pytest.mark.parametrize(("status", "error", "code"), [
-    (401, ProviderAuthError, "unauthorized"), (403, ProviderAuthError, "forbidden"),
-    (500, ProviderTransientError, "provider_unavailable"), (503, ProviderTransientError, "provider_unavailable"),
-    (400, ProviderRejectedError, "invalid_argument"),
-])
+@pytest.mark.parametrize(
+    ("status", "error", "code"),
+    [
+        (401, ProviderAuthError, "unauthorized"),
+        (403, ProviderAuthError, "forbidden"),
+        (500, ProviderTransientError, "provider_unavailable"),
+        (503, ProviderTransientError, "provider_unavailable"),
+        (400, ProviderRejectedError, "invalid_argument"),
+    ],
+)
 def test_http_failures_map_to_named_errors(canned, status, error, code):
     canned.then(status, {"code": "invalid_argument" if status == 400 else "x", "message": "m"})
     with pytest.raises(error) as raised:

@@ -118,9 +118,7 @@ def sim_client(
     [{}, {"Authorization": ""}, {"Authorization": "Basic "}, {"Authorization": "Bearer abc"}],
     ids=["missing", "empty", "empty-key", "wrong-scheme"],
 )
-def test_missing_or_malformed_auth_is_401(
-    sim_client: tuple[FullStorySimulator, Client], headers: dict
-) -> None:
+def test_missing_or_malformed_auth_is_401(sim_client: tuple[FullStorySimulator, Client], headers: dict) -> None:
     sim, client = sim_client
     status, body, _ = client.request("POST", "/v2/users/batch", {"requests": []}, headers=headers)
     assert status == 401
@@ -489,9 +487,7 @@ def test_empty_listing_is_one_page_with_zero_records(sim_client: tuple[FullStory
 
 def test_bad_page_tokens_are_400(make_sim: Callable) -> None:
     _, client = make_sim(page_size=1)
-    job = client.submit(
-        "users", [{"uid": "a"}, {"uid": "b"}, {"uid": "c", "email": "x"}, {"uid": "d", "email": "y"}]
-    )
+    job = client.submit("users", [{"uid": "a"}, {"uid": "b"}, {"uid": "c", "email": "x"}, {"uid": "d", "email": "y"}])
     other = client.submit("users", [{"uid": "e"}, {"uid": "f"}])
     client.poll_until_done("users", job["id"])
     client.poll_until_done("users", other["id"])

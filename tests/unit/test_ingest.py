@@ -36,9 +36,7 @@ EVENTS = "fullstory.events"
 BOM = b"\xef\xbb\xbf"
 
 
-def read(
-    data: bytes, kind: str, job: str = USERS, *, gz: bool = False, **kwargs: Any
-) -> list[Row | Rejected]:
+def read(data: bytes, kind: str, job: str = USERS, *, gz: bool = False, **kwargs: Any) -> list[Row | Rejected]:
     if gz:
         data = gzip.compress(data)
     return list(read_requests(io.BytesIO(data), InputFormat(kind, gz), job, **kwargs))  # type: ignore[arg-type]
@@ -52,9 +50,7 @@ def summary(items: list[Row | Rejected]) -> list[tuple]:
 def read_error(data: bytes, kind: str, job: str = USERS, **kwargs: Any) -> tuple[InputError, list]:
     got: list = []
     with pytest.raises(InputError) as info:
-        for item in read_requests(
-            io.BytesIO(data), InputFormat(kind, kwargs.pop("gz", False)), job, **kwargs
-        ):  # type: ignore[arg-type]
+        for item in read_requests(io.BytesIO(data), InputFormat(kind, kwargs.pop("gz", False)), job, **kwargs):  # type: ignore[arg-type]
             got.append(item)
     return info.value, got
 
@@ -90,9 +86,7 @@ def test_detect_format(key: str, kind: str, gz: bool) -> None:
     assert detect_format(key) == InputFormat(kind=kind, gzip=gz)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    "key", ["users.txt", "users", "users.gz", "users.csv.zip", "csv", "dir.csv/file", ""]
-)
+@pytest.mark.parametrize("key", ["users.txt", "users", "users.gz", "users.csv.zip", "csv", "dir.csv/file", ""])
 def test_detect_format_unsupported(key: str) -> None:
     with pytest.raises(InputError) as info:
         detect_format(key)
@@ -119,19 +113,12 @@ def as_json() -> bytes:
 
 
 def as_json_object() -> bytes:
-    return (
-        b'{"requests": [\n'
-        + b",\n".join(json.dumps(r, ensure_ascii=False).encode() for r in REQUESTS)
-        + b"]}"
-    )
+    return b'{"requests": [\n' + b",\n".join(json.dumps(r, ensure_ascii=False).encode() for r in REQUESTS) + b"]}"
 
 
 def as_csv() -> bytes:
     return (
-        "uid,email,display_name,plan,seats\r\n"
-        "u1,a@example.com,,pro,\r\n"
-        'u2,,"Zoë, ""the"" one",,\r\n'
-        "u3,,,,5\r\n"
+        'uid,email,display_name,plan,seats\r\nu1,a@example.com,,pro,\r\nu2,,"Zoë, ""the"" one",,\r\nu3,,,,5\r\n'
     ).encode()
 
 
@@ -158,9 +145,7 @@ def test_every_format(kind: str, make: Any, gz: bool, bom: bool) -> None:
     [("ndjson", as_ndjson), ("json", as_json), ("json", as_json_object), ("csv", as_csv)],
     ids=["ndjson", "json-array", "json-object", "csv"],
 )
-def test_tiny_chunks_give_the_same_result(
-    kind: str, make: Any, chunk: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_tiny_chunks_give_the_same_result(kind: str, make: Any, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ingest, "_CHUNK", chunk)
     data = BOM + make()
     items = list(read_requests(ChunkedStream(data, chunk), InputFormat(kind, False), USERS))  # type: ignore[arg-type]
@@ -899,9 +884,7 @@ def json_blocks(n: int) -> Iterator[bytes]:
     yield b"\n]}"
 
 
-@pytest.mark.parametrize(
-    ("kind", "blocks"), [("ndjson", user_lines), ("csv", csv_lines), ("json", json_blocks)]
-)
+@pytest.mark.parametrize(("kind", "blocks"), [("ndjson", user_lines), ("csv", csv_lines), ("json", json_blocks)])
 def test_first_row_arrives_before_the_stream_is_exhausted(kind: str, blocks: Any) -> None:
     stream = GeneratorStream(blocks(N_ROWS))
     rows = read_requests(stream, InputFormat(kind, False), USERS)  # type: ignore[arg-type]
@@ -923,9 +906,7 @@ def gzip_blocks(blocks: Iterator[bytes]) -> Iterator[bytes]:
     yield sink.getvalue()
 
 
-@pytest.mark.parametrize(
-    ("kind", "gz"), [("ndjson", False), ("ndjson", True), ("json", False), ("csv", False)]
-)
+@pytest.mark.parametrize(("kind", "gz"), [("ndjson", False), ("ndjson", True), ("json", False), ("csv", False)])
 def test_memory_stays_flat(kind: str, gz: bool) -> None:
     """50k rows (~8 MB; fewer than N_ROWS because tracemalloc slows every allocation) stream
     through with a peak a fraction of the input size and of what the parsed rows would take."""

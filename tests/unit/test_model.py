@@ -1,5 +1,4 @@
 import pytest
-
 from tracker.batch_tasks import error_from_failure, idempotency_key
 from tracker.errors import ProviderAuthError, ProviderRejectedError
 from tracker.model import Accounting, estimate_pct_complete, job_view
@@ -32,22 +31,42 @@ def test_job_view_has_the_api_contract_fields():
         url="https://api/jobs/job-1",
         result_urls={"imports": "https://x/imports"},
     )
-    assert set(view) >= {"id", "type", "state", "createdAt", "startTime", "finishedAt", "estimatePctComplete",
-                         "errorDetails", "error", "results", "metrics", "runId", "url", "operationParams",
-                         "creatorToken", "batches"}
+    assert set(view) >= {
+        "id",
+        "type",
+        "state",
+        "createdAt",
+        "startTime",
+        "finishedAt",
+        "estimatePctComplete",
+        "errorDetails",
+        "error",
+        "results",
+        "metrics",
+        "runId",
+        "url",
+        "operationParams",
+        "creatorToken",
+        "batches",
+    }
     assert view["errorDetails"] == "key refused"
-    assert view["results"] == {"downloadUrl": "https://x/imports", "errorsUrl": None, "rejectedUrl": None,
-                               "manifestUrl": None}
+    assert view["results"] == {
+        "downloadUrl": "https://x/imports",
+        "errorsUrl": None,
+        "rejectedUrl": None,
+        "manifestUrl": None,
+    }
     assert view["metrics"]["rowsIn"] == 5 and view["metrics"]["rejected"] == 1
     assert view["batches"][0]["providerJobId"] == "p1"
 
 
 def test_failure_from_a_handler_error_keeps_its_code():
-    cause = '{"errorType": "ProviderAuthError", "errorMessage": "%s"}' % str(ProviderAuthError("key refused"))
+    cause = '{{"errorType": "ProviderAuthError", "errorMessage": "{}"}}'.format(str(ProviderAuthError("key refused")))
     assert error_from_failure({"Error": "ProviderAuthError", "Cause": cause}) == ("unauthorized", "key refused")
     rejected = ProviderRejectedError("token repeated", code="paging_loop")
     assert error_from_failure({"Error": "ProviderRejectedError", "Cause": f'{{"errorMessage": "{rejected}"}}'}) == (
-        "paging_loop", "token repeated"
+        "paging_loop",
+        "token repeated",
     )
 
 

@@ -5,8 +5,12 @@ from jobtracker.local.template import NO_VALUE, Resolver, load_template, substit
 
 
 def _resolver(template, **params):
-    return Resolver(template, params, {"AWS::Region": "eu-west-1", "AWS::StackName": "s"},
-                    lambda logical, attr: f"{logical}.{attr or 'Ref'}")
+    return Resolver(
+        template,
+        params,
+        {"AWS::Region": "eu-west-1", "AWS::StackName": "s"},
+        lambda logical, attr: f"{logical}.{attr or 'Ref'}",
+    )
 
 
 def test_loader_reads_cloudformation_tags():
@@ -16,8 +20,10 @@ def test_loader_reads_cloudformation_tags():
 
 
 def test_resolver_evaluates_the_intrinsics_the_template_uses():
-    template = {"Parameters": {"Name": {"Type": "String", "Default": ""}},
-                "Conditions": {"Empty": {"Fn::Equals": [{"Ref": "Name"}, ""]}}}
+    template = {
+        "Parameters": {"Name": {"Type": "String", "Default": ""}},
+        "Conditions": {"Empty": {"Fn::Equals": [{"Ref": "Name"}, ""]}},
+    }
     r = _resolver(template)
     assert r.resolve({"Fn::Sub": "arn:${AWS::Region}:${Bucket.Arn}:${Name}"}) == "arn:eu-west-1:Bucket.Arn:"
     assert r.resolve({"Fn::If": ["Empty", {"Ref": "Secret"}, "given"]}) == "Secret.Ref"

@@ -1,7 +1,6 @@
 import random
 
 import pytest
-
 from tracker.polling import PollFacts, next_wait_seconds
 
 FAR = 10**9
@@ -22,7 +21,9 @@ def test_waits_grow_then_stop_at_the_cap():
 
 
 def test_jitter_spreads_batches_started_together():
-    waits = {next_wait_seconds(PollFacts(4, FAR), min_seconds=5, max_seconds=300, rng=random.Random(s)) for s in range(40)}
+    waits = {
+        next_wait_seconds(PollFacts(4, FAR), min_seconds=5, max_seconds=300, rng=random.Random(s)) for s in range(40)
+    }
     assert len(waits) > 10
 
 

@@ -48,7 +48,7 @@ class OfflineApiServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
             def _serve(self) -> None:
@@ -64,7 +64,7 @@ class OfflineApiServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 return self.rfile.read(min(length, MAX_BODY_BYTES + 1)) if length else b""
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
         self._httpd = ThreadingHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
@@ -84,7 +84,9 @@ class OfflineApiServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         if len(body) > MAX_BODY_BYTES:
             return _json(413, {"code": "payload_too_large", "message": "request body over 10 MB"})
         parts = urlsplit(raw_path)
@@ -141,7 +143,9 @@ def _identity(headers: dict[str, str]) -> dict[str, Any]:
     return {
         "accessKey": access_key,
         "caller": access_key,
-        "userArn": f"arn:aws:iam::123456789012:user/{access_key}" if access_key else "arn:aws:iam::123456789012:user/local-developer",
+        "userArn": f"arn:aws:iam::123456789012:user/{access_key}"
+        if access_key
+        else "arn:aws:iam::123456789012:user/local-developer",
         "sourceIp": "127.0.0.1",
         "user": access_key,
     }

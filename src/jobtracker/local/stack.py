@@ -70,8 +70,11 @@ class OfflineStack:
         from moto import mock_aws
 
         for name, value in {
-            "AWS_ACCESS_KEY_ID": "offline", "AWS_SECRET_ACCESS_KEY": "offline", "AWS_SESSION_TOKEN": "offline",
-            "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "offline",
+            "AWS_SECRET_ACCESS_KEY": "offline",
+            "AWS_SESSION_TOKEN": "offline",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
         }.items():
             self._set_env(name, value)
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
@@ -80,8 +83,13 @@ class OfflineStack:
         self.resolver = Resolver(
             self.template,
             self._parameter_overrides,
-            {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::StackName": self.stack_name,
-             "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"},
+            {
+                "AWS::Region": REGION,
+                "AWS::AccountId": ACCOUNT,
+                "AWS::StackName": self.stack_name,
+                "AWS::Partition": "aws",
+                "AWS::URLSuffix": "amazonaws.com",
+            },
             self._lookup,
         )
         for logical_id in self.template["Resources"]:
@@ -247,7 +255,7 @@ class OfflineStack:
         self.physical[logical_id] = values
         return values
 
-    def _build_AWS_S3_Bucket(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def _build_AWS_S3_Bucket(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:
         bucket = name.lower()
         values = {"Ref": bucket, "Arn": f"arn:aws:s3:::{bucket}"}
         self.physical[logical_id] = values  # the notification below may resolve this bucket's own name
@@ -270,7 +278,7 @@ class OfflineStack:
             )
         return values
 
-    def _build_AWS_DynamoDB_Table(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def _build_AWS_DynamoDB_Table(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:
         props = self.resolver.resolve(props)
         ddb = self.client("dynamodb")
         kwargs: dict[str, Any] = {
@@ -287,7 +295,7 @@ class OfflineStack:
             ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
         return {"Ref": name, "Arn": arn}
 
-    def _build_AWS_SQS_Queue(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def _build_AWS_SQS_Queue(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:
         props = self.resolver.resolve(props)
         attributes = {}
         if "VisibilityTimeout" in props:
@@ -301,16 +309,16 @@ class OfflineStack:
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return {"Ref": url, "Arn": arn, "QueueName": name, "QueueUrl": url}
 
-    def _build_AWS_SNS_Topic(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def _build_AWS_SNS_Topic(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:
         arn = self.client("sns").create_topic(Name=name)["TopicArn"]
         return {"Ref": arn, "TopicName": name, "TopicArn": arn}
 
-    def _build_AWS_SecretsManager_Secret(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def _build_AWS_SecretsManager_Secret(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:
         # Offline the stack fills the secret itself with the key the local simulator expects.
         arn = self.client("secretsmanager").create_secret(Name=name, SecretString=self.api_key)["ARN"]
         return {"Ref": arn, "Id": arn}
 
-    def _build_AWS_Serverless_Function(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def _build_AWS_Serverless_Function(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:
         arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
         values = {"Ref": name, "Arn": arn}
         self.physical[logical_id] = values
@@ -336,7 +344,7 @@ class OfflineStack:
         )
         return values
 
-    def _build_AWS_Serverless_StateMachine(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def _build_AWS_Serverless_StateMachine(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:
         machine_name = self.resolver.resolve(props.get("Name", name))
         definition = substitute_definition(
             (self.root / props["DefinitionUri"]).read_text(encoding="utf-8"),
@@ -366,7 +374,6 @@ class OfflineStack:
             self._set_env(key, value)
         logging.getLogger("jobtracker").setLevel(logging.WARNING)
         from aws_lambda_powertools.utilities import parameters
-
         from tracker import wiring
 
         parameters.clear_caches()
@@ -437,4 +444,3 @@ def _as_list(value: Any) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)
-

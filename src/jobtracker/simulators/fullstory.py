@@ -315,9 +315,7 @@ class FullStorySimulator:
             raise _ApiError(404, "resource_not_found", f"No such resource: {parts.path}")
         allowed = "POST" if match["job"] is None else "GET"
         if method != allowed:
-            raise _ApiError(
-                405, "method_not_allowed", f"{method} is not allowed on {parts.path}", {"Allow": allowed}
-            )
+            raise _ApiError(405, "method_not_allowed", f"{method} is not allowed on {parts.path}", {"Allow": allowed})
         self._authenticate(headers.get("Authorization"))
         kind = match["kind"]
         if match["job"] is None:
@@ -341,9 +339,7 @@ class FullStorySimulator:
 
     def _throttle(self, reason: str) -> _ApiError:
         self._stats["throttled"] += 1
-        return _ApiError(
-            429, "too_many_requests", reason, {"Retry-After": str(self.config.retry_after_seconds)}
-        )
+        return _ApiError(429, "too_many_requests", reason, {"Retry-After": str(self.config.retry_after_seconds)})
 
     def _create_batch(self, kind: str, idem_key: str | None, body: bytes) -> _Answer:
         """POST /v2/{kind}/batch: throttle, parse, replay or create a job with decided row outcomes."""
@@ -375,9 +371,7 @@ class FullStorySimulator:
             job = self._new_job(kind, payload)
             response = _dumps({"job": {"id": job.id, "status": "PROCESSING", "created": _iso(job.created)}})
             if idem_key:
-                self._idempotency[(kind, idem_key)] = _IdempotencyRecord(
-                    body_hash, response, time.monotonic()
-                )
+                self._idempotency[(kind, idem_key)] = _IdempotencyRecord(body_hash, response, time.monotonic())
             self._stats["batch_posts"] += 1
             return 200, response, {}
 
@@ -604,9 +598,7 @@ def _decode_page_token(token: str, job_id: str, listing: str, total: int) -> int
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise _ApiError(400, "invalid_argument", f"Invalid page_token {token!r}") from None
     if tok_listing != listing or tok_job != job_id or not 0 < offset < total:
-        raise _ApiError(
-            400, "invalid_argument", f"page_token {token!r} does not belong to this {listing} listing"
-        )
+        raise _ApiError(400, "invalid_argument", f"page_token {token!r} does not belong to this {listing} listing")
     return offset
 
 
@@ -622,9 +614,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], sim: FullStorySimulator
-    ):
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], sim: FullStorySimulator):
         self.sim = sim
         super().__init__(address, handler)
 
@@ -646,9 +636,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = -1
         if length < 0:
-            self._reply(
-                400, _dumps({"code": "invalid_argument", "message": "Invalid Content-Length"}), {}, send_body
-            )
+            self._reply(400, _dumps({"code": "invalid_argument", "message": "Invalid Content-Length"}), {}, send_body)
             self.close_connection = True
             return
         body = self.rfile.read(length) if length else b""

@@ -58,8 +58,13 @@ class BatchTasks:
         record = self._store.get_batch(job_id, index) or {}
         if record.get("providerJobId"):
             # Accepted on an earlier attempt whose answer was lost: go straight to polling.
-            return {**task, "providerJobId": record["providerJobId"], "phase": "polling", "attempt": 0,
-                    "nextPollSeconds": self._wait(task, 0)}
+            return {
+                **task,
+                "providerJobId": record["providerJobId"],
+                "phase": "polling",
+                "attempt": 0,
+                "nextPollSeconds": self._wait(task, 0),
+            }
         if (failed := self._past_deadline(task)) is not None:
             return failed
         body = self._s3.get_object(Bucket=self._settings.results_bucket, Key=task["batch"]["key"])["Body"].read()
@@ -67,16 +72,30 @@ class BatchTasks:
         if isinstance(outcome, Throttled):
             attempt = int(task.get("attempt", 0)) + 1
             self._store.update_batch(job_id, index, {"throttled": attempt})
-            return {**task, "phase": "throttled", "attempt": attempt,
-                    "nextPollSeconds": self._wait(task, attempt, outcome.retry_after)}
+            return {
+                **task,
+                "phase": "throttled",
+                "attempt": attempt,
+                "nextPollSeconds": self._wait(task, attempt, outcome.retry_after),
+            }
         self._store.update_batch(
             job_id,
             index,
-            {"providerJobId": outcome.provider_job_id, "providerStatus": outcome.provider_status,
-             "batchState": BatchState.RUNNING.value, "submittedAt": now_iso(), "polls": 0},
+            {
+                "providerJobId": outcome.provider_job_id,
+                "providerStatus": outcome.provider_status,
+                "batchState": BatchState.RUNNING.value,
+                "submittedAt": now_iso(),
+                "polls": 0,
+            },
         )
-        return {**task, "providerJobId": outcome.provider_job_id, "phase": "polling", "attempt": 0,
-                "nextPollSeconds": self._wait(task, 0)}
+        return {
+            **task,
+            "providerJobId": outcome.provider_job_id,
+            "phase": "polling",
+            "attempt": 0,
+            "nextPollSeconds": self._wait(task, 0),
+        }
 
     def check(self, task: Task) -> Task:
         job_id, index = task["jobId"], int(task["batch"]["index"])
@@ -85,14 +104,26 @@ class BatchTasks:
         outcome = self._provider(task).status(task["providerJobId"])
         attempt = int(task.get("attempt", 0)) + 1
         if isinstance(outcome, Throttled):
-            return {**task, "phase": "polling", "attempt": attempt,
-                    "nextPollSeconds": self._wait(task, attempt, outcome.retry_after)}
-        fields: dict[str, Any] = {"polls": attempt, "providerStatus": outcome.provider_status, "lastPolledAt": now_iso()}
+            return {
+                **task,
+                "phase": "polling",
+                "attempt": attempt,
+                "nextPollSeconds": self._wait(task, attempt, outcome.retry_after),
+            }
+        fields: dict[str, Any] = {
+            "polls": attempt,
+            "providerStatus": outcome.provider_status,
+            "lastPolledAt": now_iso(),
+        }
         if not outcome.finished:
             self._store.update_batch(job_id, index, fields)
             return {**task, "phase": "polling", "attempt": attempt, "nextPollSeconds": self._wait(task, attempt)}
-        fields.update(batchState=BatchState.COLLECTING.value, reportedImports=outcome.imports,
-                      reportedErrors=outcome.errors, finishedAt=now_iso())
+        fields.update(
+            batchState=BatchState.COLLECTING.value,
+            reportedImports=outcome.imports,
+            reportedErrors=outcome.errors,
+            finishedAt=now_iso(),
+        )
         self._store.update_batch(job_id, index, fields)
         return {**task, "phase": "done", "providerStatus": outcome.provider_status, "attempt": 0, "nextPollSeconds": 0}
 
@@ -113,8 +144,12 @@ class BatchTasks:
                 attempt = int(task.get("attempt", 0)) + 1
                 if (failed := self._past_deadline(task)) is not None:
                     return failed
-                return {**task, "phase": "results_pending", "attempt": attempt,
-                        "nextPollSeconds": self._wait(task, attempt)}
+                return {
+                    **task,
+                    "phase": "results_pending",
+                    "attempt": attempt,
+                    "nextPollSeconds": self._wait(task, attempt),
+                }
             except BaseException:
                 writer.abort()
                 raise
@@ -124,8 +159,14 @@ class BatchTasks:
         self._store.update_batch(
             job_id,
             index,
-            {"batchState": state.value, "imported": counts["imports"], "providerErrors": counts["errors"],
-             "importsKey": keys["imports"], "errorsKey": keys["errors"], "collectedAt": now_iso()},
+            {
+                "batchState": state.value,
+                "imported": counts["imports"],
+                "providerErrors": counts["errors"],
+                "importsKey": keys["imports"],
+                "errorsKey": keys["errors"],
+                "collectedAt": now_iso(),
+            },
         )
         return {"jobId": job_id, "batch": task["batch"], "phase": "collected", "state": state.value}
 
@@ -136,12 +177,20 @@ class BatchTasks:
 
     def fail(self, task: Task, code: str, message: str) -> Task:
         self._store.update_batch(
-            task["jobId"], int(task["batch"]["index"]),
-            {"batchState": BatchState.FAILED.value, "error": {"code": code, "message": message},
-             "finishedAt": now_iso()},
+            task["jobId"],
+            int(task["batch"]["index"]),
+            {
+                "batchState": BatchState.FAILED.value,
+                "error": {"code": code, "message": message},
+                "finishedAt": now_iso(),
+            },
         )
-        return {"jobId": task["jobId"], "batch": task["batch"], "phase": "failed",
-                "error": {"code": code, "message": message}}
+        return {
+            "jobId": task["jobId"],
+            "batch": task["batch"],
+            "phase": "failed",
+            "error": {"code": code, "message": message},
+        }
 
 
 _CODED = re.compile(r"^\[(?P<code>[a-z0-9_]+)\] (?P<message>.*)$", re.DOTALL)
@@ -168,4 +217,3 @@ def error_from_failure(failure: dict[str, Any]) -> tuple[str, str]:
     return _ERROR_CODES.get(name, re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "task_failed"), (
         message[:500] or name
     )
-

@@ -40,13 +40,9 @@ class BatchSplitter:
 
     __slots__ = ("_index", "_max_bytes", "_max_requests", "_parts", "_size")
 
-    def __init__(
-        self, max_requests: int = MAX_REQUESTS_PER_BATCH, max_bytes: int = DEFAULT_MAX_BATCH_BYTES
-    ) -> None:
+    def __init__(self, max_requests: int = MAX_REQUESTS_PER_BATCH, max_bytes: int = DEFAULT_MAX_BATCH_BYTES) -> None:
         if not 1 <= max_requests <= MAX_REQUESTS_PER_BATCH:
-            raise ValueError(
-                f"max_requests must be between 1 and {MAX_REQUESTS_PER_BATCH}, got {max_requests}"
-            )
+            raise ValueError(f"max_requests must be between 1 and {MAX_REQUESTS_PER_BATCH}, got {max_requests}")
         if max_bytes < MAX_LINE_BYTES + BATCH_ENVELOPE_BYTES:
             raise ValueError(
                 f"max_bytes must be at least {MAX_LINE_BYTES + BATCH_ENVELOPE_BYTES} "
@@ -64,9 +60,7 @@ class BatchSplitter:
         """Queue one encoded request; return the batch it closed, if any."""
         size = len(row_encoded) + 1
         if size + BATCH_ENVELOPE_BYTES - 1 > self._max_bytes:
-            raise ValueError(
-                f"a request of {len(row_encoded)} bytes cannot fit in a {self._max_bytes}-byte batch"
-            )
+            raise ValueError(f"a request of {len(row_encoded)} bytes cannot fit in a {self._max_bytes}-byte batch")
         done = None
         if self._parts and (len(self._parts) >= self._max_requests or self._size + size > self._max_bytes):
             done = self._emit()

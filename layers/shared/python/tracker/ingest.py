@@ -295,8 +295,7 @@ def _check_leaf_sizes(obj: dict, path: str) -> None:
         if size > MAX_PROPERTY_VALUE_BYTES:
             raise _Invalid(
                 "property_value_too_large",
-                f"Property {_shown(dotted)} is {size} bytes as JSON; "
-                f"the limit is {MAX_PROPERTY_VALUE_BYTES} bytes.",
+                f"Property {_shown(dotted)} is {size} bytes as JSON; the limit is {MAX_PROPERTY_VALUE_BYTES} bytes.",
             )
 
 
@@ -339,9 +338,7 @@ def _check_string(request: dict, field: str, limit: int | None, label: str = "")
     if value.__class__ is not str and not isinstance(value, str):
         raise _Invalid("invalid_type", f"Field '{label or field}' must be a string.")
     if limit is not None and len(value) > limit:
-        raise _Invalid(
-            "value_too_long", f"Field '{label or field}' has {len(value)} characters; the limit is {limit}."
-        )
+        raise _Invalid("value_too_long", f"Field '{label or field}' has {len(value)} characters; the limit is {limit}.")
     return True
 
 
@@ -429,9 +426,7 @@ def _validate_event(request: dict, size: int) -> None:
             if most_recent.__class__ is not bool:
                 raise _Invalid("invalid_type", "Field 'session.use_most_recent' must be true or false.")
             if most_recent and user is None:
-                raise _Invalid(
-                    "missing_field", "Field 'user' is required when 'session.use_most_recent' is true."
-                )
+                raise _Invalid("missing_field", "Field 'user' is required when 'session.use_most_recent' is true.")
     context = _check_object(request, "context")
     if context is not None:
         if not _EVENT_CONTEXT_FIELDS.issuperset(context):
@@ -458,9 +453,7 @@ def _validator(job_type: str) -> Callable[[dict, int], None]:
         raise ValueError(f"unknown job type {job_type!r}; expected one of {sorted(_VALIDATORS)}") from None
 
 
-def _to_row(
-    validate: Callable[[dict, int], None], line: int, obj: Any, raw: str | bytes | None
-) -> Row | Rejected:
+def _to_row(validate: Callable[[dict, int], None], line: int, obj: Any, raw: str | bytes | None) -> Row | Rejected:
     """Encode once, validate, and wrap. ``raw`` is the input text, used only as a reject source
     when ``obj`` itself cannot be (None: render ``obj``)."""
     if obj.__class__ is not dict and not isinstance(obj, dict):
@@ -541,9 +534,7 @@ def _byte_reader(stream: BinaryIO, fmt: InputFormat, max_uncompressed_bytes: int
             ) from exc
         total += len(data)
         if total > max_uncompressed_bytes:
-            raise InputError(
-                "too_large", f"The gzip input decompresses to more than {max_uncompressed_bytes} bytes."
-            )
+            raise InputError("too_large", f"The gzip input decompresses to more than {max_uncompressed_bytes} bytes.")
         return data
 
     return read
@@ -604,17 +595,13 @@ def _iter_lines(read: Callable[[int], bytes], max_line: int = MAX_LINE_BYTES) ->
 
 
 def _line_too_long(line: int, head: bytes) -> Rejected:
-    return Rejected(
-        line, "line_too_long", f"Line {line} is longer than {MAX_LINE_BYTES} bytes.", _text_source(head)
-    )
+    return Rejected(line, "line_too_long", f"Line {line} is longer than {MAX_LINE_BYTES} bytes.", _text_source(head))
 
 
 # --- NDJSON ---------------------------------------------------------------------------------------
 
 
-def _read_ndjson(
-    read: Callable[[int], bytes], validate: Callable[[dict, int], None]
-) -> Iterator[Row | Rejected]:
+def _read_ndjson(read: Callable[[int], bytes], validate: Callable[[dict, int], None]) -> Iterator[Row | Rejected]:
     number = 0
     for line in _iter_lines(read):
         number += 1
@@ -645,9 +632,7 @@ def _read_ndjson(
             continue
         except (ValueError, RecursionError) as exc:
             reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-            yield Rejected(
-                number, "invalid_json", f"Line {number} is not valid JSON: {reason}.", _text_source(text)
-            )
+            yield Rejected(number, "invalid_json", f"Line {number} is not valid JSON: {reason}.", _text_source(text))
             continue
         yield _to_row(validate, number, obj, text)
 
@@ -673,9 +658,7 @@ class _JsonDocument:
     buffer advances to give each element the line where it starts.
     """
 
-    def __init__(
-        self, read: Callable[[int], bytes], validate: Callable[[dict, int], None], job_type: str
-    ) -> None:
+    def __init__(self, read: Callable[[int], bytes], validate: Callable[[dict, int], None], job_type: str) -> None:
         self._read = read
         self._validate = validate
         self._job_type = job_type
@@ -733,9 +716,7 @@ class _JsonDocument:
         )
 
     def _truncated(self) -> InputError:
-        return InputError(
-            "truncated_json", "The JSON document ends before its closing brackets (truncated file?)."
-        )
+        return InputError("truncated_json", "The JSON document ends before its closing brackets (truncated file?).")
 
     def _value(self) -> tuple[Any, int] | object:
         """Parse the value at ``_pos`` (not consumed): (object, end), or _TOO_BIG."""
@@ -817,15 +798,11 @@ class _JsonDocument:
     def _key(self) -> str:
         char = self._peek()
         if char != '"':
-            raise (
-                self._truncated() if char == "" else self._syntax_error("expected a property name in quotes")
-            )
+            raise (self._truncated() if char == "" else self._syntax_error("expected a property name in quotes"))
         key, self._pos = self._value()  # type: ignore[misc]  # keys are short: never _TOO_BIG
         char = self._peek()
         if char != ":":
-            raise (
-                self._truncated() if char == "" else self._syntax_error("expected ':' after a property name")
-            )
+            raise (self._truncated() if char == "" else self._syntax_error("expected ':' after a property name"))
         self._pos += 1
         return key
 
@@ -865,9 +842,7 @@ class _JsonDocument:
             if char == "":
                 raise self._truncated()
             if char != "[":
-                raise InputError(
-                    "invalid_json_document", 'The "requests" value must be an array of request objects.'
-                )
+                raise InputError("invalid_json_document", 'The "requests" value must be an array of request objects.')
             self._pos += 1
             yield from self._elements()
             char = self._peek()
@@ -1007,9 +982,7 @@ def _csv_plan(header: list[str], job_type: str) -> list[tuple[int, int, str]]:
             plan.append((index, _UNNAMED, ""))
             continue
         if name in seen:
-            raise InputError(
-                "invalid_header", f"Column {_shown(name)} appears more than once in the CSV header."
-            )
+            raise InputError("invalid_header", f"Column {_shown(name)} appears more than once in the CSV header.")
         seen.add(name)
         plan.append((index, known.get(name, _PROP), name))
     if job_type == "fullstory.events" and "name" not in seen:
@@ -1017,9 +990,7 @@ def _csv_plan(header: list[str], job_type: str) -> list[tuple[int, int, str]]:
     return plan
 
 
-def _csv_request(
-    plan: list[tuple[int, int, str]], header: list[str], record: list[str], line: int
-) -> dict | Rejected:
+def _csv_request(plan: list[tuple[int, int, str]], header: list[str], record: list[str], line: int) -> dict | Rejected:
     request: dict[str, Any] = {}
     props: dict[str, Any] | None = None
     json_props: dict[str, Any] | None = None
@@ -1092,9 +1063,7 @@ def _read_csv(
         except StopIteration:
             raise InputError("empty_file", "The CSV file is empty; a header row is required.") from None
         except csv.Error as exc:
-            raise InputError(
-                "csv_malformed", f"The CSV header at line {before + 1} is malformed: {exc}."
-            ) from None
+            raise InputError("csv_malformed", f"The CSV header at line {before + 1} is malformed: {exc}.") from None
         if feed.long_line > before:
             raise InputError("line_too_long", f"The CSV header is longer than {MAX_LINE_BYTES} bytes.")
         if feed.bad_line > before:
@@ -1139,8 +1108,7 @@ def _read_csv(
             yield Rejected(
                 start,
                 "csv_column_count",
-                f"The CSV record starting at line {start} has {len(record)} cells; "
-                f"the header has {columns} columns.",
+                f"The CSV record starting at line {start} has {len(record)} cells; the header has {columns} columns.",
                 record,
             )
             continue

@@ -8,6 +8,7 @@ finds the existing job instead of starting a second one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
@@ -84,7 +85,12 @@ class Intake:
         """Record the job for an inbox upload and run intake; (job id, False) for a duplicate event."""
         job_id = job_id_for_upload(upload)
         job_type = job_type_for_key(upload.key) or UNKNOWN_TYPE
-        source = {"bucket": upload.bucket, "key": upload.key, "version": upload.version, "uri": s3_uri(upload.bucket, upload.key)}
+        source = {
+            "bucket": upload.bucket,
+            "key": upload.key,
+            "version": upload.version,
+            "uri": s3_uri(upload.bucket, upload.key),
+        }
         creator = {"id": upload.principal or "unknown", "description": f"S3 upload to {source['uri']}"}
         created = self._store.create_job(new_job(job_id, job_type, source, creator, {"source": source["uri"]}))
         existing = self._store.get_job(job_id)
@@ -118,8 +124,7 @@ class Intake:
         if job_type not in JOB_TYPES:
             raise InputError(
                 "unknown_prefix",
-                f"{source['key']!r} is not under a known prefix; upload to one of "
-                + ", ".join(INBOX_PREFIXES),
+                f"{source['key']!r} is not under a known prefix; upload to one of " + ", ".join(INBOX_PREFIXES),
             )
         fmt = detect_format(source.get("format_key") or source["key"])
         get_kwargs: dict[str, Any] = {"Bucket": source["bucket"], "Key": source["key"]}
@@ -128,7 +133,9 @@ class Intake:
         try:
             obj = self._s3.get_object(**get_kwargs)
         except self._s3.exceptions.NoSuchKey as exc:
-            raise InputError("source_not_found", f"{source['uri']} no longer exists (deleted before intake read it)") from exc
+            raise InputError(
+                "source_not_found", f"{source['uri']} no longer exists (deleted before intake read it)"
+            ) from exc
         except self._s3.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchVersion", "NoSuchKey", "404"):
@@ -160,25 +167,41 @@ class Intake:
             # Keep the rejects seen so far even when the file turns out unreadable further down.
             rejected.close()
             self._store.update_job(
-                job_id, {"rowsIn": rows_in, "rejected": rejected.lines, "rejectedKey": rejected_key,
-                         "inBytes": int(obj.get("ContentLength", 0))},
+                job_id,
+                {
+                    "rowsIn": rows_in,
+                    "rejected": rejected.lines,
+                    "rejectedKey": rejected_key,
+                    "inBytes": int(obj.get("ContentLength", 0)),
+                },
             )
         if rows_in == 0:
             raise InputError("empty_file", f"{source['uri']} holds no rows")
 
         self._s3.put_object(
-            Bucket=results, Key=layout.batch_manifest_key(job_id), Body=json.dumps(manifest).encode(),
+            Bucket=results,
+            Key=layout.batch_manifest_key(job_id),
+            Body=json.dumps(manifest).encode(),
             ContentType="application/json",
         )
         self._store.put_batches(
-            job_id, [{**item, "batchState": "PENDING", "polls": 0, "imported": 0, "providerErrors": 0} for item in manifest]
+            job_id,
+            [{**item, "batchState": "PENDING", "polls": 0, "imported": 0, "providerErrors": 0} for item in manifest],
         )
-        self._store.update_job(job_id, {"batchCount": len(manifest), "intakeDone": True,
-                                        "deadline": int(time.time()) + self._settings.max_job_seconds})
+        self._store.update_job(
+            job_id,
+            {
+                "batchCount": len(manifest),
+                "intakeDone": True,
+                "deadline": int(time.time()) + self._settings.max_job_seconds,
+            },
+        )
 
     def _put_batch(self, job_id: str, batch: BatchBody) -> dict[str, Any]:
         key = layout.batch_key(job_id, batch.index)
-        self._s3.put_object(Bucket=self._settings.results_bucket, Key=key, Body=batch.body, ContentType="application/json")
+        self._s3.put_object(
+            Bucket=self._settings.results_bucket, Key=key, Body=batch.body, ContentType="application/json"
+        )
         return {"index": batch.index, "key": key, "rows": batch.rows, "bytes": len(batch.body)}
 
     def _start_execution(self, job: dict[str, Any]) -> None:
@@ -194,9 +217,7 @@ class Intake:
             "inFlightBudget": self._settings.in_flight_budget,
             "manifest": {"bucket": self._settings.results_bucket, "key": layout.batch_manifest_key(job_id)},
         }
-        try:
+        with contextlib.suppress(self._sfn.exceptions.ExecutionAlreadyExists):
             self._sfn.start_execution(
                 stateMachineArn=self._settings.state_machine_arn, name=job_id, input=json.dumps(execution_input)
             )
-        except self._sfn.exceptions.ExecutionAlreadyExists:
-            pass

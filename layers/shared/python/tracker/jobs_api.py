@@ -40,7 +40,9 @@ class JobsApi:
     ) -> tuple[dict[str, Any], bool]:
         """(job, created). A repeated Idempotency-Key from the same caller answers the first job."""
         if (requests is None) == (source is None):
-            raise ApiError(400, "invalid_request", "give exactly one of 'requests' (inline rows) or 'source' (s3://...)")
+            raise ApiError(
+                400, "invalid_request", "give exactly one of 'requests' (inline rows) or 'source' (s3://...)"
+            )
         if idempotency_key:
             digest = hashlib.sha256(f"{caller['id']}\0{idempotency_key}".encode()).hexdigest()
             job_id = f"job-{digest[:24]}"
@@ -57,7 +59,8 @@ class JobsApi:
                 raise ApiError(400, "invalid_source", str(exc)) from exc
             if bucket != self._settings.inbox_bucket:
                 raise ApiError(
-                    400, "invalid_source",
+                    400,
+                    "invalid_source",
                     f"source must be an object in the inbox bucket {self._settings.inbox_bucket}",
                 )
             job_source = {"bucket": bucket, "key": key, "version": None, "uri": source}
@@ -65,9 +68,15 @@ class JobsApi:
         else:
             key = layout.source_key(job_id)
             body = json.dumps({"requests": requests}, separators=(",", ":")).encode()
-            self._s3.put_object(Bucket=self._settings.results_bucket, Key=key, Body=body, ContentType="application/json")
-            job_source = {"bucket": self._settings.results_bucket, "key": key, "version": None,
-                          "uri": s3_uri(self._settings.results_bucket, key)}
+            self._s3.put_object(
+                Bucket=self._settings.results_bucket, Key=key, Body=body, ContentType="application/json"
+            )
+            job_source = {
+                "bucket": self._settings.results_bucket,
+                "key": key,
+                "version": None,
+                "uri": s3_uri(self._settings.results_bucket, key),
+            }
             params = {"source": "inline", "requests": len(requests or [])}
 
         job = new_job(job_id, job_type, job_source, caller, params)
@@ -87,7 +96,9 @@ class JobsApi:
             job, batches, url=f"{base_url}/jobs/{job['id']}" if base_url else None, result_urls=self.result_urls(job)
         )
 
-    def list_jobs(self, *, state: str | None, limit: int, next_token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    def list_jobs(
+        self, *, state: str | None, limit: int, next_token: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
         try:
             return self._store.list_jobs(state=state, limit=limit, next_token=next_token)
         except ValueError as exc:
@@ -102,7 +113,8 @@ class JobsApi:
             keys = {k: v for k, v in keys.items() if k == "rejected" and job.get("intakeDone")}
         return {
             name: self._s3.generate_presigned_url(
-                "get_object", Params={"Bucket": self._settings.results_bucket, "Key": key},
+                "get_object",
+                Params={"Bucket": self._settings.results_bucket, "Key": key},
                 ExpiresIn=PRESIGNED_URL_SECONDS,
             )
             for name, key in keys.items()

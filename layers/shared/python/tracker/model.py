@@ -97,9 +97,7 @@ def estimate_pct_complete(job: dict[str, Any], batches: list[dict[str, Any]]) ->
     if not batches:
         return 0.0
     total_rows = sum(int(b.get("rows", 0)) for b in batches) or len(batches)
-    done = sum(
-        batch_progress(b["batchState"]) * (int(b.get("rows", 0)) or 1) for b in batches
-    )
+    done = sum(batch_progress(b["batchState"]) * (int(b.get("rows", 0)) or 1) for b in batches)
     # Intake is the first 5 %; the last 5 % is finalize.
     return round(5 + 90 * done / total_rows, 1)
 

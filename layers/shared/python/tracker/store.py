@@ -81,7 +81,12 @@ class JobStore:
                 UpdateExpression="SET #s = :running, startTime = :t, runId = :r",
                 ConditionExpression="#s = :pending",
                 ExpressionAttributeNames={"#s": "state"},
-                ExpressionAttributeValues={":running": "RUNNING", ":pending": "PENDING", ":t": started_at, ":r": run_id},
+                ExpressionAttributeValues={
+                    ":running": "RUNNING",
+                    ":pending": "PENDING",
+                    ":t": started_at,
+                    ":r": run_id,
+                },
             )
         except self._table.meta.client.exceptions.ConditionalCheckFailedException:
             return False
@@ -133,14 +138,10 @@ class JobStore:
                 writer.put_item(Item={"pk": _pk(job_id), "sk": _batch_sk(batch["index"]), **_dynamo(batch)})
 
     def get_batch(self, job_id: str, index: int) -> dict[str, Any] | None:
-        item = self._table.get_item(
-            Key={"pk": _pk(job_id), "sk": _batch_sk(index)}, ConsistentRead=True
-        ).get("Item")
+        item = self._table.get_item(Key={"pk": _pk(job_id), "sk": _batch_sk(index)}, ConsistentRead=True).get("Item")
         return _strip_keys(item) if item else None
 
-    def update_batch(
-        self, job_id: str, index: int, fields: dict[str, Any], *, condition: str | None = None
-    ) -> bool:
+    def update_batch(self, job_id: str, index: int, fields: dict[str, Any], *, condition: str | None = None) -> bool:
         return self._update({"pk": _pk(job_id), "sk": _batch_sk(index)}, fields, condition=condition)
 
     def list_batches(self, job_id: str) -> list[dict[str, Any]]:
