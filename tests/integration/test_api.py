@@ -146,3 +146,11 @@ def test_list_jobs_filters_by_state_and_pages(api_session):
     assert call(session, "GET", "/jobs?limit=0")[0] == 400
     assert call(session, "GET", "/jobs?state=SLEEPING")[0] == 400
     assert call(session, "GET", "/jobs?nextToken=garbage")[1]["code"] == "invalid_next_token"
+
+
+def test_openapi_document_describes_the_routes(api_session):
+    response = HTTP.request("GET", api_session.api.base_url + "/openapi?format=json")
+    assert response.status == 200
+    document = json.loads(response.data)
+    assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/results"} <= set(document["paths"])
+    assert "CreateJobBody" in json.dumps(document["components"])
