@@ -132,4 +132,18 @@ def unexpected(exc: Exception) -> Response:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return app.resolve(_json_body(event), context)
+
+
+def _json_body(event: dict[str, Any]) -> dict[str, Any]:
+    """The API speaks JSON only: a body sent without a JSON Content-Type (curl -d sends a form type) is
+    read as JSON too, rather than rejected as a form with confusing field errors."""
+    headers = event.get("headers") or {}
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    if event.get("body") and "json" not in content_type.lower():
+        headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        headers["Content-Type"] = "application/json"
+        multi = {k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"}
+        multi["Content-Type"] = ["application/json"]
+        event = {**event, "headers": headers, "multiValueHeaders": multi}
+    return event

@@ -154,3 +154,15 @@ def test_openapi_document_describes_the_routes(api_session):
     document = json.loads(response.data)
     assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/results"} <= set(document["paths"])
     assert "CreateJobBody" in json.dumps(document["components"])
+
+
+def test_json_body_sent_with_a_form_content_type_is_still_read_as_json(api_session):
+    body = json.dumps({"type": "fullstory.users", "requests": users(1)}).encode()
+    response = HTTP.request(
+        "POST",
+        api_session.api.base_url + "/jobs",
+        body=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )  # what `curl -d` sends
+    assert response.status == 202
+    assert json.loads(response.data)["state"] == "PENDING"

@@ -20,8 +20,9 @@ def _free_port() -> int:
 
 def test_upload_through_the_emulated_aws_endpoint_runs_a_job():
     params = {"PollMinSeconds": 0, "PollMaxSeconds": 0}
-    with OfflineSession(parameters=params, simulator_config=SimulatorConfig(polls_to_complete=1),
-                        aws_port=_free_port()) as session:
+    with OfflineSession(
+        parameters=params, simulator_config=SimulatorConfig(polls_to_complete=1), aws_port=_free_port()
+    ) as session:
         outside = boto3.session.Session(aws_access_key_id="any", aws_secret_access_key="any", region_name="us-east-1")
         s3 = outside.client("s3", endpoint_url=session.aws_endpoint)
         assert session.stack.inbox_bucket in {b["Name"] for b in s3.list_buckets()["Buckets"]}
