@@ -211,3 +211,13 @@ def test_gzipped_events_json_document_is_imported(offline):
         assert job["type"] == "fullstory.events"
         assert job["state"] == "COMPLETED"
         assert job["imported"] == 5
+
+
+def test_manifest_keeps_every_poll_of_every_batch(offline):
+    with offline(sim=SimulatorConfig(polls_to_complete=3), MaxBatchRequests=2) as session:
+        job = upload_and_wait(session, "inbox/users/timeline.ndjson", ndjson(users(4)))
+        manifest = read_json(session, job["resultKeys"]["manifest"])
+        for batch in manifest["batches"]:
+            assert len(batch["pollTimes"]) == batch["polls"] == 3
+            assert batch["submittedAt"] <= batch["pollTimes"][0] <= batch["pollTimes"][-1] == batch["finishedAt"]
+            assert batch["collectedAt"] >= batch["finishedAt"]

@@ -110,21 +110,25 @@ class BatchTasks:
                 "attempt": attempt,
                 "nextPollSeconds": self._wait(task, attempt, outcome.retry_after),
             }
+        polled_at = now_iso()
         fields: dict[str, Any] = {
             "polls": attempt,
             "providerStatus": outcome.provider_status,
-            "lastPolledAt": now_iso(),
+            "lastPolledAt": polled_at,
         }
+        # The poll timeline for the job report: about 25 bytes a poll, far below DynamoDB's item limit
+        # even for the most polls a 24-hour job may take.
+        timeline = {"pollTimes": [polled_at]}
         if not outcome.finished:
-            self._store.update_batch(job_id, index, fields)
+            self._store.update_batch(job_id, index, fields, append=timeline)
             return {**task, "phase": "polling", "attempt": attempt, "nextPollSeconds": self._wait(task, attempt)}
         fields.update(
             batchState=BatchState.COLLECTING.value,
             reportedImports=outcome.imports,
             reportedErrors=outcome.errors,
-            finishedAt=now_iso(),
+            finishedAt=polled_at,
         )
-        self._store.update_batch(job_id, index, fields)
+        self._store.update_batch(job_id, index, fields, append=timeline)
         return {**task, "phase": "done", "providerStatus": outcome.provider_status, "attempt": 0, "nextPollSeconds": 0}
 
     def collect(self, task: Task) -> Task:

@@ -172,6 +172,8 @@ def _manifest_batch(batch: dict[str, Any]) -> dict[str, Any]:
         "providerErrors": int(batch.get("providerErrors", 0)),
         "polls": int(batch.get("polls", 0)),
         "submittedAt": batch.get("submittedAt"),
+        "pollTimes": batch.get("pollTimes", []),
         "finishedAt": batch.get("finishedAt"),
+        "collectedAt": batch.get("collectedAt"),
         "error": batch.get("error"),
     }

@@ -141,8 +141,17 @@ class JobStore:
         item = self._table.get_item(Key={"pk": _pk(job_id), "sk": _batch_sk(index)}, ConsistentRead=True).get("Item")
         return _strip_keys(item) if item else None
 
-    def update_batch(self, job_id: str, index: int, fields: dict[str, Any], *, condition: str | None = None) -> bool:
-        return self._update({"pk": _pk(job_id), "sk": _batch_sk(index)}, fields, condition=condition)
+    def update_batch(
+        self,
+        job_id: str,
+        index: int,
+        fields: dict[str, Any],
+        *,
+        condition: str | None = None,
+        append: dict[str, list[Any]] | None = None,
+    ) -> bool:
+        """SET `fields`; `append` adds items to list attributes (e.g. the poll timeline)."""
+        return self._update({"pk": _pk(job_id), "sk": _batch_sk(index)}, fields, condition=condition, append=append)
 
     def list_batches(self, job_id: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -159,12 +168,25 @@ class JobStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # -- helpers ----------------------------------------------------------------------------
-    def _update(self, key: dict[str, str], fields: dict[str, Any], *, condition: str | None) -> bool:
+    def _update(
+        self,
+        key: dict[str, str],
+        fields: dict[str, Any],
+        *,
+        condition: str | None,
+        append: dict[str, list[Any]] | None = None,
+    ) -> bool:
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values = {f":v{i}": _dynamo(value) for i, value in enumerate(fields.values())}
+        clauses = [f"#f{i} = :v{i}" for i in range(len(fields))]
+        for i, (name, items) in enumerate((append or {}).items()):
+            names[f"#a{i}"] = name
+            values[f":a{i}"] = _dynamo(list(items))
+            values[":empty"] = []
+            clauses.append(f"#a{i} = list_append(if_not_exists(#a{i}, :empty), :a{i})")
         kwargs: dict[str, Any] = {
             "Key": key,
-            "UpdateExpression": "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+            "UpdateExpression": "SET " + ", ".join(clauses),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
