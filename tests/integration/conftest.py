@@ -29,7 +29,27 @@ def offline() -> Callable[..., Any]:
             simulator_config=config,
             api_port=0 if api else None,
             stack_api_key=stack_api_key,
+            retry_time_scale=0.0,  # the ASL's retries happen, without their real waits
         ) as session:
             yield session
 
     return start
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the fault matrix (and keep it under .artifacts/ for the closing note)."""
+    from tests.integration.test_fault_matrix import MATRIX_RESULTS
+
+    if not MATRIX_RESULTS:
+        return
+    columns = list(MATRIX_RESULTS[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in MATRIX_RESULTS]
+    terminalreporter.write_sep("=", "fault matrix")
+    for line in lines:
+        terminalreporter.write_line(line)
+    from pathlib import Path
+
+    artifacts = Path(__file__).resolve().parents[2] / ".artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / "fault-matrix.md").write_text("\n".join(lines) + "\n")

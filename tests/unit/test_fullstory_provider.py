@@ -138,13 +138,33 @@ def test_pages_follow_next_page_token_and_stop_on_a_repeated_one(canned):
     assert raised.value.code == "paging_loop"
 
 
-def test_pages_202_means_not_ready_and_429_is_throttled(canned):
-    canned.then(202, b"{}").then(429, b"", **{"Retry-After": "3"})
+def test_pages_202_means_not_ready_and_a_long_429_is_throttled(canned):
+    canned.then(202, b"{}").then(429, b"", **{"Retry-After": "60"})
     with pytest.raises(ResultsNotReady):
         list(provider(canned).pages("j", "imports"))
     with pytest.raises(ProviderThrottledError) as raised:
         list(provider(canned).pages("j", "imports"))
-    assert raised.value.retry_after == 3.0
+    assert raised.value.retry_after == 60.0
+
+
+def test_a_flaky_page_is_retried_in_place_not_from_page_one(canned):
+    canned.then(200, {"results": [{"id": 1}], "next_page_token": "a"})
+    canned.then(500, {"code": "server_error"}).then(429, b"", **{"Retry-After": "0"})
+    canned.then(200, {"results": [{"id": 2}]})
+    assert list(provider(canned).pages("j", "imports")) == [[{"id": 1}], [{"id": 2}]]
+    assert [r["path"].rsplit("/", 1)[1] for r in canned.requests] == [
+        "imports",
+        "imports?page_token=a",
+        "imports?page_token=a",
+        "imports?page_token=a",
+    ]
+
+
+def test_a_page_that_keeps_failing_raises_for_the_state_machine_to_retry(canned):
+    for _ in range(4):
+        canned.then(503, {"code": "server_error"})
+    with pytest.raises(ProviderTransientError):
+        list(provider(canned).pages("j", "errors"))
 
 
 def test_named_errors_carry_their_code_in_the_message():

@@ -668,6 +668,7 @@ def test_stats_snapshot_and_stop(sim_client: tuple[FullStorySimulator, Client]) 
         "throttled": 0,
         "status_gets": 2,
         "page_gets": 1,
+        "faults": 0,
         "max_in_progress": 1,
     }
     stats["batch_posts"] = 99  # a snapshot: mutating it does not touch the simulator
@@ -724,3 +725,70 @@ def test_concurrent_clients_get_consistent_state(make_sim: Callable) -> None:
     assert (stats["batch_posts"], stats["status_gets"]) == (40, 40)
     assert 1 <= stats["max_in_progress"] <= 8
     assert {j["status"] for j in sim.jobs()} == {"COMPLETED"}
+
+
+# -- injected faults ------------------------------------------------------------------------------
+def test_fault_specs_parse_and_bad_ones_are_refused() -> None:
+    from jobtracker.simulators.fullstory import Fault, parse_fault
+
+    assert parse_fault("429:0.3") == Fault("429", 0.3)
+    assert parse_fault("reset@submit:2x") == Fault("reset", 1.0, 0.0, "submit", 2)
+    assert parse_fault("slow:2s") == Fault("slow", 1.0, 2.0)
+    assert parse_fault("stuck") == Fault("stuck")
+    for bad in ("boom:0.1", "429:1.5", "slow:fast", "500@nowhere:0.1", "429:x"):
+        with pytest.raises(ValueError):
+            parse_fault(bad)
+
+
+def test_reset_on_submit_loses_the_answer_but_the_job_exists_and_replays() -> None:
+    import urllib3
+
+    from jobtracker.simulators.fullstory import SimulatorConfig, parse_fault
+
+    config = SimulatorConfig(faults=(parse_fault("reset@submit:1x"),))
+    with FullStorySimulator(config).start() as sim:
+        http = urllib3.PoolManager(retries=False)
+        headers = {"Authorization": "Basic k", "Idempotency-Key": "key-1"}
+        url = sim.base_url + "/v2/users/batch"
+        with pytest.raises(urllib3.exceptions.ProtocolError):
+            http.request("POST", url, body=b'{"requests": [{"uid": "a"}]}', headers=headers)
+        again = http.request("POST", url, body=b'{"requests": [{"uid": "a"}]}', headers=headers)
+        assert again.status == 200
+        assert sim.stats["batch_posts"] == 1 and sim.stats["replayed_posts"] == 1 and sim.stats["faults"] == 1
+
+
+def test_stuck_jobs_never_finish_and_repeat_token_repeats() -> None:
+    import json as _json
+
+    import urllib3
+
+    from jobtracker.simulators.fullstory import SimulatorConfig, parse_fault
+
+    config = SimulatorConfig(polls_to_complete=1, page_size=1, faults=(parse_fault("stuck"),))
+    with FullStorySimulator(config).start() as sim:
+        http = urllib3.PoolManager(retries=False)
+        auth = {"Authorization": "Basic k"}
+        job = _json.loads(
+            http.request(
+                "POST", sim.base_url + "/v2/users/batch", body=b'{"requests":[{"uid":"a"}]}', headers=auth
+            ).data
+        )["job"]
+        for _ in range(3):
+            status = _json.loads(http.request("GET", f"{sim.base_url}/v2/users/batch/{job['id']}", headers=auth).data)
+            assert status["job"]["status"] == "PROCESSING"
+
+    config = SimulatorConfig(polls_to_complete=0, page_size=1, faults=(parse_fault("repeat-token"),))
+    with FullStorySimulator(config).start() as sim:
+        http = urllib3.PoolManager(retries=False)
+        body = b'{"requests":[{"uid":"a"},{"uid":"b"},{"uid":"c"}]}'
+        job = _json.loads(http.request("POST", sim.base_url + "/v2/users/batch", body=body, headers=auth).data)["job"]
+        first = _json.loads(
+            http.request("GET", f"{sim.base_url}/v2/users/batch/{job['id']}/imports", headers=auth).data
+        )
+        token = first["next_page_token"]
+        second = _json.loads(
+            http.request(
+                "GET", f"{sim.base_url}/v2/users/batch/{job['id']}/imports?page_token={token}", headers=auth
+            ).data
+        )
+        assert second["next_page_token"] == token

@@ -22,6 +22,8 @@ class OfflineSession:
     aws_port: int | None = None
     # The key the stack's secret holds; defaults to the simulator's, set another to test a revoked key.
     stack_api_key: str | None = None
+    # 0 makes the ASL's Retry intervals instant (tests); 1 keeps them as written.
+    retry_time_scale: float = 1.0
     stack: OfflineStack = field(init=False)
     simulator: FullStorySimulator = field(init=False)
     api: OfflineApiServer | None = field(init=False, default=None)
@@ -36,7 +38,9 @@ class OfflineSession:
             config.api_key = LOCAL_API_KEY
         self.simulator = FullStorySimulator(config, port=self.simulator_port).start()
         params = {"FullStoryBaseUrl": self.simulator.base_url, "LogLevel": "WARNING", **self.parameters}
-        self.stack = OfflineStack(parameters=params, api_key=self.stack_api_key or config.api_key)
+        self.stack = OfflineStack(
+            parameters=params, api_key=self.stack_api_key or config.api_key, retry_time_scale=self.retry_time_scale
+        )
         try:
             self.stack.start()
             if self.api_port is not None:

@@ -46,6 +46,7 @@ class OfflineStack:
         api_key: str = LOCAL_API_KEY,
         root: Path = REPO_ROOT,
         pump_sqs: bool = True,
+        retry_time_scale: float = 1.0,
     ) -> None:
         self.root = root
         self.stack_name = stack_name
@@ -59,6 +60,8 @@ class OfflineStack:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pump_sqs = pump_sqs
+        self._retry_time_scale = retry_time_scale
+        self._restore_retry_clock: Callable[[], None] | None = None
         self._saved_env: dict[str, str | None] = {}
         self.pump_errors: list[str] = []  # the emulation itself broke: waits stop at once
         self.function_errors: list[str] = []  # a handler raised on an SQS message (retried, then DLQ)
@@ -79,6 +82,8 @@ class OfflineStack:
             self._set_env(name, value)
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
+        if self._retry_time_scale != 1.0:
+            self._restore_retry_clock = _scale_retry_intervals(self._retry_time_scale)
         boto3.setup_default_session(region_name=REGION)
         self.resolver = Resolver(
             self.template,
@@ -112,6 +117,9 @@ class OfflineStack:
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
+        if self._restore_retry_clock is not None:
+            self._restore_retry_clock()
+            self._restore_retry_clock = None
         for name, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -438,6 +446,22 @@ def _sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
         "eventSourceARN": queue_arn,
         "awsRegion": REGION,
     }
+
+
+def _scale_retry_intervals(scale: float) -> Callable[[], None]:
+    """Compress the ASL's Retry intervals in moto's interpreter (virtual time for tests: the retries,
+    their count and their order are real; only the waiting between them shrinks). Returns the undo."""
+    import types
+
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    real_time = retrier_decl.time
+    retrier_decl.time = types.SimpleNamespace(sleep=lambda seconds: real_time.sleep(seconds * scale))
+
+    def restore() -> None:
+        retrier_decl.time = real_time
+
+    return restore
 
 
 def _as_list(value: Any) -> list[str]:

@@ -22,8 +22,10 @@ import contextlib
 import hashlib
 import hmac
 import json
+import random
 import re
 import secrets
+import socket
 import string
 import threading
 import time
@@ -68,6 +70,62 @@ class SimulatorConfig:
     in_progress_limit: int = 200  # at/over this many PROCESSING jobs, batch POSTs get 429
     retry_after_seconds: int = 1  # Retry-After header value on 429
     throttle_first_submits: int = 0  # answer 429 to the first N batch POSTs (test hook)
+    faults: tuple[Fault, ...] = ()  # injected failures, see Fault and parse_fault
+    fault_seed: int | None = None  # seed of the fault dice, for repeatable runs
+
+
+FAULT_KINDS = ("429", "429-bare", "500", "reset", "slow", "malformed", "stuck", "repeat-token")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A failure the simulator injects into matching requests.
+
+    Before the request is processed: `429` (with Retry-After), `429-bare` (no Retry-After), `500`.
+    After it is processed (so the provider *did* act, and only the answer is lost or late): `reset`
+    (the connection is closed without an answer), `malformed` (200 with a body that is not JSON),
+    `slow` (the answer waits `seconds`). Job-level: `stuck` (jobs never finish), `repeat-token`
+    (paging answers the same next_page_token forever).
+
+    `target` limits it to `submit`, `status` or `pages` requests; it hits with probability `rate`, or
+    exactly the first `times` matching requests when `times` is set.
+    """
+
+    kind: str
+    rate: float = 1.0
+    seconds: float = 0.0
+    target: str | None = None
+    times: int | None = None
+
+
+FAULT_TARGETS = ("submit", "status", "pages")
+
+
+def parse_fault(spec: str) -> Fault:
+    """`KIND[@TARGET][:ARG...]`: `429:0.3`, `500@status:0.1`, `reset@submit:1x` (the first submit only),
+    `slow:2s`, `slow@submit:2s:1x`, `malformed:0.05`, `stuck`, `repeat-token`."""
+    head, *args = spec.strip().split(":")
+    kind, _, target = head.partition("@")
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"unknown fault {kind!r}; one of {', '.join(FAULT_KINDS)}")
+    if target and target not in FAULT_TARGETS:
+        raise ValueError(f"unknown fault target {target!r}; one of {', '.join(FAULT_TARGETS)}")
+    seconds, rate, times = 0.0, 1.0, None
+    try:
+        if kind == "slow":
+            if not args or not args[0].endswith("s"):
+                raise ValueError("slow needs a duration like 2s")
+            seconds = float(args.pop(0)[:-1])
+        for arg in args:
+            if arg.endswith("x"):
+                times = int(arg[:-1])
+            else:
+                rate = float(arg)
+    except ValueError as exc:
+        raise ValueError(f"bad fault spec {spec!r}: {exc}") from exc
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"fault rate must be between 0 and 1: {spec!r}")
+    return Fault(kind, rate, seconds, target or None, times)
 
 
 @dataclass
@@ -210,8 +268,11 @@ class FullStorySimulator:
             "status_gets": 0,
             "page_gets": 0,
             "max_in_progress": 0,
+            "faults": 0,
         }
         self._submits_seen = 0
+        self._dice = random.Random(self.config.fault_seed)
+        self._fault_uses: dict[Fault, int] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -293,10 +354,43 @@ class FullStorySimulator:
                 )
             return out
 
+    # ------------------------------------------------------------------ faults
+
+    def _has_fault(self, kind: str) -> bool:
+        return any(f.kind == kind for f in self.config.faults)
+
+    def roll_fault(self, method: str, path: str) -> Fault | None:
+        """Which per-request fault (if any) hits this request; counted in stats["faults"]."""
+        route = _ROUTE.match(urlsplit(path).path)
+        if route is None:
+            return None
+        target = "submit" if method == "POST" else ("status" if route["listing"] is None else "pages")
+        with self._lock:
+            for fault in self.config.faults:
+                if fault.kind in ("stuck", "repeat-token") or fault.target not in (None, target):
+                    continue
+                if fault.times is not None:
+                    used = self._fault_uses.get(fault, 0)
+                    if used >= fault.times:
+                        continue
+                    self._fault_uses[fault] = used + 1
+                elif self._dice.random() >= fault.rate:
+                    continue
+                self._stats["faults"] += 1
+                return fault
+        return None
+
     # ------------------------------------------------------------------ request handling
 
-    def handle(self, method: str, raw_path: str, headers: Any, body: bytes) -> _Answer:
+    def handle(self, method: str, raw_path: str, headers: Any, body: bytes, fault: Fault | None = None) -> _Answer:
         """Answer one HTTP request; returns (status, body bytes, extra headers). Never raises."""
+        if fault is not None and fault.kind == "500":
+            return 500, _dumps({"code": "server_error", "message": "Injected fault: server error"}), {}
+        if fault is not None and fault.kind in ("429", "429-bare"):
+            with self._lock:
+                self._stats["throttled"] += 1
+            headers_out = {"Retry-After": str(self.config.retry_after_seconds)} if fault.kind == "429" else {}
+            return 429, _dumps({"code": "too_many_requests", "message": "Injected fault: throttled"}), headers_out
         try:
             return self._dispatch(method, raw_path, headers, body)
         except _ApiError as err:
@@ -471,7 +565,7 @@ class FullStorySimulator:
             job = self._job(kind, job_id)
             job.polls += 1
             limit = self.config.polls_to_complete
-            if job.status == "PROCESSING":
+            if job.status == "PROCESSING" and not self._has_fault("stuck"):
                 if limit is not None and job.polls >= limit:
                     self._finish(job, datetime.now(UTC))
                 else:
@@ -496,11 +590,14 @@ class FullStorySimulator:
             if job.status == "PROCESSING":
                 return 202, _dumps({}), {}
             items = job.imports if listing == "imports" else job.errors
-            start = _decode_page_token(token, job.id, listing, len(items)) if token else 0
+            repeat = self._has_fault("repeat-token")
+            start = _decode_page_token(token, job.id, listing, len(items)) if token and not repeat else 0
             end = start + max(1, self.config.page_size)
             body: dict[str, Any] = {"results": items[start:end], "total_records": str(len(items))}
             if end < len(items):
                 body["next_page_token"] = _encode_page_token(job.id, listing, end)
+            if repeat:  # the same token, forever: a client must notice and stop
+                body["next_page_token"] = _encode_page_token(job.id, listing, 0)
             return 200, _dumps(body), {}
 
     def _job(self, kind: str, job_id: str) -> _Job:
@@ -516,7 +613,7 @@ class FullStorySimulator:
 
     def _maybe_finish_by_time(self, job: _Job) -> None:
         """Wall-clock mode: a job is terminal once ``processing_seconds`` have passed."""
-        if job.status != "PROCESSING" or self.config.polls_to_complete is not None:
+        if job.status != "PROCESSING" or self.config.polls_to_complete is not None or self._has_fault("stuck"):
             return
         if time.monotonic() - job.created_mono >= self.config.processing_seconds:
             self._finish(job, job.created + timedelta(seconds=self.config.processing_seconds))
@@ -640,7 +737,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         body = self.rfile.read(length) if length else b""
-        status, payload, headers = self.server.sim.handle(self.command, self.path, self.headers, body)
+        sim = self.server.sim
+        fault = sim.roll_fault(self.command, self.path)
+        status, payload, headers = sim.handle(self.command, self.path, self.headers, body, fault)
+        if fault is not None and fault.kind == "reset":
+            # The request was processed; the answer is lost with the connection.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.seconds)
+        if fault is not None and fault.kind == "malformed":
+            status, payload, headers = 200, b'{"job": {"id": "truncated', {}
         self._reply(status, payload, headers, send_body)
 
     def _reply(self, status: int, payload: bytes, headers: dict[str, str], send_body: bool) -> None:

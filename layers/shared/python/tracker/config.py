@@ -26,6 +26,7 @@ class Settings:
     max_batch_bytes: int
     max_batch_requests: int
     retention_days: int
+    provider_timeout_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
@@ -51,6 +52,7 @@ class Settings:
             max_batch_bytes=int(env.get("MAX_BATCH_BYTES", str(limits.DEFAULT_MAX_BATCH_BYTES))),
             max_batch_requests=int(env.get("MAX_BATCH_REQUESTS", str(limits.MAX_REQUESTS_PER_BATCH))),
             retention_days=int(env.get("RETENTION_DAYS", "30")),
+            provider_timeout_seconds=float(env.get("PROVIDER_TIMEOUT_SECONDS", "30")),
         )
 
 

@@ -7,6 +7,7 @@ state machine owns retrying, so every failure surfaces here as a named error exa
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,9 @@ from tracker.providers.base import JobStatus, ResultKind, ResultsNotReady, Submi
 
 ENDPOINTS = {"fullstory.users": "/v2/users/batch", "fullstory.events": "/v2/events/batch"}
 FINISHED = {"COMPLETED", "FAILED"}
+PAGE_RETRIES = 3
+PAGE_BACKOFF_SECONDS = 0.2
+PAGE_RETRY_AFTER_CAP_SECONDS = 5.0
 _POOL = urllib3.PoolManager(maxsize=10, retries=False, timeout=urllib3.Timeout(connect=5.0, read=30.0))
 
 
@@ -34,12 +38,21 @@ def _retry_after(headers: Any) -> float | None:
 
 
 class FullStoryBatchProvider:
-    def __init__(self, *, job_type: str, api_key: str, base_url: str, pool: urllib3.PoolManager = _POOL) -> None:
+    def __init__(
+        self,
+        *,
+        job_type: str,
+        api_key: str,
+        base_url: str,
+        timeout_seconds: float = 30.0,
+        pool: urllib3.PoolManager = _POOL,
+    ) -> None:
         if job_type not in ENDPOINTS:
             raise ValueError(f"FullStory has no batch endpoint for job type {job_type!r}")
         self._root = base_url.rstrip("/") + ENDPOINTS[job_type]
         self._api_key = api_key
         self._pool = pool
+        self._timeout = urllib3.Timeout(connect=min(5.0, timeout_seconds), read=timeout_seconds)
 
     # -- protocol ---------------------------------------------------------------------------
     def submit(self, body: bytes, idempotency_key: str) -> Submitted | Throttled:
@@ -73,15 +86,8 @@ class FullStoryBatchProvider:
         token: str | None = None
         seen_tokens: set[str] = set()
         while True:
-            response = self._call("GET", url, fields={"page_token": token} if token else None)
-            if response.status == 202:
-                raise ResultsNotReady(f"FullStory {kind} for job {provider_job_id} not ready (202)")
-            if response.status == 429:
-                raise ProviderThrottledError(
-                    f"FullStory throttled paging {kind}", retry_after=_retry_after(response.headers)
-                )
-            payload = self._json(response)
-            results = payload.get("results") if isinstance(payload, dict) else None
+            payload = self._page(url, token, kind, provider_job_id)
+            results = payload.get("results")
             if results is None:
                 results = []
             if not isinstance(results, list):
@@ -96,6 +102,32 @@ class FullStoryBatchProvider:
                     f"FullStory repeated next_page_token while paging {kind}", code="paging_loop"
                 )
             seen_tokens.add(token)
+
+    def _page(self, url: str, token: str | None, kind: str, provider_job_id: str) -> dict[str, Any]:
+        """One page, retried in place a few times on a transient error or a short 429: a 50-page
+        collect should not start over from page one because one page hiccupped. Past these retries
+        the named error goes to the state machine, which retries the whole step."""
+        for attempt in range(PAGE_RETRIES + 1):
+            last_try = attempt == PAGE_RETRIES
+            try:
+                response = self._call("GET", url, fields={"page_token": token} if token else None)
+                if response.status == 202:
+                    raise ResultsNotReady(f"FullStory {kind} for job {provider_job_id} not ready (202)")
+                if response.status == 429:
+                    retry_after = _retry_after(response.headers)
+                    if last_try or (retry_after or 0) > PAGE_RETRY_AFTER_CAP_SECONDS:
+                        raise ProviderThrottledError(f"FullStory throttled paging {kind}", retry_after=retry_after)
+                    time.sleep(retry_after if retry_after is not None else PAGE_BACKOFF_SECONDS * 2**attempt)
+                    continue
+                payload = self._json(response)
+                if not isinstance(payload, dict):
+                    raise ProviderTransientError(f"FullStory {kind} page is not a JSON object")
+                return payload
+            except ProviderTransientError:
+                if last_try:
+                    raise
+                time.sleep(PAGE_BACKOFF_SECONDS * 2**attempt)
+        raise AssertionError("unreachable")
 
     # -- HTTP -------------------------------------------------------------------------------
     def _call(
@@ -112,7 +144,9 @@ class FullStoryBatchProvider:
             headers["Content-Type"] = "application/json"
         headers.update(extra_headers or {})
         try:
-            response = self._pool.request(method, url, body=body, fields=fields, headers=headers, retries=False)
+            response = self._pool.request(
+                method, url, body=body, fields=fields, headers=headers, retries=False, timeout=self._timeout
+            )
         except urllib3.exceptions.HTTPError as exc:  # reset, refused, timeouts, protocol errors
             raise ProviderTransientError(f"FullStory unreachable: {type(exc).__name__}") from exc
         if response.status in (401, 403):

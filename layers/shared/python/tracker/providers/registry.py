@@ -36,6 +36,9 @@ def fullstory_api_key(settings: Settings) -> str:
 def provider_for(job_type: str, settings: Settings) -> BatchProvider:
     if job_type in ENDPOINTS:
         return FullStoryBatchProvider(
-            job_type=job_type, api_key=fullstory_api_key(settings), base_url=settings.fullstory_base_url
+            job_type=job_type,
+            api_key=fullstory_api_key(settings),
+            base_url=settings.fullstory_base_url,
+            timeout_seconds=settings.provider_timeout_seconds,
         )
     raise ValueError(f"no provider serves job type {job_type!r}")
