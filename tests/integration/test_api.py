@@ -166,3 +166,10 @@ def test_json_body_sent_with_a_form_content_type_is_still_read_as_json(api_sessi
     )  # what `curl -d` sends
     assert response.status == 202
     assert json.loads(response.data)["state"] == "PENDING"
+
+
+def test_oversized_body_is_refused_with_a_json_413(api_session):
+    status, answer = call(api_session, "POST", "/jobs", b"{" + b" " * (10 * 1024 * 1024 + 1) + b"}")
+    assert status == 413
+    assert answer["code"] == "payload_too_large"
+    assert api_session.stack.jobs() == []

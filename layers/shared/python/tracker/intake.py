@@ -153,7 +153,9 @@ class Intake:
         rows_in = 0
         rejected = S3StreamWriter(results, rejected_key, s3=self._s3)
         try:
-            for item in read_requests(obj["Body"], fmt, job_type):
+            for item in read_requests(
+                obj["Body"], fmt, job_type, max_uncompressed_bytes=self._settings.max_uncompressed_bytes
+            ):
                 rows_in += 1
                 if isinstance(item, Rejected):
                     rejected.write_record(
