@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 from tracker import aws, wiring
+from tracker.access import Caller, caller_from_identity
 from tracker.config import settings
 from tracker.jobs_api import PRESIGNED_URL_SECONDS, ApiError, JobsApi
 from tracker.model import JOB_TYPES
@@ -31,10 +32,9 @@ def _service() -> JobsApi:
     return JobsApi(settings(), wiring.store(), aws.client("s3"), aws.client("sqs"))
 
 
-def _caller() -> dict[str, str]:
-    identity = app.current_event.request_context.identity
-    caller = identity.user_arn or identity.caller or identity.access_key or "anonymous"
-    return {"id": caller, "description": f"API caller {caller}"}
+def _caller() -> Caller:
+    identity = app.current_event.raw_event.get("requestContext", {}).get("identity") or {}
+    return caller_from_identity(identity, settings().admin_principals)
 
 
 def _base_url() -> str | None:
@@ -70,7 +70,7 @@ def list_jobs(
     nextToken: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> dict[str, Any]:
     service = _service()
-    jobs, token = service.list_jobs(state=state, limit=limit, next_token=nextToken)
+    jobs, token = service.list_jobs(caller=_caller(), state=state, limit=limit, next_token=nextToken)
     base = _base_url()
     return {"jobs": [service.view(job, [], base_url=base) for job in jobs], "nextToken": token}
 
@@ -78,14 +78,14 @@ def list_jobs(
 @app.get("/jobs/<job_id>")
 def get_job(job_id: str) -> dict[str, Any]:
     service = _service()
-    job, batches = service.get_job(job_id)
+    job, batches = service.get_job(job_id, _caller())
     return service.view(job, batches, base_url=_base_url())
 
 
 @app.get("/jobs/<job_id>/results")
 def get_job_results(job_id: str) -> dict[str, Any]:
     service = _service()
-    job, _ = service.get_job(job_id)
+    job, _ = service.get_job(job_id, _caller())
     return {
         "jobId": job_id,
         "state": job["state"],

@@ -21,7 +21,11 @@ def offline() -> Callable[..., Any]:
 
     @contextmanager
     def start(
-        sim: SimulatorConfig | None = None, api: bool = False, stack_api_key: str | None = None, **parameters: Any
+        sim: SimulatorConfig | None = None,
+        api: bool = False,
+        stack_api_key: str | None = None,
+        allow_unsigned: bool = True,
+        **parameters: Any,
     ) -> Iterator[OfflineSession]:
         config = sim or SimulatorConfig(polls_to_complete=2)
         with OfflineSession(
@@ -30,6 +34,7 @@ def offline() -> Callable[..., Any]:
             api_port=0 if api else None,
             stack_api_key=stack_api_key,
             retry_time_scale=0.0,  # the ASL's retries happen, without their real waits
+            allow_unsigned=allow_unsigned,
         ) as session:
             yield session
 

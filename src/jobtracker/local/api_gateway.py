@@ -2,8 +2,12 @@
 REST proxy event the deployed API sends, runs the real api handler, and answers what it returns.
 
 Routes come from the api function's `Api` events in template.yaml, so an unknown path is a 404 here
-exactly as in API Gateway. Requests are not SigV4-verified offline; the caller identity is taken from
-the SigV4 Authorization header's access key when present (see README: offline auth).
+exactly as in API Gateway. Like the deployed API (AWS_IAM auth), it refuses a request that is not
+SigV4-signed: an `Authorization: AWS4-HMAC-SHA256 Credential=<key>/<date>/<region>/execute-api/...`
+header and an `X-Amz-Date` within 15 minutes. Offline there is no IAM to hold secret keys, so the
+signature itself is not recomputed; the access key becomes the caller's identity
+(arn:aws:iam::123456789012:user/<key>). `allow_unsigned=True` (`jobtracker local up --allow-unsigned`)
+is the explicit local-dev switch that lets plain curl in as `local-developer`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import re
 import threading
 import uuid
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -20,6 +25,12 @@ from urllib.parse import parse_qs, urlsplit
 from jobtracker.local.lambdas import FunctionSpec, LambdaRuntime
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+ACCOUNT = "123456789012"
+MAX_CLOCK_SKEW_SECONDS = 15 * 60
+_SIGV4 = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=(?P<key>[A-Za-z0-9]+)/(?P<date>\d{8})/(?P<region>[a-z0-9-]+)/execute-api/aws4_request,"
+    r"\s*SignedHeaders=(?P<headers>[a-z0-9;-]+),\s*Signature=(?P<signature>[0-9a-f]{64})$"
+)
 
 
 class Route:
@@ -40,9 +51,18 @@ def routes_from_template(functions: dict[str, FunctionSpec]) -> list[Route]:
 
 
 class OfflineApiServer:
-    def __init__(self, lambdas: LambdaRuntime, routes: list[Route], *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        lambdas: LambdaRuntime,
+        routes: list[Route],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        allow_unsigned: bool = False,
+    ) -> None:
         self.lambdas = lambdas
         self.routes = routes
+        self.allow_unsigned = allow_unsigned
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -98,6 +118,15 @@ class OfflineApiServer:
         if route_match is None:
             return _json(405, {"code": "method_not_allowed", "message": f"{method} is not allowed on {path}"})
         route, match = route_match
+        identity = _identity(headers, allow_unsigned=self.allow_unsigned)
+        if identity is None:
+            return _json(
+                403,
+                {
+                    "code": "missing_authentication",
+                    "message": "the API needs SigV4-signed requests (service execute-api)",
+                },
+            )
         query = parse_qs(parts.query, keep_blank_values=True)
         host, port = self._httpd.server_address[:2]
         event = {
@@ -119,7 +148,7 @@ class OfflineApiServer:
                 "requestId": str(uuid.uuid4()),
                 "accountId": "123456789012",
                 "apiId": "offline",
-                "identity": _identity(headers),
+                "identity": identity,
             },
             "body": base64.b64encode(body).decode() if body else None,
             "isBase64Encoded": bool(body),
@@ -136,19 +165,31 @@ class OfflineApiServer:
         return int(response.get("statusCode", 200)), out_headers, data
 
 
-def _identity(headers: dict[str, str]) -> dict[str, Any]:
-    authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
-    match = re.search(r"Credential=([^/,\s]+)/", authorization)
-    access_key = match.group(1) if match else None
+def _identity(headers: dict[str, str], *, allow_unsigned: bool) -> dict[str, Any] | None:
+    """API Gateway's requestContext.identity for a signed request; None when it must be refused."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    match = _SIGV4.match(lowered.get("authorization", "").strip())
+    if match and _fresh(lowered.get("x-amz-date", "")):
+        user = match["key"]
+    elif allow_unsigned and "authorization" not in lowered:
+        user = "local-developer"
+    else:
+        return None
     return {
-        "accessKey": access_key,
-        "caller": access_key,
-        "userArn": f"arn:aws:iam::123456789012:user/{access_key}"
-        if access_key
-        else "arn:aws:iam::123456789012:user/local-developer",
+        "accessKey": match["key"] if match else None,
+        "caller": user,
+        "user": user,
+        "userArn": f"arn:aws:iam::{ACCOUNT}:user/{user}",
         "sourceIp": "127.0.0.1",
-        "user": access_key,
     }
+
+
+def _fresh(amz_date: str) -> bool:
+    try:
+        signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return False
+    return abs((datetime.now(UTC) - signed_at).total_seconds()) <= MAX_CLOCK_SKEW_SECONDS
 
 
 def _json(status: int, payload: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:

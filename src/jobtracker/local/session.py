@@ -24,6 +24,8 @@ class OfflineSession:
     stack_api_key: str | None = None
     # 0 makes the ASL's Retry intervals instant (tests); 1 keeps them as written.
     retry_time_scale: float = 1.0
+    # The local-dev switch: let unsigned requests (plain curl) into the offline API.
+    allow_unsigned: bool = False
     stack: OfflineStack = field(init=False)
     simulator: FullStorySimulator = field(init=False)
     api: OfflineApiServer | None = field(init=False, default=None)
@@ -37,7 +39,14 @@ class OfflineSession:
         if config.api_key is None:
             config.api_key = LOCAL_API_KEY
         self.simulator = FullStorySimulator(config, port=self.simulator_port).start()
-        params = {"FullStoryBaseUrl": self.simulator.base_url, "LogLevel": "WARNING", **self.parameters}
+        params = {
+            "FullStoryBaseUrl": self.simulator.base_url,
+            "LogLevel": "WARNING",
+            # Offline every principal of the local account is an admin (uploads through the emulated
+            # endpoint carry no principal); pass AdminPrincipals to try the per-caller model.
+            "AdminPrincipals": "arn:aws:iam::123456789012:",
+            **self.parameters,
+        }
         self.stack = OfflineStack(
             parameters=params, api_key=self.stack_api_key or config.api_key, retry_time_scale=self.retry_time_scale
         )
@@ -46,7 +55,10 @@ class OfflineSession:
             if self.api_port is not None:
                 assert self.stack.lambdas is not None
                 self.api = OfflineApiServer(
-                    self.stack.lambdas, routes_from_template(self.stack.functions), port=self.api_port
+                    self.stack.lambdas,
+                    routes_from_template(self.stack.functions),
+                    port=self.api_port,
+                    allow_unsigned=self.allow_unsigned,
                 ).start()
             if self.aws_port is not None:
                 from moto.server import ThreadedMotoServer

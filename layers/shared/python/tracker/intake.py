@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tracker import layout
+from tracker.access import owner_id
 from tracker.batching import BatchBody, BatchSplitter
 from tracker.config import Settings
 from tracker.finalize import Finalizer
@@ -57,7 +58,12 @@ def new_job_id() -> str:
 
 
 def new_job(
-    job_id: str, job_type: str, source: dict[str, Any], creator: dict[str, str], params: dict[str, Any]
+    job_id: str,
+    job_type: str,
+    source: dict[str, Any],
+    creator: dict[str, str],
+    params: dict[str, Any],
+    owner: str,
 ) -> dict[str, Any]:
     return {
         "id": job_id,
@@ -66,6 +72,7 @@ def new_job(
         "createdAt": now_iso(),
         "source": source,
         "creatorToken": creator,
+        "ownerId": owner,
         "operationParams": params,
         "rowsIn": 0,
         "rejected": 0,
@@ -92,7 +99,9 @@ class Intake:
             "uri": s3_uri(upload.bucket, upload.key),
         }
         creator = {"id": upload.principal or "unknown", "description": f"S3 upload to {source['uri']}"}
-        created = self._store.create_job(new_job(job_id, job_type, source, creator, {"source": source["uri"]}))
+        created = self._store.create_job(
+            new_job(job_id, job_type, source, creator, {"source": source["uri"]}, owner_id(upload.principal))
+        )
         existing = self._store.get_job(job_id)
         if not created and existing and existing["state"] != JobState.PENDING.value:
             return job_id, False

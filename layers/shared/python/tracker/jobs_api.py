@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from tracker import layout
+from tracker.access import Caller, can_see
 from tracker.config import Settings
 from tracker.intake import new_job, new_job_id
 from tracker.model import JobState, job_view
@@ -35,7 +36,7 @@ class JobsApi:
         job_type: str,
         requests: list[dict[str, Any]] | None,
         source: str | None,
-        caller: dict[str, str],
+        caller: Caller,
         idempotency_key: str | None,
     ) -> tuple[dict[str, Any], bool]:
         """(job, created). A repeated Idempotency-Key from the same caller answers the first job."""
@@ -44,7 +45,7 @@ class JobsApi:
                 400, "invalid_request", "give exactly one of 'requests' (inline rows) or 'source' (s3://...)"
             )
         if idempotency_key:
-            digest = hashlib.sha256(f"{caller['id']}\0{idempotency_key}".encode()).hexdigest()
+            digest = hashlib.sha256(f"{caller.owner}\0{idempotency_key}".encode()).hexdigest()
             job_id = f"job-{digest[:24]}"
             existing = self._store.get_job(job_id)
             if existing is not None:
@@ -79,15 +80,15 @@ class JobsApi:
             }
             params = {"source": "inline", "requests": len(requests or [])}
 
-        job = new_job(job_id, job_type, job_source, caller, params)
+        job = new_job(job_id, job_type, job_source, caller.creator_token(), params, caller.owner)
         if not self._store.create_job(job):
             return self._store.get_job(job_id) or job, False
         self._sqs.send_message(QueueUrl=self._settings.intake_queue_url, MessageBody=json.dumps({"jobId": job_id}))
         return job, True
 
-    def get_job(self, job_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def get_job(self, job_id: str, caller: Caller) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         job = self._store.get_job(job_id)
-        if job is None:
+        if job is None or not can_see(caller, job):
             raise ApiError(404, "not_found", f"no job {job_id}")
         return job, sorted(self._store.list_batches(job_id), key=lambda b: int(b["index"]))
 
@@ -97,10 +98,11 @@ class JobsApi:
         )
 
     def list_jobs(
-        self, *, state: str | None, limit: int, next_token: str | None
+        self, *, caller: Caller, state: str | None, limit: int, next_token: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
+        owner = None if caller.admin else caller.owner
         try:
-            return self._store.list_jobs(state=state, limit=limit, next_token=next_token)
+            return self._store.list_jobs(state=state, owner=owner, limit=limit, next_token=next_token)
         except ValueError as exc:
             raise ApiError(400, "invalid_next_token", str(exc)) from exc
 

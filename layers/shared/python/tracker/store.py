@@ -108,11 +108,24 @@ class JobStore:
         self._table.update_item(Key={"pk": _pk(job_id), "sk": JOB_SK}, UpdateExpression="REMOVE notifyClaimedAt")
 
     def list_jobs(
-        self, *, state: str | None = None, limit: int = 50, next_token: str | None = None
+        self, *, state: str | None = None, owner: str | None = None, limit: int = 50, next_token: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first; the token is the opaque, base64 DynamoDB LastEvaluatedKey."""
-        if state:
-            kwargs: dict[str, Any] = {
+        """Newest first, optionally only one owner's (ByOwner index) and/or one state; the token is the
+        opaque, base64 DynamoDB LastEvaluatedKey. With both filters a page may hold fewer than `limit`
+        jobs while a nextToken still follows."""
+        kwargs: dict[str, Any]
+        if owner:
+            kwargs = {
+                "IndexName": "ByOwner",
+                "KeyConditionExpression": "ownerId = :o",
+                "ExpressionAttributeValues": {":o": owner},
+            }
+            if state:
+                kwargs["FilterExpression"] = "#s = :v"
+                kwargs["ExpressionAttributeNames"] = {"#s": "state"}
+                kwargs["ExpressionAttributeValues"][":v"] = state
+        elif state:
+            kwargs = {
                 "IndexName": "ByState",
                 "KeyConditionExpression": "#s = :v",
                 "ExpressionAttributeNames": {"#s": "state"},
