@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tracker import aws, wiring
 from tracker.access import Caller, caller_from_identity
 from tracker.config import settings
+from tracker.control import ControlError, JobControl
 from tracker.jobs_api import PRESIGNED_URL_SECONDS, ApiError, JobsApi
 from tracker.model import JOB_TYPES
 from tracker.observability import logger, metrics, tracer
@@ -30,6 +31,10 @@ class CreateJobBody(BaseModel):
 
 def _service() -> JobsApi:
     return JobsApi(settings(), wiring.store(), aws.client("s3"), aws.client("sqs"))
+
+
+def _control() -> JobControl:
+    return JobControl(settings(), wiring.store(), aws.client("stepfunctions"), aws.client("s3"), wiring.finalizer())
 
 
 def _caller() -> Caller:
@@ -92,6 +97,33 @@ def get_job_results(job_id: str) -> dict[str, Any]:
         "expiresInSeconds": PRESIGNED_URL_SECONDS,
         "files": service.result_urls(job),
     }
+
+
+@app.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id: str) -> dict[str, Any]:
+    caller = _caller()
+    service = _service()
+    job, _ = service.get_job(job_id, caller)
+    _control().cancel(job, by=caller.arn)
+    job, batches = service.get_job(job_id, caller)
+    return service.view(job, batches, base_url=_base_url())
+
+
+@app.post("/jobs/<job_id>/retry")
+def retry_job(job_id: str) -> Response[dict[str, Any]]:
+    caller = _caller()
+    service = _service()
+    job, _ = service.get_job(job_id, caller)
+    _control().retry(job)
+    job, batches = service.get_job(job_id, caller)
+    return Response(
+        status_code=202, content_type="application/json", body=service.view(job, batches, base_url=_base_url())
+    )
+
+
+@app.exception_handler(ControlError)
+def conflict(exc: ControlError) -> Response:
+    return Response(status_code=409, content_type="application/json", body={"code": exc.code, "message": exc.message})
 
 
 @app.exception_handler(ApiError)

@@ -7,6 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import TypeAdapter
 from tracker import wiring
 from tracker.batch_tasks import error_from_failure
+from tracker.control import job_id_of_execution
 from tracker.messages import ExecutionStatusChange, FinalizeRequest, ResultsRequest
 from tracker.observability import logger, metrics, tracer
 
@@ -38,9 +39,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return wiring.finalizer().fail_job(job_id, "finalize_failed", f"{code}: {message}")
     # The execution ended without reaching Finalize (timeout, stop, unexpected failure).
     detail = request.detail
-    logger.append_keys(job_id=detail.name)
+    job_id = job_id_of_execution(detail.name)
+    logger.append_keys(job_id=job_id)
+    job = wiring.store().get_job(job_id)
+    if job is None or job.get("runId") != detail.execution_arn:
+        # A late event about an execution the job has moved past (e.g. before a retry): nothing to close.
+        return {"jobId": job_id, "state": job["state"] if job else None, "ignored": True}
     return wiring.finalizer().fail_job(
-        detail.name,
+        job_id,
         {"TIMED_OUT": "execution_timed_out", "ABORTED": "cancelled"}.get(detail.status, "execution_failed"),
         f"execution {detail.status.lower()}" + (f": {detail.error}" if detail.error else ""),
     )

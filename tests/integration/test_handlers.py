@@ -96,6 +96,7 @@ def test_execution_that_timed_out_closes_its_job_failed_with_one_notification(of
                 "rowsIn": 0,
                 "rejected": 0,
                 "batchCount": 0,
+                "runId": timed_out["detail"]["executionArn"],
             }
         )
         for _ in range(2):  # EventBridge delivers at least once
@@ -110,10 +111,20 @@ def test_status_change_for_a_job_that_already_finished_changes_nothing(offline):
     with offline() as session:
         job = upload_and_wait(session, "inbox/users/done.ndjson", ndjson(users(2)))
         failed = event("execution-timed-out.json")
-        failed["detail"].update(name=job["id"], status="FAILED", error="JobFailed")
-        session.stack.invoke("ResultsFunction", failed)
+        failed["detail"].update(name=job["id"], executionArn=job["runId"], status="FAILED", error="JobFailed")
+        assert session.stack.invoke("ResultsFunction", failed) == {"jobId": job["id"], "state": "COMPLETED"}
         assert session.stack.get_job(job["id"])["state"] == "COMPLETED"
         assert len(session.stack.notifications()) == 1
+
+
+def test_a_late_event_about_an_earlier_execution_of_the_job_is_ignored(offline):
+    with offline() as session:
+        job = upload_and_wait(session, "inbox/users/late.ndjson", ndjson(users(1)))
+        late = event("execution-timed-out.json")
+        late["detail"].update(name=f"{job['id']}-retry-7", executionArn=job["runId"] + "-retry-7")
+        answer = session.stack.invoke("ResultsFunction", late)
+        assert answer["ignored"] is True
+        assert session.stack.get_job(job["id"])["state"] == "COMPLETED"
 
 
 def test_submit_after_a_lost_answer_does_not_send_the_batch_again(offline):

@@ -17,12 +17,17 @@ def batch_manifest_key(job_id: str) -> str:
     return f"work/{job_id}/batches.json"
 
 
+def retry_manifest_key(job_id: str, attempt: int) -> str:
+    """The batches a retry runs again (the Map of the retry execution reads this instead)."""
+    return f"work/{job_id}/retry-{attempt}.json"
+
+
 def batch_result_key(job_id: str, kind: str, index: int) -> str:
     return f"work/{job_id}/results/{kind}-{index:05d}.ndjson"
 
 
 def result_key(job_id: str, name: str) -> str:
-    """name: imports.ndjson, errors.ndjson, rejected.ndjson or manifest.json."""
+    """name: imports.ndjson, errors.ndjson, rejected.ndjson, manifest.json or report.html."""
     return f"results/{job_id}/{name}"
 
 

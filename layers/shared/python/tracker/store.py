@@ -92,6 +92,39 @@ class JobStore:
             return False
         return True
 
+    def reopen_job(self, job_id: str, run_id: str, attempt: int, deadline: int, started_at: str) -> bool:
+        """FAILED -> RUNNING for a retry; False if the job is not FAILED (anymore)."""
+        try:
+            self._table.update_item(
+                Key={"pk": _pk(job_id), "sk": JOB_SK},
+                UpdateExpression=(
+                    "SET #s = :running, runId = :r, retries = :n, deadline = :d, startTime = :t "
+                    "REMOVE #e, finishedAt, notifyClaimedAt, notifiedAt, expiresAt, accounting"
+                ),
+                ConditionExpression="#s = :failed",
+                ExpressionAttributeNames={"#s": "state", "#e": "error"},
+                ExpressionAttributeValues={
+                    ":running": "RUNNING",
+                    ":failed": "FAILED",
+                    ":r": run_id,
+                    ":n": attempt,
+                    ":d": deadline,
+                    ":t": started_at,
+                },
+            )
+        except self._table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def reset_batch(self, job_id: str, index: int, batch_state: str) -> None:
+        """Put a batch back in line for a retry (keeps its provider job id: it is polled, not re-sent)."""
+        self._table.update_item(
+            Key={"pk": _pk(job_id), "sk": _batch_sk(index)},
+            UpdateExpression="SET batchState = :s REMOVE #e, finishedAt, collectedAt",
+            ExpressionAttributeNames={"#e": "error"},
+            ExpressionAttributeValues={":s": batch_state},
+        )
+
     def claim_notification(self, job_id: str) -> bool:
         """True for exactly one caller per job: the one that then publishes the notification.
 

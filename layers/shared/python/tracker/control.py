@@ -1,0 +1,95 @@
+"""Cancel and retry a job (POST /jobs/{id}/cancel, POST /jobs/{id}/retry)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from typing import Any
+
+from tracker import layout
+from tracker.config import Settings
+from tracker.finalize import Finalizer
+from tracker.model import BatchState, JobState, now_iso
+from tracker.store import JobStore
+
+RETRY_SEPARATOR = "-retry-"
+
+
+class ControlError(Exception):
+    """The request is understood but the job's state does not allow it (HTTP 409)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def job_id_of_execution(name: str) -> str:
+    """Executions are named after their job: `<job id>` or `<job id>-retry-<n>`."""
+    return name.split(RETRY_SEPARATOR, 1)[0]
+
+
+class JobControl:
+    def __init__(self, settings: Settings, store: JobStore, sfn: Any, s3: Any, finalizer: Finalizer) -> None:
+        self._settings = settings
+        self._store = store
+        self._sfn = sfn
+        self._s3 = s3
+        self._finalizer = finalizer
+
+    def cancel(self, job: dict[str, Any], by: str) -> dict[str, Any]:
+        """Stop the execution, end the job FAILED with code `cancelled` (partial results kept), notify."""
+        if JobState(job["state"]).terminal:
+            raise ControlError("already_finished", f"job {job['id']} already ended {job['state']}")
+        if job.get("runId"):
+            # ExecutionDoesNotExist: intake had marked the job but not started the execution yet.
+            with contextlib.suppress(self._sfn.exceptions.ExecutionDoesNotExist):
+                self._sfn.stop_execution(executionArn=job["runId"], error="cancelled", cause=f"cancelled by {by}")
+        return self._finalizer.fail_job(job["id"], "cancelled", f"cancelled by {by}")
+
+    def retry(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Run again only the batches that did not finish. A batch the provider accepted keeps its provider
+        job id and is polled, never sent again; a batch never accepted is submitted with its original
+        Idempotency-Key."""
+        job_id = job["id"]
+        if job["state"] != JobState.FAILED.value:
+            raise ControlError("not_failed", f"only a FAILED job can be retried; job {job_id} is {job['state']}")
+        if not job.get("intakeDone") or int(job.get("batchCount", 0)) == 0:
+            raise ControlError(
+                "nothing_to_retry", f"job {job_id} failed before its batches were written; submit the file again"
+            )
+        batches = sorted(self._store.list_batches(job_id), key=lambda b: int(b["index"]))
+        pending = [b for b in batches if not BatchState(b["batchState"]).accounted]
+        if not pending:
+            raise ControlError("nothing_to_retry", f"every batch of job {job_id} finished; nothing to run again")
+        attempt = int(job.get("retries", 0)) + 1
+        name = f"{job_id}{RETRY_SEPARATOR}{attempt}"
+        manifest_key = layout.retry_manifest_key(job_id, attempt)
+        manifest = [{k: b[k] for k in ("index", "key", "rows", "bytes")} for b in pending]
+        self._s3.put_object(
+            Bucket=self._settings.results_bucket,
+            Key=manifest_key,
+            Body=json.dumps(manifest).encode(),
+            ContentType="application/json",
+        )
+        for batch in pending:
+            state = BatchState.RUNNING if batch.get("providerJobId") else BatchState.PENDING
+            self._store.reset_batch(job_id, int(batch["index"]), state.value)
+        deadline = int(time.time()) + self._settings.max_job_seconds
+        run_id = self._settings.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+        if not self._store.reopen_job(job_id, run_id, attempt, deadline, now_iso()):
+            raise ControlError("not_failed", f"job {job_id} changed state meanwhile; try again")
+        self._sfn.start_execution(
+            stateMachineArn=self._settings.state_machine_arn,
+            name=name,
+            input=json.dumps(
+                {
+                    "jobId": job_id,
+                    "type": job["type"],
+                    "deadline": deadline,
+                    "inFlightBudget": self._settings.in_flight_budget,
+                    "manifest": {"bucket": self._settings.results_bucket, "key": manifest_key},
+                }
+            ),
+        )
+        return {"jobId": job_id, "retry": attempt, "batches": [int(b["index"]) for b in pending], "runId": run_id}

@@ -1,0 +1,77 @@
+"""POST /jobs/{id}/cancel and /retry through the offline API."""
+
+from __future__ import annotations
+
+import json
+
+import urllib3
+
+from jobtracker.simulators.fullstory import SimulatorConfig, parse_fault
+from tests.integration.helpers import ndjson, upload_and_wait, users
+
+HTTP = urllib3.PoolManager(retries=False, timeout=10)
+
+
+def post(session, path):
+    response = HTTP.request("POST", session.api.base_url + path)
+    return response.status, json.loads(response.data)
+
+
+def test_cancel_stops_the_execution_and_ends_the_job_failed_with_one_notification(offline):
+    sim = SimulatorConfig(polls_to_complete=None, processing_seconds=3600)  # never finishes by itself
+    with offline(sim=sim, api=True, MaxBatchRequests=2) as session:
+        stack = session.stack
+        stack.upload("inbox/users/long.ndjson", ndjson(users(4)))
+        job_id = stack.wait_until(lambda: next((j["id"] for j in stack.jobs()), None), what="the job")
+        stack.wait_until(
+            lambda: (
+                all(b.get("providerJobId") for b in stack.list_batches(job_id)) and len(stack.list_batches(job_id)) == 2
+            ),
+            what="both batches submitted",
+        )
+        status, job = post(session, f"/jobs/{job_id}/cancel")
+        assert status == 200
+        assert job["state"] == "FAILED"
+        assert job["error"]["code"] == "cancelled"
+        assert stack.wait_for_execution(job_id)["status"] == "ABORTED"
+        assert len(stack.notifications()) == 1
+        assert post(session, f"/jobs/{job_id}/cancel")[0] == 409
+        assert post(session, "/jobs/job-nope/cancel")[0] == 404
+
+
+def test_retry_runs_only_unfinished_batches_and_never_resends_an_accepted_one(offline):
+    # The first job's submits all fail with 401 (revoked key); fix the key, then retry.
+    sim = SimulatorConfig(api_key="rotated", polls_to_complete=1)
+    with offline(sim=sim, api=True, stack_api_key="old-key", MaxBatchRequests=2) as session:
+        stack = session.stack
+        job = upload_and_wait(session, "inbox/users/retry.ndjson", ndjson(users(4)))
+        assert (job["state"], job["error"]["code"]) == ("FAILED", "unauthorized")
+        assert session.simulator.stats["batch_posts"] == 0
+
+        session.simulator.config.api_key = "old-key"  # the admin put the right key back
+        status, reopened = post(session, f"/jobs/{job['id']}/retry")
+        assert status == 202
+        assert reopened["state"] == "RUNNING"
+        done = stack.wait_for_job(job["id"])
+        assert done["state"] == "COMPLETED"
+        assert done["accounting"]["balanced"] and done["imported"] == 4
+        assert session.simulator.stats["batch_posts"] == 2
+        assert len(stack.notifications()) == 2  # one per outcome: the failure, then the completion
+        assert post(session, f"/jobs/{job['id']}/retry")[1]["code"] == "not_failed"
+
+
+def test_retry_after_a_deadline_polls_accepted_batches_instead_of_resending(offline):
+    sim = SimulatorConfig(polls_to_complete=None, processing_seconds=3600, faults=(parse_fault("stuck"),))
+    with offline(sim=sim, api=True, MaxJobHours="0.0003", MaxBatchRequests=2) as session:
+        stack = session.stack
+        job = upload_and_wait(session, "inbox/users/stuck.ndjson", ndjson(users(4)))
+        assert job["error"]["code"] == "deadline_exceeded"
+        posts = session.simulator.stats["batch_posts"]
+        assert posts == 2
+
+        session.simulator.config.faults = ()
+        session.simulator.config.polls_to_complete = 1
+        assert post(session, f"/jobs/{job['id']}/retry")[0] == 202
+        done = stack.wait_for_job(job["id"])
+        assert done["state"] == "COMPLETED" and done["imported"] == 4
+        assert session.simulator.stats["batch_posts"] == posts  # polled again, never re-sent
