@@ -7,7 +7,6 @@ import threading
 import boto3
 import pytest
 from moto import mock_aws
-
 from tracker.budget import InFlightBudget
 
 

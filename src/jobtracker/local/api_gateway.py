@@ -28,7 +28,8 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 ACCOUNT = "123456789012"
 MAX_CLOCK_SKEW_SECONDS = 15 * 60
 _SIGV4 = re.compile(
-    r"^AWS4-HMAC-SHA256 Credential=(?P<key>[A-Za-z0-9]+)/(?P<date>\d{8})/(?P<region>[a-z0-9-]+)/execute-api/aws4_request,"
+    r"^AWS4-HMAC-SHA256 Credential=(?P<key>[A-Za-z0-9]+)/(?P<date>\d{8})/(?P<region>[a-z0-9-]+)"
+    r"/execute-api/aws4_request,"
     r"\s*SignedHeaders=(?P<headers>[a-z0-9;-]+),\s*Signature=(?P<signature>[0-9a-f]{64})$"
 )
 

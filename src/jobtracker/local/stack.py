@@ -34,6 +34,9 @@ NOT_EMULATED = {
     "AWS::SNS::Subscription": "e-mail is not sent offline; the stack records published messages",
     "AWS::Serverless::LayerVersion": "the layer package is installed into the local environment",
     "AWS::Serverless::Api": "served by the offline API server (jobtracker.local.api_gateway)",
+    "AWS::Logs::LogGroup": "handlers log to the local process",
+    "AWS::CloudWatch::Alarm": "no CloudWatch metrics offline",
+    "AWS::KMS::Key": "moto's SNS does not encrypt; the key only matters to CloudWatch in AWS",
 }
 
 
