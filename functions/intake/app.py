@@ -22,11 +22,12 @@ def handle_message(record: SQSRecord) -> None:
     if isinstance(message, ApiJobMessage):
         wiring.intake().run(message.job_id)
         logger.info("api job taken in", extra={"job_id": message.job_id})
+        metrics.add_metric(name="JobsStarted", unit=MetricUnit.Count, value=1)
         return
     for upload in message:
         job_id, created = wiring.intake().accept_upload(upload)
         logger.info("upload taken in", extra={"job_id": job_id, "duplicate": not created, "key": upload.key})
-        metrics.add_metric(name="JobsCreated" if created else "DuplicateUploads", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="JobsStarted" if created else "DuplicateUploads", unit=MetricUnit.Count, value=1)
 
 
 @logger.inject_lambda_context

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from tracker import wiring
@@ -15,4 +16,9 @@ from tracker.observability import logger, metrics, tracer
 @event_parser(model=BatchTask)
 def lambda_handler(task: BatchTask, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(job_id=task.jobId, batch=task.batch.index)
-    return wiring.batch_tasks().submit(task.model_dump(mode="json"))
+    result = wiring.batch_tasks().submit(task.model_dump(mode="json"))
+    if result.get("phase") == "throttled":
+        metrics.add_metric(name="ProviderThrottled", unit=MetricUnit.Count, value=1)
+    elif result.get("phase") == "polling":
+        metrics.add_metric(name="BatchesSubmitted", unit=MetricUnit.Count, value=1)
+    return result
