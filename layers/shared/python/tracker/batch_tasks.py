@@ -8,6 +8,7 @@ reads the batch record, so a retried or restarted step never sends a batch twice
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from typing import Any
@@ -15,12 +16,13 @@ from typing import Any
 from tracker import layout
 from tracker.config import Settings
 from tracker.model import BatchState, now_iso
-from tracker.polling import PollFacts, next_wait_seconds
+from tracker.polling import PollFacts, next_wait_seconds, observed_duration, progress_rate, size_class
 from tracker.providers.base import BatchProvider, ResultsNotReady, Throttled
 from tracker.s3io import S3StreamWriter
 from tracker.store import JobStore
 
 Task = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 def idempotency_key(job_id: str, index: int) -> str:
@@ -38,12 +40,53 @@ class BatchTasks:
     def _provider(self, task: Task) -> BatchProvider:
         return self._provider_factory(task["type"], self._settings)
 
-    def _wait(self, task: Task, attempt: int, retry_after: float | None = None) -> int:
+    def _wait(
+        self, task: Task, attempt: int, retry_after: float | None = None, *, clock: dict[str, Any] | None = None
+    ) -> int:
+        """The next wait (tracker.polling). `clock` is the running provider job's polling state (check);
+        attempt 0 without Retry-After is the wait right after a submit, when the job's clock starts.
+        Other waits (throttled submit, results not ready) back off exponentially."""
+        now = time.time()
+        elapsed = None
+        if clock is not None:
+            elapsed = max(0.0, now - clock["since"])
+        elif attempt == 0 and retry_after is None:
+            elapsed = 0.0
         return next_wait_seconds(
-            PollFacts(attempt=attempt, seconds_to_deadline=task["deadline"] - time.time(), retry_after=retry_after),
+            PollFacts(
+                attempt=attempt,
+                seconds_to_deadline=task["deadline"] - now,
+                retry_after=retry_after,
+                elapsed_seconds=elapsed,
+                progress_pct=(clock or {}).get("pct"),
+                progress_rate=(clock or {}).get("rate"),
+                history=self._durations(task) if elapsed is not None else (),
+            ),
             min_seconds=self._settings.poll_min_seconds,
             max_seconds=self._settings.poll_max_seconds,
         )
+
+    def _durations(self, task: Task) -> tuple[float, ...]:
+        """Durations of earlier provider jobs of this type and size class; none when they cannot be read
+        (polling then simply does without the prediction)."""
+        try:
+            return self._store.duration_history(task["type"], size_class(int(task["batch"]["rows"])))
+        except Exception:
+            log.warning("could not read provider job durations", exc_info=True)
+            return ()
+
+    def _record_duration(self, task: Task, clock: dict[str, Any], now: float) -> None:
+        since = clock["since"]
+        seconds = observed_duration(clock.get("last", since) - since, now - since)
+        try:
+            self._store.record_duration(
+                task["type"],
+                size_class(int(task["batch"]["rows"])),
+                seconds,
+                sample_id=idempotency_key(task["jobId"], int(task["batch"]["index"])),
+            )
+        except Exception:  # an input of the polling policy, never a reason to fail the batch
+            log.warning("could not record the provider job duration", exc_info=True)
 
     def _past_deadline(self, task: Task) -> Task | None:
         if time.time() < task["deadline"]:
@@ -103,12 +146,18 @@ class BatchTasks:
             return failed
         outcome = self._provider(task).status(task["providerJobId"])
         attempt = int(task.get("attempt", 0)) + 1
+        now = time.time()
+        # The polling state the task carries: when the provider accepted the job (on the first check,
+        # when the wait before it began), when it was last seen running, its progress if reported.
+        clock = dict(task.get("poll") or {})
+        clock.setdefault("since", round(now - float(task.get("nextPollSeconds") or 0), 3))
         if isinstance(outcome, Throttled):
             return {
                 **task,
                 "phase": "polling",
                 "attempt": attempt,
-                "nextPollSeconds": self._wait(task, attempt, outcome.retry_after),
+                "poll": clock,
+                "nextPollSeconds": self._wait(task, attempt, outcome.retry_after, clock=clock),
             }
         polled_at = now_iso()
         fields: dict[str, Any] = {
@@ -121,7 +170,19 @@ class BatchTasks:
         timeline = {"pollTimes": [polled_at]}
         if not outcome.finished:
             self._store.update_batch(job_id, index, fields, append=timeline)
-            return {**task, "phase": "polling", "attempt": attempt, "nextPollSeconds": self._wait(task, attempt)}
+            clock["last"] = round(now, 3)
+            pct = getattr(outcome, "progress_pct", None)  # providers that report progress (operations)
+            if pct is not None:
+                elapsed = now - clock["since"]
+                previous = (clock["pctAt"], clock["pct"]) if "pct" in clock else None
+                clock.update(rate=progress_rate(previous, (elapsed, pct)), pct=pct, pctAt=round(elapsed, 3))
+            return {
+                **task,
+                "phase": "polling",
+                "attempt": attempt,
+                "poll": clock,
+                "nextPollSeconds": self._wait(task, attempt, clock=clock),
+            }
         fields.update(
             batchState=BatchState.COLLECTING.value,
             reportedImports=outcome.imports,
@@ -129,6 +190,7 @@ class BatchTasks:
             finishedAt=polled_at,
         )
         self._store.update_batch(job_id, index, fields, append=timeline)
+        self._record_duration(task, clock, now)
         return {**task, "phase": "done", "providerStatus": outcome.provider_status, "attempt": 0, "nextPollSeconds": 0}
 
     def collect(self, task: Task) -> Task:

@@ -3,6 +3,9 @@
 pk = JOB#<id>; the job item has sk = JOB and carries `state`, `createdAt`, `listPk` (feeding the
 ByState and ByCreated indexes); batch items have sk = BATCH#<00001> and a `batchState` instead, so
 the indexes only ever hold jobs.
+
+pk = STATS#<job type>#<size class>, sk = DURATIONS holds the observed durations of recent provider
+jobs of that type and size class (an input of the polling policy); it has no `state`/`listPk` either.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import zlib
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +21,9 @@ from tracker import aws
 
 JOB_SK = "JOB"
 LIST_PK = "JOBS"
+DURATIONS_SK = "DURATIONS"
+DURATION_SLOTS = 32  # durations kept per job type and size class
+DURATION_CACHE_SECONDS = 300.0  # how long a Lambda container reuses the durations it read
 
 
 def _pk(job_id: str) -> str:
@@ -25,6 +32,16 @@ def _pk(job_id: str) -> str:
 
 def _batch_sk(index: int) -> str:
     return f"BATCH#{index:05d}"
+
+
+def _stats_pk(job_type: str, size_class: str) -> str:
+    return f"STATS#{job_type}#{size_class}"
+
+
+def duration_slot(sample_id: str) -> str:
+    """The attribute a duration is kept in: stable for one sample (a retried write lands on the same
+    slot), spread evenly over DURATION_SLOTS for many."""
+    return f"d{zlib.crc32(sample_id.encode()) % DURATION_SLOTS:02d}"
 
 
 def plain(value: Any) -> Any:
@@ -55,6 +72,7 @@ def _strip_keys(item: dict[str, Any]) -> dict[str, Any]:
 class JobStore:
     def __init__(self, table_name: str, table: Any | None = None) -> None:
         self._table = table if table is not None else aws.table(table_name)
+        self._durations: dict[str, tuple[float, tuple[float, ...]]] = {}  # pk -> (read at, durations)
 
     # -- jobs -------------------------------------------------------------------------------
     def create_job(self, job: dict[str, Any]) -> bool:
@@ -212,6 +230,35 @@ class JobStore:
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- provider job durations (input of the polling policy) -------------------------------
+    def record_duration(self, job_type: str, size_class: str, seconds: float, *, sample_id: str) -> None:
+        """Keep one observed provider job duration among the recent ones of its type and size class.
+
+        One write, no read: the duration replaces slot `duration_slot(sample_id)` of DURATION_SLOTS, so
+        the item stays small, concurrent writers never conflict and a retried step rewrites its own slot.
+        Older durations are replaced at random, so the item holds a sample of the recent ones.
+        """
+        self._table.update_item(
+            Key={"pk": _stats_pk(job_type, size_class), "sk": DURATIONS_SK},
+            UpdateExpression="SET #slot = :seconds, updatedAt = :now",
+            ExpressionAttributeNames={"#slot": duration_slot(sample_id)},
+            ExpressionAttributeValues={":seconds": Decimal(str(round(seconds, 1))), ":now": int(time.time())},
+        )
+
+    def duration_history(self, job_type: str, size_class: str) -> tuple[float, ...]:
+        """The recent durations (seconds) of this type and size class; read at most every
+        DURATION_CACHE_SECONDS per container (an eventually consistent GetItem)."""
+        pk = _stats_pk(job_type, size_class)
+        cached = self._durations.get(pk)
+        if cached is not None and time.monotonic() - cached[0] < DURATION_CACHE_SECONDS:
+            return cached[1]
+        item = self._table.get_item(Key={"pk": pk, "sk": DURATIONS_SK}).get("Item") or {}
+        durations = tuple(
+            float(value) for name, value in item.items() if len(name) == 3 and name[0] == "d" and name[1:].isdigit()
+        )
+        self._durations[pk] = (time.monotonic(), durations)
+        return durations
 
     # -- helpers ----------------------------------------------------------------------------
     def _update(
