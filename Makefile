@@ -42,5 +42,9 @@ lint: $(STAMP) $(LINT_STAMP)
 local: $(STAMP)
 	$(BIN)/jobtracker local up
 
+## bench: every benchmark in one run (a few minutes): prints a table, writes .bench/results.json
+bench: $(STAMP)
+	$(BIN)/python -m jobtracker.bench
+
 clean:
 	rm -rf $(VENV) $(LINT_VENV) .pytest_cache .ruff_cache demo-results .bench .artifacts
