@@ -50,12 +50,26 @@ spec.loader.exec_module(module)
 print((time.perf_counter() - started) * 1000)
 """
 
-_BOTO3 = """
-import time
+_MODULE = """
+import importlib, sys, time
+sys.path[:0] = [{layer!r}]
 started = time.perf_counter()
-import boto3
+importlib.import_module({module!r})
 print((time.perf_counter() - started) * 1000)
 """
+
+_BOTO3 = _MODULE.format(layer=str(Path(__file__).resolve().parents[3] / "layers" / "shared" / "python"), module="boto3")
+
+# What the handlers import at their top level, timed alone the same way (cumulative: a module's own
+# imports included), to show where an import-time budget goes.
+MODULES = (
+    "tracker.observability",  # Powertools Logger, Metrics and Tracer (which imports aws_xray_sdk)
+    "aws_xray_sdk.core",
+    "aws_lambda_powertools.utilities.parser",
+    "aws_lambda_powertools.event_handler",
+    "pydantic",
+    "tracker.wiring",
+)
 
 
 def _once(code: str) -> float:
@@ -78,16 +92,21 @@ def handler_modules(root: Path) -> dict[str, Path]:
 
 def measure(root: Path, *, runs: int = 7) -> dict[str, Any]:
     layer = str(root / "layers" / "shared" / "python")
-    programs = {"boto3": _BOTO3}
+    programs = {"boto3": _MODULE.format(layer=layer, module="boto3")}
     for name, path in handler_modules(root).items():
         programs[name] = _HANDLER.format(code=str(path.parent), layer=layer, path=str(path))
     for code in programs.values():
         _once(code)  # bytecode caches
-    times: dict[str, list[float]] = {name: [] for name in programs}
+    modules = {f"module:{m}": _MODULE.format(layer=layer, module=m) for m in MODULES}
+    times: dict[str, list[float]] = {name: [] for name in (*programs, *modules)}
     for _ in range(runs):
         for name, code in programs.items():
             times[name].append(_once(code))
+    for name, code in modules.items():
+        _once(code)
+        times[name] = [_once(code) for _ in range(max(3, runs // 2))]
     boto3_ms = statistics.median(times.pop("boto3"))
+    module_ms = {name[7:]: round(statistics.median(times.pop(name)), 1) for name in modules}
     handlers = {name: round(statistics.median(values), 1) for name, values in times.items()}
     return {
         "boto3_ms": round(boto3_ms, 1),
@@ -95,5 +114,6 @@ def measure(root: Path, *, runs: int = 7) -> dict[str, Any]:
         "max_ratio": round(max(handlers.values()) / boto3_ms, 2),
         # beside the required keys
         "ratios": {name: round(ms / boto3_ms, 2) for name, ms in handlers.items()},
+        "modules_ms": module_ms,
         "runs": runs,
     }

@@ -80,7 +80,11 @@ def render(results: dict[str, Any]) -> Group:
     )
 
     imports = results["import_time"]
-    cold = Table(title=f"Cold start: import time, median of fresh interpreters (boto3: {imports['boto3_ms']} ms)")
+    modules = details.get("import_time", {}).get("modules_ms", {})
+    cold = Table(
+        title=f"Cold start: import time, median of fresh interpreters (boto3: {imports['boto3_ms']} ms)",
+        caption="alone: " + ", ".join(f"{name} {ms} ms" for name, ms in modules.items()) if modules else None,
+    )
     cold.add_column("handler")
     cold.add_column("ms", justify="right")
     cold.add_column("x import boto3", justify="right")
