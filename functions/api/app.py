@@ -34,7 +34,9 @@ def _service() -> JobsApi:
 
 
 def _control() -> JobControl:
-    return JobControl(settings(), wiring.store(), aws.client("stepfunctions"), aws.client("s3"), wiring.finalizer())
+    return JobControl(
+        settings(), wiring.store(), aws.client("stepfunctions"), aws.client("s3"), wiring.finalizer(), wiring.budget()
+    )
 
 
 def _caller() -> Caller:

@@ -6,7 +6,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import TypeAdapter
 from tracker import wiring
-from tracker.batch_tasks import error_from_failure
+from tracker.batch_tasks import error_from_failure, idempotency_key
 from tracker.control import job_id_of_execution
 from tracker.messages import ExecutionStatusChange, FinalizeRequest, ResultsRequest
 from tracker.observability import logger, metrics, tracer
@@ -45,6 +45,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if job is None or job.get("runId") != detail.execution_arn:
         # A late event about an execution the job has moved past (e.g. before a retry): nothing to close.
         return {"jobId": job_id, "state": job["state"] if job else None, "ignored": True}
+    if (budget := wiring.budget()) is not None:  # the dead execution's batches hold no provider slot anymore
+        for batch in wiring.store().list_batches(job_id):
+            budget.release(idempotency_key(job_id, int(batch["index"])))
     return wiring.finalizer().fail_job(
         job_id,
         {"TIMED_OUT": "execution_timed_out", "ABORTED": "cancelled"}.get(detail.status, "execution_failed"),

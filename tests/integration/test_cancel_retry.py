@@ -60,18 +60,27 @@ def test_retry_runs_only_unfinished_batches_and_never_resends_an_accepted_one(of
         assert post(session, f"/jobs/{job['id']}/retry")[1]["code"] == "not_failed"
 
 
-def test_retry_after_a_deadline_polls_accepted_batches_instead_of_resending(offline):
-    sim = SimulatorConfig(polls_to_complete=None, processing_seconds=3600, faults=(parse_fault("stuck"),))
-    with offline(sim=sim, api=True, MaxJobHours="0.0003", MaxBatchRequests=2) as session:
+def test_retry_after_cancel_polls_accepted_batches_instead_of_resending(offline):
+    sim = SimulatorConfig(polls_to_complete=1, faults=(parse_fault("stuck"),))  # accepted, never finishing
+    with offline(sim=sim, api=True, MaxBatchRequests=2) as session:
         stack = session.stack
-        job = upload_and_wait(session, "inbox/users/stuck.ndjson", ndjson(users(4)))
-        assert job["error"]["code"] == "deadline_exceeded"
+        stack.upload("inbox/users/stuck.ndjson", ndjson(users(4)))
+        job_id = stack.wait_until(lambda: next((j["id"] for j in stack.jobs()), None), what="the job")
+        stack.wait_until(
+            lambda: len(stack.list_batches(job_id)) == 2 and all(b.get("polls") for b in stack.list_batches(job_id)),
+            what="both batches accepted and polled",
+        )
+        assert post(session, f"/jobs/{job_id}/cancel")[1]["error"]["code"] == "cancelled"
+        stack.wait_for_execution(job_id)
         posts = session.simulator.stats["batch_posts"]
         assert posts == 2
 
-        session.simulator.config.faults = ()
-        session.simulator.config.polls_to_complete = 1
-        assert post(session, f"/jobs/{job['id']}/retry")[0] == 202
-        done = stack.wait_for_job(job["id"])
-        assert done["state"] == "COMPLETED" and done["imported"] == 4
+        session.simulator.config.faults = ()  # FullStory recovered
+        status, reopened = post(session, f"/jobs/{job_id}/retry")
+        assert (status, reopened["state"]) == (202, "RUNNING")
+        done = stack.wait_for_job(job_id)
+        assert done["state"] == "COMPLETED" and done["imported"] == 4 and done["accounting"]["balanced"]
         assert session.simulator.stats["batch_posts"] == posts  # polled again, never re-sent
+        from tracker import wiring
+
+        assert wiring.budget().holders() == {}  # cancel and completion gave every slot back

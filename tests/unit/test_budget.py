@@ -73,3 +73,12 @@ def test_concurrent_acquirers_never_exceed_the_limit(table):
         t.join()
     assert len(granted) == 5
     assert len(budget.holders()) == 5
+
+
+def test_release_is_idempotent_even_before_any_lease_exists(table):
+    budget = InFlightBudget(table, "fullstory", limit=1)
+    budget.release("never-taken")  # no item yet
+    budget.acquire("a")
+    budget.release("a")
+    budget.release("a")
+    assert budget.holders() == {}

@@ -65,6 +65,7 @@ class OfflineStack:
         self._pump_sqs = pump_sqs
         self._retry_time_scale = retry_time_scale
         self._restore_retry_clock: Callable[[], None] | None = None
+        self._restore_dynamodb: Callable[[], None] | None = None
         self._saved_env: dict[str, str | None] = {}
         self.pump_errors: list[str] = []  # the emulation itself broke: waits stop at once
         self.function_errors: list[str] = []  # a handler raised on an SQS message (retried, then DLQ)
@@ -87,6 +88,7 @@ class OfflineStack:
         self._mock.start()
         if self._retry_time_scale != 1.0:
             self._restore_retry_clock = _scale_retry_intervals(self._retry_time_scale)
+        self._restore_dynamodb = _atomic_dynamodb_writes()
         boto3.setup_default_session(region_name=REGION)
         self.resolver = Resolver(
             self.template,
@@ -123,6 +125,9 @@ class OfflineStack:
         if self._restore_retry_clock is not None:
             self._restore_retry_clock()
             self._restore_retry_clock = None
+        if self._restore_dynamodb is not None:
+            self._restore_dynamodb()
+            self._restore_dynamodb = None
         for name, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -389,6 +394,11 @@ class OfflineStack:
 
         parameters.clear_caches()
         wiring.reset()
+        # Handler modules share one Powertools Logger per process; in Lambda each container reads
+        # POWERTOOLS_LOG_LEVEL when it starts, so apply this stack's level to the shared logger.
+        from tracker.observability import logger
+
+        logger.setLevel(merged.get("POWERTOOLS_LOG_LEVEL", "INFO"))
 
     def _set_env(self, name: str, value: str) -> None:
         if name not in self._saved_env:
@@ -449,6 +459,31 @@ def _sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
         "eventSourceARN": queue_arn,
         "awsRegion": REGION,
     }
+
+
+def _atomic_dynamodb_writes() -> Callable[[], None]:
+    """DynamoDB applies a conditional write atomically; moto's backend, called from several threads (the
+    Map's children run in parallel here), checks the condition and writes in two steps. One lock around
+    its write operations restores the guarantee the tracker relies on (budget leases, claims)."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    originals = {}
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        original = getattr(DynamoDBBackend, name)
+        originals[name] = original
+
+        def locked(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return __original(self, *args, **kwargs)
+
+        setattr(DynamoDBBackend, name, locked)
+
+    def restore() -> None:
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, original)
+
+    return restore
 
 
 def _scale_retry_intervals(scale: float) -> Callable[[], None]:

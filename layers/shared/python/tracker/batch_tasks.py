@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from tracker import layout
+from tracker.budget import InFlightBudget
 from tracker.config import Settings
 from tracker.model import BatchState, now_iso
 from tracker.polling import PollFacts, next_wait_seconds, observed_duration, progress_rate, size_class
@@ -31,11 +32,24 @@ def idempotency_key(job_id: str, index: int) -> str:
 
 
 class BatchTasks:
-    def __init__(self, settings: Settings, store: JobStore, s3: Any, provider_factory: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        s3: Any,
+        provider_factory: Any,
+        budget: InFlightBudget | None = None,
+    ) -> None:
         self._settings = settings
         self._store = store
         self._s3 = s3
         self._provider_factory = provider_factory
+        self._budget = budget
+
+    def _release(self, task: Task) -> None:
+        """Give the batch's slot of the org-wide in-flight budget back (the provider is done with it)."""
+        if self._budget is not None:
+            self._budget.release(idempotency_key(task["jobId"], int(task["batch"]["index"])))
 
     def _provider(self, task: Task) -> BatchProvider:
         return self._provider_factory(task["type"], self._settings)
@@ -110,9 +124,15 @@ class BatchTasks:
             }
         if (failed := self._past_deadline(task)) is not None:
             return failed
+        if self._budget is not None and not self._budget.acquire(idempotency_key(job_id, index)):
+            # The org already has as many batches in flight as the budget allows: wait like a 429.
+            attempt = int(task.get("attempt", 0)) + 1
+            self._store.update_batch(job_id, index, {"budgetWaits": attempt})
+            return {**task, "phase": "throttled", "attempt": attempt, "nextPollSeconds": self._wait(task, attempt)}
         body = self._s3.get_object(Bucket=self._settings.results_bucket, Key=task["batch"]["key"])["Body"].read()
         outcome = self._provider(task).submit(body, idempotency_key(job_id, index))
         if isinstance(outcome, Throttled):
+            self._release(task)
             attempt = int(task.get("attempt", 0)) + 1
             self._store.update_batch(job_id, index, {"throttled": attempt})
             return {
@@ -170,6 +190,8 @@ class BatchTasks:
         timeline = {"pollTimes": [polled_at]}
         if not outcome.finished:
             self._store.update_batch(job_id, index, fields, append=timeline)
+            if self._budget is not None:
+                self._budget.renew(idempotency_key(job_id, index))
             clock["last"] = round(now, 3)
             pct = getattr(outcome, "progress_pct", None)  # providers that report progress (operations)
             if pct is not None:
@@ -190,6 +212,7 @@ class BatchTasks:
             finishedAt=polled_at,
         )
         self._store.update_batch(job_id, index, fields, append=timeline)
+        self._release(task)
         self._record_duration(task, clock, now)
         return {**task, "phase": "done", "providerStatus": outcome.provider_status, "attempt": 0, "nextPollSeconds": 0}
 
@@ -251,6 +274,7 @@ class BatchTasks:
                 "finishedAt": now_iso(),
             },
         )
+        self._release(task)
         return {
             "jobId": task["jobId"],
             "batch": task["batch"],

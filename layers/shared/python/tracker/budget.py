@@ -10,6 +10,7 @@ cancelled or times out; a lease whose holder died simply expires and is swept by
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -41,11 +42,14 @@ class InFlightBudget:
         self.acquire(lease_id, now=now)
 
     def release(self, lease_id: str) -> None:
-        self._table.update_item(
-            Key=self._key,
-            UpdateExpression="REMOVE leases.#id",
-            ExpressionAttributeNames={"#id": lease_id},
-        )
+        """Idempotent: releasing a lease that is not held (never taken, swept, released) is a no-op."""
+        with contextlib.suppress(self._table.meta.client.exceptions.ConditionalCheckFailedException):
+            self._table.update_item(
+                Key=self._key,
+                UpdateExpression="REMOVE leases.#id",
+                ConditionExpression="attribute_exists(leases.#id)",
+                ExpressionAttributeNames={"#id": lease_id},
+            )
 
     def holders(self) -> dict[str, int]:
         item = self._table.get_item(Key=self._key, ConsistentRead=True).get("Item") or {}

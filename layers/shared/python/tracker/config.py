@@ -29,6 +29,7 @@ class Settings:
     provider_timeout_seconds: float = 30.0
     max_uncompressed_bytes: int = limits.DEFAULT_MAX_UNCOMPRESSED_BYTES
     admin_principals: tuple[str, ...] = ()
+    org_in_flight_budget: int = 90
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
@@ -55,6 +56,7 @@ class Settings:
             max_batch_requests=int(env.get("MAX_BATCH_REQUESTS", str(limits.MAX_REQUESTS_PER_BATCH))),
             retention_days=int(env.get("RETENTION_DAYS", "30")),
             provider_timeout_seconds=float(env.get("PROVIDER_TIMEOUT_SECONDS", "30")),
+            org_in_flight_budget=int(env.get("ORG_IN_FLIGHT_BUDGET", "90")),
             admin_principals=tuple(p.strip() for p in env.get("ADMIN_PRINCIPALS", "").split(",") if p.strip()),
             max_uncompressed_bytes=int(env.get("MAX_UNCOMPRESSED_BYTES", str(limits.DEFAULT_MAX_UNCOMPRESSED_BYTES))),
         )

@@ -8,6 +8,8 @@ import time
 from typing import Any
 
 from tracker import layout
+from tracker.batch_tasks import idempotency_key
+from tracker.budget import InFlightBudget
 from tracker.config import Settings
 from tracker.finalize import Finalizer
 from tracker.model import BatchState, JobState, now_iso
@@ -30,12 +32,28 @@ def job_id_of_execution(name: str) -> str:
 
 
 class JobControl:
-    def __init__(self, settings: Settings, store: JobStore, sfn: Any, s3: Any, finalizer: Finalizer) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        sfn: Any,
+        s3: Any,
+        finalizer: Finalizer,
+        budget: InFlightBudget | None = None,
+    ) -> None:
         self._settings = settings
         self._store = store
         self._sfn = sfn
         self._s3 = s3
         self._finalizer = finalizer
+        self._budget = budget
+
+    def release_leases(self, job_id: str) -> None:
+        """Give back every budget slot the job's batches may still hold (its execution is gone)."""
+        if self._budget is None:
+            return
+        for batch in self._store.list_batches(job_id):
+            self._budget.release(idempotency_key(job_id, int(batch["index"])))
 
     def cancel(self, job: dict[str, Any], by: str) -> dict[str, Any]:
         """Stop the execution, end the job FAILED with code `cancelled` (partial results kept), notify."""
@@ -45,6 +63,7 @@ class JobControl:
             # ExecutionDoesNotExist: intake had marked the job but not started the execution yet.
             with contextlib.suppress(self._sfn.exceptions.ExecutionDoesNotExist):
                 self._sfn.stop_execution(executionArn=job["runId"], error="cancelled", cause=f"cancelled by {by}")
+        self.release_leases(job["id"])
         return self._finalizer.fail_job(job["id"], "cancelled", f"cancelled by {by}")
 
     def retry(self, job: dict[str, Any]) -> dict[str, Any]:
