@@ -82,14 +82,19 @@ def render(results: dict[str, Any]) -> Group:
     imports = results["import_time"]
     modules = details.get("import_time", {}).get("modules_ms", {})
     cold = Table(
-        title=f"Cold start: import time, median of fresh interpreters (boto3: {imports['boto3_ms']} ms)",
-        caption="alone: " + ", ".join(f"{name} {ms} ms" for name, ms in modules.items()) if modules else None,
+        title=f"Cold start: import time, median of fresh interpreters (import boto3: {imports['boto3_ms']} ms)"
     )
-    cold.add_column("handler")
+    cold.add_column("handler (functions/<name>/app.py)")
     cold.add_column("ms", justify="right")
     cold.add_column("x import boto3", justify="right")
     for name, ms in imports["handlers"].items():
         cold.add_row(name, _n(ms, 1), f"{ms / imports['boto3_ms']:.2f}")
+    if modules:
+        cold.add_section()
+        for name, ms in modules.items():
+            cold.add_row(
+                f"[dim]alone: {name}[/dim]", f"[dim]{_n(ms, 1)}[/dim]", f"[dim]{ms / imports['boto3_ms']:.2f}[/dim]"
+            )
 
     goals = Table(title="Goals (issue 5)")
     for column in ("goal", "value", "limit", "met"):
