@@ -81,9 +81,7 @@ def render(results: dict[str, Any]) -> Group:
 
     imports = results["import_time"]
     modules = details.get("import_time", {}).get("modules_ms", {})
-    cold = Table(
-        title=f"Cold start: import time, median of fresh interpreters (import boto3: {imports['boto3_ms']} ms)"
-    )
+    cold = Table(title=f"Cold start: import ms, median of fresh interpreters (boto3 {imports['boto3_ms']} ms)")
     cold.add_column("handler (functions/<name>/app.py)")
     cold.add_column("ms", justify="right")
     cold.add_column("x import boto3", justify="right")
