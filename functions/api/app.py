@@ -5,9 +5,14 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.utilities.idempotency import idempotent_function
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
-from tracker import aws, wiring
+from tracker import aws, idempotency, wiring
 from tracker.access import Caller, caller_from_identity
 from tracker.config import settings
 from tracker.control import ControlError, JobControl
@@ -55,17 +60,30 @@ def _base_url() -> str | None:
 
 @app.post("/jobs")
 def create_job(body: CreateJobBody) -> Response[dict[str, Any]]:
-    idempotency_key = app.current_event.headers.get("Idempotency-Key") or app.current_event.headers.get(
-        "idempotency-key"
-    )
+    headers = app.current_event.headers
+    key = headers.get("Idempotency-Key") or headers.get("idempotency-key")
+    caller = _caller()
     service = _service()
-    job, created = service.create_job(
-        job_type=body.type,
-        requests=body.requests,
-        source=body.source,
-        caller=_caller(),
-        idempotency_key=idempotency_key,
+    fresh: list[bool] = []
+
+    @idempotent_function(
+        data_keyword_argument="request", config=idempotency.CREATE_JOB, persistence_store=idempotency.persistence()
     )
+    def create_once(request: dict[str, Any]) -> dict[str, Any]:
+        job, created = service.create_job(
+            job_type=body.type, requests=body.requests, source=body.source, caller=caller, idempotency_key=key
+        )
+        fresh.append(created)
+        return {"jobId": job["id"]}
+
+    if key:
+        job_id = create_once(request={"owner": caller.owner, "key": key, "body": body.model_dump(mode="json")})["jobId"]
+        job, _ = service.get_job(job_id, caller)
+        created = bool(fresh and fresh[0])
+    else:
+        job, created = service.create_job(
+            job_type=body.type, requests=body.requests, source=body.source, caller=caller, idempotency_key=None
+        )
     view = service.view(job, [], base_url=_base_url())
     return Response(status_code=202 if created else 200, content_type="application/json", body=view)
 
@@ -128,6 +146,24 @@ def conflict(exc: ControlError) -> Response:
     return Response(status_code=409, content_type="application/json", body={"code": exc.code, "message": exc.message})
 
 
+@app.exception_handler(IdempotencyValidationError)
+def key_reused(exc: IdempotencyValidationError) -> Response:
+    return Response(
+        status_code=422,
+        content_type="application/json",
+        body={"code": "idempotency_key_reused", "message": "this Idempotency-Key was used with a different body"},
+    )
+
+
+@app.exception_handler(IdempotencyAlreadyInProgressError)
+def key_in_progress(exc: IdempotencyAlreadyInProgressError) -> Response:
+    return Response(
+        status_code=409,
+        content_type="application/json",
+        body={"code": "request_in_progress", "message": "a request with this Idempotency-Key is still running"},
+    )
+
+
 @app.exception_handler(ApiError)
 def api_error(exc: ApiError) -> Response:
     return Response(
@@ -166,6 +202,7 @@ def unexpected(exc: Exception) -> Response:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency.CREATE_JOB.register_lambda_context(context)
     return app.resolve(_json_body(event), context)
 
 

@@ -173,3 +173,14 @@ def test_oversized_body_is_refused_with_a_json_413(api_session):
     assert status == 413
     assert answer["code"] == "payload_too_large"
     assert api_session.stack.jobs() == []
+
+
+def test_the_same_idempotency_key_with_a_different_body_is_refused(api_session):
+    headers = {"Idempotency-Key": "once-only"}
+    first_status, first = call(api_session, "POST", "/jobs", {"type": "fullstory.users", "requests": users(1)}, headers)
+    assert first_status == 202
+    status, answer = call(api_session, "POST", "/jobs", {"type": "fullstory.users", "requests": users(2)}, headers)
+    assert status == 422
+    assert answer["code"] == "idempotency_key_reused"
+    api_session.stack.wait_for_job(first["id"])
+    assert len(api_session.stack.jobs()) == 1
