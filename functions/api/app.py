@@ -17,7 +17,7 @@ from tracker.access import Caller, caller_from_identity
 from tracker.config import settings
 from tracker.control import ControlError, JobControl
 from tracker.jobs_api import PRESIGNED_URL_SECONDS, ApiError, JobsApi
-from tracker.model import JOB_TYPES
+from tracker.model import JOB_TYPES, storage_job_view
 from tracker.observability import logger, metrics, tracer
 
 app = APIGatewayRestResolver(enable_validation=True)
@@ -101,10 +101,12 @@ def list_jobs(
 
 
 @app.get("/jobs/<job_id>")
-def get_job(job_id: str) -> dict[str, Any]:
+def get_job(job_id: str, view: Annotated[Literal["operation", "storage-job"], Query()] = "operation") -> dict[str, Any]:
+    """The normalized job; `?view=storage-job` answers it as a Keboola Storage JobResponse."""
     service = _service()
     job, batches = service.get_job(job_id, _caller())
-    return service.view(job, batches, base_url=_base_url())
+    normalized = service.view(job, batches, base_url=_base_url())
+    return storage_job_view(job, normalized) if view == "storage-job" else normalized
 
 
 @app.get("/jobs/<job_id>/results")

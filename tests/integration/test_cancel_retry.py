@@ -84,3 +84,41 @@ def test_retry_after_cancel_polls_accepted_batches_instead_of_resending(offline)
         from tracker import wiring
 
         assert wiring.budget().holders() == {}  # cancel and completion gave every slot back
+
+
+def test_a_job_cancelled_while_intake_still_runs_never_reaches_the_provider(offline):
+    """Cancel lands after intake wrote the batches but before it started the execution."""
+    import boto3
+
+    with offline(api=True) as session:
+        stack = session.stack
+        state: dict[str, object] = {}
+
+        def cancel_when_the_manifest_is_written(params, **_):
+            if params.get("url_path", "").endswith("/batches.json") and "job" in state and "done" not in state:
+                state["done"] = post(session, f"/jobs/{state['job']}/cancel")[0]
+
+        boto3.DEFAULT_SESSION.events.register("before-call.s3.PutObject", cancel_when_the_manifest_is_written)
+        status, created = post_json(session, "/jobs", {"type": "fullstory.users", "requests": users(2)})
+        assert status == 202
+        state["job"] = created["id"]
+        stack.wait_until(lambda: "done" in state and _queue_drained(stack), what="intake to finish")
+        assert state["done"] == 200
+        job = stack.get_job(created["id"])
+        assert (job["state"], job["error"]["code"]) == ("FAILED", "cancelled")
+        assert session.simulator.stats["batch_posts"] == 0  # nothing was sent after the cancel
+        executions = stack.client("stepfunctions").list_executions(stateMachineArn=stack.output("JobStateMachine"))
+        assert executions["executions"] == []
+
+
+def post_json(session, path, body):
+    response = HTTP.request("POST", session.api.base_url + path, body=json.dumps(body).encode())
+    return response.status, json.loads(response.data)
+
+
+def _queue_drained(stack):
+    attrs = stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.output("IntakeQueue"),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"

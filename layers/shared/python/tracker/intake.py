@@ -220,7 +220,10 @@ class Intake:
         the execution name is the job id, so a second start is refused by Step Functions itself."""
         job_id = job["id"]
         run_id = self._settings.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{job_id}"
-        self._store.mark_running(job_id, run_id, now_iso())
+        if not self._store.mark_running(job_id, run_id, now_iso()):
+            current = self._store.get_job(job_id) or {}
+            if current.get("state") != JobState.RUNNING.value or current.get("runId") != run_id:
+                return  # cancelled (or closed) while intake ran: never start work for a finished job
         execution_input = {
             "jobId": job_id,
             "type": job["type"],

@@ -109,10 +109,12 @@ def job_view(
     url: str | None = None,
     result_urls: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """The normalized job of DESIGN.md's API contract."""
+    """The normalized job of DESIGN.md's API contract. It reads as a FullStory Operation (seed schema):
+    fields without a value yet (finishedAt while running, errorDetails without an error, result URLs
+    before they exist) are left out rather than sent as null, because that schema types them as strings."""
     error = job.get("error")
     result_urls = result_urls or {}
-    return {
+    view: dict[str, Any] = {
         "id": job["id"],
         "type": job["type"],
         "operationName": job["type"],
@@ -123,12 +125,15 @@ def job_view(
         "estimatePctComplete": estimate_pct_complete(job, batches),
         "errorDetails": error["message"] if error else None,
         "error": error,
-        "results": {
-            "downloadUrl": result_urls.get("imports"),
-            "errorsUrl": result_urls.get("errors"),
-            "rejectedUrl": result_urls.get("rejected"),
-            "manifestUrl": result_urls.get("manifest"),
-        },
+        "results": _without_none(
+            {
+                "downloadUrl": result_urls.get("imports"),
+                "errorsUrl": result_urls.get("errors"),
+                "rejectedUrl": result_urls.get("rejected"),
+                "manifestUrl": result_urls.get("manifest"),
+                **{f"{name}Url": link for name, link in result_urls.items() if name not in RESULT_URL_NAMES},
+            }
+        ),
         "metrics": {
             "rowsIn": int(job.get("rowsIn", 0)),
             "imported": int(job.get("imported", 0)),
@@ -144,6 +149,57 @@ def job_view(
         "creatorToken": job.get("creatorToken", {}),
         "batches": [batch_view(b) for b in batches],
     }
+    for optional in ("startTime", "finishedAt", "errorDetails"):
+        if view[optional] is None:
+            del view[optional]
+    return view
+
+
+RESULT_URL_NAMES = ("imports", "errors", "rejected", "manifest")
+STORAGE_JOB_STATUS = {"PENDING": "waiting", "RUNNING": "processing", "COMPLETED": "success", "FAILED": "error"}
+
+
+def storage_job_view(job: dict[str, Any], view: dict[str, Any]) -> dict[str, Any]:
+    """The same job as a Keboola Storage JobResponse (seed schema; `GET /jobs/{id}?view=storage-job`).
+
+    `results` there is one of Keboola's own result shapes, none of which fits an import, so this view
+    leaves it out and links the files under `resultUrls`. The schema marks startTime, endTime and error
+    `nullable` (an OpenAPI keyword a JSON Schema validator does not know), so absent values are left out."""
+    error = job.get("error")
+    view_ = {
+        "id": job["id"],
+        "status": STORAGE_JOB_STATUS[job["state"]],
+        "url": view.get("url") or "",
+        "tableId": job["type"],
+        "operationName": job["type"],
+        "operationParams": job.get("operationParams", {}),
+        "createdTime": job["createdAt"],
+        "startTime": job.get("startTime"),
+        "endTime": job.get("finishedAt"),
+        "runId": job.get("runId") or "",
+        "creatorToken": {
+            "id": str(job.get("creatorToken", {}).get("id", "")),
+            "description": str(job.get("creatorToken", {}).get("description", "")),
+        },
+        "metrics": {
+            "inCompressed": str(job.get("source", {}).get("key", "")).endswith(".gz"),
+            "inBytes": int(job.get("inBytes", 0)),
+            "outCompressed": False,
+            "outBytes": int(job.get("outBytes", 0)),
+        },
+        "error": (
+            {"code": error["code"], "message": error["message"], "exceptionId": error.get("exceptionId") or job["id"]}
+            if error
+            else None
+        ),
+        "resultUrls": view["results"],
+        "estimatePctComplete": view["estimatePctComplete"],
+    }
+    return {k: v for k, v in view_.items() if v is not None}
+
+
+def _without_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def batch_view(batch: dict[str, Any]) -> dict[str, Any]:
