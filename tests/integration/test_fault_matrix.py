@@ -187,3 +187,68 @@ def test_api_key_revoked_mid_job_ends_failed_with_one_notification(offline):
         session.stack.lambdas.before_invoke = revoke_after_first_poll
 
     _run_with_hooks(offline, "API key revoked mid-job", install, expect_state="FAILED", expect_code="unauthorized")
+
+
+def test_dynamodb_throttling_two_batch_record_writes_is_retried(offline):
+    import boto3
+    from botocore.exceptions import ClientError
+
+    state = {"throttled": 0}
+
+    def install(session):
+        def throttle(params, **_):
+            if state["throttled"] < 2 and b"providerJobId" in (params.get("body") or b""):
+                state["throttled"] += 1
+                raise ClientError(
+                    {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "injected"}}, "UpdateItem"
+                )
+
+        boto3.DEFAULT_SESSION.events.register("before-call.dynamodb.UpdateItem", throttle)
+
+    _run_with_hooks(offline, "DynamoDB throttles two batch-record writes", install)
+    assert state["throttled"] == 2
+
+
+def test_concurrent_finalizers_conflict_on_dynamodb_and_notify_once(offline):
+    """The state machine's Finalize and the EventBridge backstop racing for the same job."""
+    import threading
+
+    with offline() as session:
+        from tracker import wiring
+        from tracker.model import now_iso
+
+        job_id = "job-racing0000000000000000"
+        wiring.store().create_job(
+            {
+                "id": job_id,
+                "type": "fullstory.users",
+                "state": "RUNNING",
+                "createdAt": now_iso(),
+                "source": {},
+                "rowsIn": 0,
+                "rejected": 0,
+                "batchCount": 0,
+            }
+        )
+        results: list[dict] = []
+        threads = [
+            threading.Thread(target=lambda: results.append(wiring.finalizer().finalize(job_id))) for _ in range(6)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert {r["state"] for r in results} == {"COMPLETED"}
+        assert len([n for n in session.stack.notifications() if n["message"]["jobId"] == job_id]) == 1
+        MATRIX_RESULTS.append(
+            {
+                "case": "six finalizers racing (conditional-write conflicts)",
+                "state": "COMPLETED",
+                "error": "",
+                "accounting": "rows in 0 = imported 0 + provider errors 0 + rejected 0",
+                "provider jobs / batches": "0 / 0",
+                "replays": 0,
+                "faults": "runtime",
+                "notifications": 1,
+            }
+        )

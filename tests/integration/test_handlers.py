@@ -161,3 +161,53 @@ def test_api_sample_create_event_records_the_caller_and_the_api_url(offline):
         assert job["creatorToken"]["id"] == "arn:aws:iam::123456789012:user/data-engineer"
         assert job["url"] == f"https://abc123.execute-api.us-east-1.amazonaws.com/v1/jobs/{job['id']}"
         assert session.stack.wait_for_job(job["id"])["imported"] == 2
+
+
+def test_an_event_for_an_overwritten_object_fails_clearly_instead_of_importing_the_newer_content(offline):
+    with offline() as session:
+        stack = session.stack
+        key = "inbox/users/overwritten.ndjson"
+        first = upload_and_wait(session, key, ndjson(users(1)))
+        stack.upload(key, ndjson(users(2, start=50)))
+        second_id = stack.wait_until(
+            lambda: next((j["id"] for j in stack.jobs() if j["id"] != first["id"]), None), what="the second job"
+        )
+        second = stack.wait_for_job(second_id)
+        assert second["imported"] == 2
+        # An event for an earlier upload of the key arrives late (out of order), after the newer one.
+        late = {
+            "eventSource": "aws:s3",
+            "s3": {
+                "bucket": {"name": stack.inbox_bucket},
+                "object": {"key": key, "size": 99, "eTag": "0ld0ld0ld", "sequencer": "00A"},
+            },
+        }
+        sqs_event = event("intake-s3-test-event.json")
+        sqs_event["Records"][0]["body"] = json.dumps({"Records": [late]})
+        assert stack.invoke("IntakeFunction", sqs_event) == {"batchItemFailures": []}
+        stale = next(j for j in stack.jobs() if j["id"] not in (first["id"], second["id"]))
+        assert (stale["state"], stale["error"]["code"]) == ("FAILED", "source_changed")
+        assert session.simulator.stats["batch_posts"] == 2  # the newer content was not imported twice
+
+
+def test_an_execution_requested_twice_runs_once(offline):
+    with offline() as session:
+        stack = session.stack
+        job = upload_and_wait(session, "inbox/users/twice.ndjson", ndjson(users(2)))
+        for _ in range(2):  # e.g. a redelivered API job message, or an operator re-driving intake
+            stack.client("sqs").send_message(
+                QueueUrl=stack.output("IntakeQueue"), MessageBody=json.dumps({"jobId": job["id"]})
+            )
+        stack.wait_until(lambda: _drained(stack), what="intake queue drained")
+        executions = stack.client("stepfunctions").list_executions(stateMachineArn=stack.output("JobStateMachine"))
+        assert len(executions["executions"]) == 1
+        assert session.simulator.stats["batch_posts"] == 1
+        assert len(stack.notifications()) == 1
+
+
+def _drained(stack):
+    attrs = stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.output("IntakeQueue"),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"

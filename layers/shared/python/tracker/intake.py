@@ -96,6 +96,7 @@ class Intake:
             "bucket": upload.bucket,
             "key": upload.key,
             "version": upload.version,
+            "etag": upload.etag,
             "uri": s3_uri(upload.bucket, upload.key),
         }
         creator = {"id": upload.principal or "unknown", "description": f"S3 upload to {source['uri']}"}
@@ -152,6 +153,15 @@ class Intake:
             if code in ("AccessDenied", "403"):
                 raise InputError("source_unreadable", f"the tracker may not read {source['uri']}") from exc
             raise
+        read_etag = str(obj.get("ETag", "")).strip('"')
+        if not source.get("version") and source.get("etag") and read_etag and read_etag != source["etag"]:
+            # Without a version id the key now holds a newer upload, which is a job of its own; reading
+            # it here would import that content twice and this upload's content never.
+            obj["Body"].close()
+            raise InputError(
+                "source_changed",
+                f"{source['uri']} was overwritten before intake read it; the newer upload is its own job",
+            )
 
         results = self._settings.results_bucket
         rejected_key = layout.result_key(job_id, layout.RESULT_FILES["rejected"])
