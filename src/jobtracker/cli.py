@@ -1,17 +1,54 @@
-"""`jobtracker` command line: simulators, the offline stack and the demo."""
+"""`jobtracker` command line: submit and follow jobs on a stack, simulators, the offline stack, the demo."""
 
 from __future__ import annotations
 
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
+from jobtracker.client.commands import COMMANDS
+from jobtracker.client.errors import EXIT_INTERRUPTED
 
-@click.group()
+
+class _Cli(click.Group):
+    """Usage errors as one line (`error: ...`), exit code 2, as every other error of the command line."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            command = " ".join(["jobtracker", *(exc.ctx.command_path.split()[1:] if exc.ctx else [])])
+            click.echo(f"error: {_one_line(exc.format_message())} (see: {command} --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {_one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(0)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+@click.group(cls=_Cli)
 def main() -> None:
-    """Event-driven job tracker for provider batch APIs (FullStory first)."""
+    """Event-driven job tracker for provider batch APIs (FullStory first).
+
+    Talk to a stack: submit, watch, jobs, show, results, cancel, retry (with --stack NAME or --local).
+    Offline: local up, demo, simulate.
+    """
+
+
+for _command in COMMANDS:
+    main.add_command(_command)
 
 
 @main.group()
@@ -45,6 +82,15 @@ def simulate() -> None:
     help="Answer 429 to new batches while this many are PROCESSING.",
 )
 @click.option("--retry-after", default=1, show_default=True, type=int, help="Retry-After seconds on 429.")
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="SPEC",
+    help="Inject failures, repeatable: 429:0.3, 429-bare:0.2, 500:0.1, reset:0.05, slow:2s, malformed:0.05, "
+    "stuck, repeat-token; KIND@submit|status|pages limits the target, :Nx hits only the first N.",
+)
+@click.option("--fault-seed", default=None, type=int, help="Seed of the fault dice, for repeatable runs.")
 def simulate_fullstory(
     host: str,
     port: int,
@@ -54,10 +100,16 @@ def simulate_fullstory(
     page_size: int,
     in_progress_limit: int,
     retry_after: int,
+    faults: tuple[str, ...],
+    fault_seed: int | None,
 ) -> None:
     """FullStory v2 users/events batch import API."""
-    from jobtracker.simulators.fullstory import SimulatorConfig, serve
+    from jobtracker.simulators.fullstory import SimulatorConfig, parse_fault, serve
 
+    try:
+        parsed = tuple(parse_fault(spec) for spec in faults)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
     serve(
         SimulatorConfig(
             api_key=api_key,
@@ -66,6 +118,8 @@ def simulate_fullstory(
             page_size=page_size,
             in_progress_limit=in_progress_limit,
             retry_after_seconds=retry_after,
+            faults=parsed,
+            fault_seed=fault_seed,
         ),
         host=host,
         port=port,
@@ -83,17 +137,41 @@ def local() -> None:
 @click.option("--simulator-port", default=8900, show_default=True, type=int)
 @click.option("--processing-seconds", default=5.0, show_default=True, type=float)
 @click.option("--poll-seconds", default=2, show_default=True, type=int, help="First wait between status polls.")
-def local_up(api_port: int, aws_port: int, simulator_port: int, processing_seconds: float, poll_seconds: int) -> None:
-    """Run the stack until Ctrl-C: curl the API, or `aws --endpoint-url` to upload into the inbox."""
+@click.option(
+    "--batch-rows", default=None, type=click.IntRange(1, 50_000), help="Rows per batch (default: the template's)."
+)
+@click.option(
+    "--allow-unsigned",
+    is_flag=True,
+    help="Local-dev switch: let unsigned requests (plain curl) into the API; by default, as in AWS, only SigV4.",
+)
+def local_up(
+    api_port: int,
+    aws_port: int,
+    simulator_port: int,
+    processing_seconds: float,
+    poll_seconds: int,
+    batch_rows: int | None,
+    allow_unsigned: bool,
+) -> None:
+    """Run the stack until Ctrl-C: `jobtracker submit FILE --local`, curl the API, or `aws --endpoint-url`."""
     from jobtracker.local.session import OfflineSession
     from jobtracker.simulators.fullstory import SimulatorConfig
 
+    parameters: dict[str, Any] = {
+        "PollMinSeconds": poll_seconds,
+        "PollMaxSeconds": max(poll_seconds, 10),
+        "LogLevel": "INFO",
+    }
+    if batch_rows:
+        parameters["MaxBatchRequests"] = batch_rows
     session = OfflineSession(
-        parameters={"PollMinSeconds": poll_seconds, "PollMaxSeconds": max(poll_seconds, 10), "LogLevel": "INFO"},
+        parameters=parameters,
         simulator_config=SimulatorConfig(polls_to_complete=None, processing_seconds=processing_seconds),
         simulator_port=simulator_port,
         api_port=api_port,
         aws_port=aws_port,
+        allow_unsigned=allow_unsigned,
     )
     with session:
         stack = session.stack
@@ -106,7 +184,14 @@ def local_up(api_port: int, aws_port: int, simulator_port: int, processing_secon
         click.echo(
             f"upload:  aws --endpoint-url {session.aws_endpoint} s3 cp users.csv s3://{stack.inbox_bucket}/inbox/users/"
         )
-        click.echo(f"watch:   curl -s {session.api.base_url if session.api else ''}/jobs")
+        api_url = session.api.base_url if session.api else ""
+        if allow_unsigned:
+            click.echo(f"watch:   curl -s {api_url}/jobs")
+        else:
+            click.echo(
+                f"watch:   awscurl --service execute-api {api_url}/jobs   (or restart with --allow-unsigned for curl)"
+            )
+        click.echo("submit:  jobtracker submit users.csv --type fullstory.users --local")
         click.echo("Ctrl-C stops.", err=True)
         try:
             threading.Event().wait()

@@ -7,6 +7,7 @@ the notification is sent only by the caller that wins the conditional `notifiedA
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -14,8 +15,11 @@ from tracker import layout
 from tracker.config import Settings
 from tracker.model import Accounting, BatchState, JobState, now_iso
 from tracker.notify import publish_job_notification
+from tracker.report import CodeCounter, render_report
 from tracker.s3io import S3StreamWriter, iter_object_chunks, s3_uri
 from tracker.store import JobStore
+
+log = logging.getLogger(__name__)
 
 
 class Finalizer:
@@ -37,6 +41,7 @@ class Finalizer:
         bucket = self._settings.results_bucket
         out_bytes = 0
         keys: dict[str, str] = {}
+        provider_codes = CodeCounter()  # for report.html, counted as the error parts stream through
         for kind in ("imports", "errors"):
             key = layout.result_key(job_id, layout.RESULT_FILES[kind])
             with S3StreamWriter(bucket, key, s3=self._s3) as writer:
@@ -45,6 +50,9 @@ class Finalizer:
                     if part and BatchState(batch["batchState"]).accounted:
                         for chunk in iter_object_chunks(bucket, part, s3=self._s3):
                             writer.write(chunk)
+                            if kind == "errors":
+                                provider_codes.feed(chunk)
+                        provider_codes.close()
             out_bytes += writer.bytes_written
             keys[kind] = key
         keys["rejected"] = job.get("rejectedKey") or layout.result_key(job_id, layout.RESULT_FILES["rejected"])
@@ -79,6 +87,9 @@ class Finalizer:
             "batches": [_manifest_batch(b) for b in batches],
             "results": result_uris,
         }
+        report_key = self._write_report(job_id, job, manifest, provider_codes)
+        if report_key:
+            manifest["report"] = s3_uri(bucket, report_key)
         self._s3.put_object(
             Bucket=bucket,
             Key=keys["manifest"],
@@ -95,6 +106,8 @@ class Finalizer:
             "accounting": accounting.as_dict(),
             "expiresAt": int(time.time()) + self._settings.retention_days * 86400,
         }
+        if report_key:
+            fields["reportKey"] = report_key
         if error:
             fields["error"] = error
         self._store.update_job(job_id, fields)
@@ -107,6 +120,27 @@ class Finalizer:
         if job is not None and not JobState(job["state"]).terminal and not job.get("error"):
             self._store.update_job(job_id, {"error": {"code": code, "message": message}})
         return self.finalize(job_id)
+
+    def _write_report(
+        self, job_id: str, job: dict[str, Any], manifest: dict[str, Any], provider_codes: CodeCounter
+    ) -> str | None:
+        """report.html beside manifest.json. Best effort: a report that cannot be written never fails the job."""
+        bucket = self._settings.results_bucket
+        key = layout.result_key(job_id, layout.RESULT_FILES["report"])
+        try:
+            rejected_codes = CodeCounter()
+            if int(job.get("rejected", 0)) and job.get("rejectedKey"):
+                for chunk in iter_object_chunks(bucket, job["rejectedKey"], s3=self._s3):
+                    rejected_codes.feed(chunk)
+                    if rejected_codes.truncated:
+                        break
+                rejected_codes.close()
+            page = render_report(manifest, provider_codes=provider_codes, rejected_codes=rejected_codes)
+            self._s3.put_object(Bucket=bucket, Key=key, Body=page.encode(), ContentType="text/html; charset=utf-8")
+        except Exception:
+            log.exception("report.html for %s not written", job_id)
+            return None
+        return key
 
     @staticmethod
     def _job_error(
@@ -138,7 +172,9 @@ class Finalizer:
         if job.get("notifiedAt") or not self._store.claim_notification(job["id"]):
             return
         bucket = self._settings.results_bucket
-        keys = job.get("resultKeys") or {}
+        keys = dict(job.get("resultKeys") or {})
+        if job.get("reportKey"):
+            keys["report"] = job["reportKey"]
         try:
             message_id = publish_job_notification(
                 self._settings.topic_arn,

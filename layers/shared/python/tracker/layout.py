@@ -36,4 +36,5 @@ RESULT_FILES = {
     "errors": "errors.ndjson",
     "rejected": "rejected.ndjson",
     "manifest": "manifest.json",
+    "report": "report.html",
 }
