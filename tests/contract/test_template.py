@@ -860,7 +860,35 @@ def test_asl_placeholders_match_definition_substitutions(template: dict[str, Any
 
 
 @pytest.mark.parametrize("function", _function_names())
-def test_function_code_uri_has_importable_handler(template: dict[str, Any], function: str) -> None:
+def test_function_code_uri_has_importable_handler(
+    template: dict[str, Any], function: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lambda sets the function's environment before the handler module is imported; do the same, with
+    # parameter defaults and placeholder names for resources, for every variable template.yaml declares.
+    from tracker.config import settings
+
+    from jobtracker.local.template import Resolver
+
+    resolver = Resolver(
+        template,
+        {},
+        {
+            "AWS::Region": "us-east-1",
+            "AWS::AccountId": "123456789012",
+            "AWS::StackName": "contract",
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        },
+        lambda logical, attribute: f"arn:aws:contract:::{logical}{'-' + attribute if attribute else ''}",
+    )
+    environment = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    own = template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
+    for name, value in resolver.resolve({**environment, **own}).items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")  # Lambda's own variable
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    settings.cache_clear()
     resource = template["Resources"][function]
     code_uri = _function_property(template, resource, "CodeUri")
     handler = _function_property(template, resource, "Handler")
@@ -874,6 +902,7 @@ def test_function_code_uri_has_importable_handler(template: dict[str, Any], func
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert callable(getattr(module, attribute, None)), f"{function}: {path} has no callable {attribute!r}"
+    settings.cache_clear()
 
 
 def test_layer_content_uri_holds_python_package(template: dict[str, Any]) -> None:

@@ -62,7 +62,7 @@ def test_inline_requests_become_a_job_that_completes_and_serves_its_results(api_
 
     status, results = call(session, "GET", f"/jobs/{created['id']}/results")
     assert status == 200
-    assert set(results["files"]) == {"imports", "errors", "rejected", "manifest"}
+    assert set(results["files"]) == {"imports", "errors", "rejected", "manifest", "report"}
     assert all("X-Amz-Expires=900" in url for url in results["files"].values())
 
 

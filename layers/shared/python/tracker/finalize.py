@@ -104,6 +104,7 @@ class Finalizer:
             "outBytes": out_bytes,
             "resultKeys": keys,
             "accounting": accounting.as_dict(),
+            "polls": sum(int(b.get("polls", 0)) for b in batches),
             "expiresAt": int(time.time()) + self._settings.retention_days * 86400,
         }
         if report_key:
@@ -111,7 +112,8 @@ class Finalizer:
         if error:
             fields["error"] = error
         self._store.update_job(job_id, fields)
-        self._notify_once({**job, **fields})
+        if self._notify_once({**job, **fields}):
+            _record_outcome(state, accounting, fields["polls"])
         return {"jobId": job_id, "state": state.value}
 
     def fail_job(self, job_id: str, code: str, message: str) -> dict[str, Any]:
@@ -168,9 +170,10 @@ class Finalizer:
             return {"code": "accounting_mismatch", "message": accounting.line}
         return None
 
-    def _notify_once(self, job: dict[str, Any]) -> None:
+    def _notify_once(self, job: dict[str, Any]) -> bool:
+        """True when this call sent the job's notification (so it alone records the outcome's metrics)."""
         if job.get("notifiedAt") or not self._store.claim_notification(job["id"]):
-            return
+            return False
         bucket = self._settings.results_bucket
         keys = dict(job.get("resultKeys") or {})
         if job.get("reportKey"):
@@ -195,6 +198,20 @@ class Finalizer:
             self._store.release_notification(job["id"])
             raise
         self._store.update_job(job["id"], {"notifiedAt": int(time.time()), "notificationId": message_id})
+        return True
+
+
+def _record_outcome(state: JobState, accounting: Accounting, polls: int) -> None:
+    """EMF metrics of a finished job, once per outcome: jobs by state, rows by fate, polls per job."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    from tracker.observability import metrics
+
+    metrics.add_metric(name=f"Jobs{state.value.title()}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="RowsImported", unit=MetricUnit.Count, value=accounting.imported)
+    metrics.add_metric(name="RowsProviderErrors", unit=MetricUnit.Count, value=accounting.provider_errors)
+    metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=accounting.rejected)
+    metrics.add_metric(name="PollsPerJob", unit=MetricUnit.Count, value=polls)
 
 
 def _manifest_batch(batch: dict[str, Any]) -> dict[str, Any]:

@@ -107,10 +107,12 @@ class JobsApi:
             raise ApiError(400, "invalid_next_token", str(exc)) from exc
 
     def result_urls(self, job: dict[str, Any]) -> dict[str, str | None]:
-        """Presigned GET URLs of the job's result files that exist (all four once it has finished)."""
+        """Presigned GET URLs of the job's result files that exist (all five once it has finished)."""
         keys: dict[str, str] = dict(job.get("resultKeys") or {})
         if "rejected" not in keys and job.get("rejectedKey"):
             keys["rejected"] = job["rejectedKey"]
+        if job.get("reportKey"):
+            keys["report"] = job["reportKey"]  # report.html, beside manifest.json
         if not JobState(job["state"]).terminal:
             keys = {k: v for k, v in keys.items() if k == "rejected" and job.get("intakeDone")}
         return {
