@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 ResultKind = Literal["imports", "errors"]
 
@@ -39,4 +39,39 @@ class BatchProvider(Protocol):
 
     def pages(self, provider_job_id: str, kind: ResultKind) -> Iterator[list[dict]]:
         """Yield result pages in order; raises ResultsNotReady before the first page when not ready."""
+        ...
+
+
+# -- operations: one provider job that produces a file (FullStory segment export, Keboola table export) --
+@dataclass(frozen=True, slots=True)
+class OperationStatus:
+    provider_status: str  # the provider's own word (e.g. RUNNING, processing, success)
+    state: str  # normalized: PENDING | RUNNING | COMPLETED | FAILED
+    progress_pct: float | None = None  # 0..100 when the provider reports progress
+    error: dict[str, str] | None = None  # {code, message, exceptionId?} when FAILED
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("COMPLETED", "FAILED")
+
+
+@dataclass(frozen=True, slots=True)
+class ResultFile:
+    """What an operation produced: stream it with `chunks()`; `name` is the file name to store it under."""
+
+    name: str
+    content_type: str
+    chunks: Any  # Callable[[], Iterator[bytes]]: opens a fresh download each call (URLs expire)
+
+
+class OperationProvider(Protocol):
+    def start(self, params: dict[str, Any], idempotency_key: str) -> Submitted | Throttled:
+        """Create the provider job (export) from the job's params."""
+        ...
+
+    def status(self, provider_job_id: str) -> OperationStatus | Throttled: ...
+
+    def result(self, provider_job_id: str) -> ResultFile:
+        """The finished job's file. Must cope with short-lived download URLs: each `chunks()` call asks
+        the provider for a fresh URL when the previous one expired (403/404/410 on the download)."""
         ...
