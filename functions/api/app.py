@@ -5,14 +5,9 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from aws_lambda_powertools.utilities.idempotency import idempotent_function
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
-from tracker import aws, idempotency, wiring
+from tracker import aws, wiring
 from tracker.access import Caller, caller_from_identity
 from tracker.config import settings
 from tracker.control import ControlError, JobControl
@@ -64,6 +59,28 @@ def create_job(body: CreateJobBody) -> Response[dict[str, Any]]:
     key = headers.get("Idempotency-Key") or headers.get("idempotency-key")
     caller = _caller()
     service = _service()
+    if key:
+        job, created = _create_once(service, body, caller, key)
+    else:
+        job, created = service.create_job(
+            job_type=body.type, requests=body.requests, source=body.source, caller=caller, idempotency_key=None
+        )
+    view = service.view(job, [], base_url=_base_url())
+    return Response(status_code=202 if created else 200, content_type="application/json", body=view)
+
+
+def _create_once(service: JobsApi, body: CreateJobBody, caller: Caller, key: str) -> tuple[dict[str, Any], bool]:
+    """POST /jobs with an Idempotency-Key, through Powertools Idempotency (per caller and key; the same
+    key with another body is refused). Imported here, not at the top: only this path needs it, and it
+    costs ~120 ms of cold start."""
+    from aws_lambda_powertools.utilities.idempotency import idempotent_function
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+    from tracker import idempotency
+
+    idempotency.CREATE_JOB.register_lambda_context(app.lambda_context)
     fresh: list[bool] = []
 
     @idempotent_function(
@@ -76,16 +93,14 @@ def create_job(body: CreateJobBody) -> Response[dict[str, Any]]:
         fresh.append(created)
         return {"jobId": job["id"]}
 
-    if key:
+    try:
         job_id = create_once(request={"owner": caller.owner, "key": key, "body": body.model_dump(mode="json")})["jobId"]
-        job, _ = service.get_job(job_id, caller)
-        created = bool(fresh and fresh[0])
-    else:
-        job, created = service.create_job(
-            job_type=body.type, requests=body.requests, source=body.source, caller=caller, idempotency_key=None
-        )
-    view = service.view(job, [], base_url=_base_url())
-    return Response(status_code=202 if created else 200, content_type="application/json", body=view)
+    except IdempotencyValidationError as exc:
+        raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used with a different body") from exc
+    except IdempotencyAlreadyInProgressError as exc:
+        raise ApiError(409, "request_in_progress", "a request with this Idempotency-Key is still running") from exc
+    job, _ = service.get_job(job_id, caller)
+    return job, bool(fresh and fresh[0])
 
 
 @app.get("/jobs")
@@ -148,24 +163,6 @@ def conflict(exc: ControlError) -> Response:
     return Response(status_code=409, content_type="application/json", body={"code": exc.code, "message": exc.message})
 
 
-@app.exception_handler(IdempotencyValidationError)
-def key_reused(exc: IdempotencyValidationError) -> Response:
-    return Response(
-        status_code=422,
-        content_type="application/json",
-        body={"code": "idempotency_key_reused", "message": "this Idempotency-Key was used with a different body"},
-    )
-
-
-@app.exception_handler(IdempotencyAlreadyInProgressError)
-def key_in_progress(exc: IdempotencyAlreadyInProgressError) -> Response:
-    return Response(
-        status_code=409,
-        content_type="application/json",
-        body={"code": "request_in_progress", "message": "a request with this Idempotency-Key is still running"},
-    )
-
-
 @app.exception_handler(ApiError)
 def api_error(exc: ApiError) -> Response:
     return Response(
@@ -204,7 +201,6 @@ def unexpected(exc: Exception) -> Response:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    idempotency.CREATE_JOB.register_lambda_context(context)
     return app.resolve(_json_body(event), context)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from tracker import aws
 
 PART_BYTES = 8 * 1024 * 1024  # S3 minimum is 5 MiB for every part but the last
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 class S3StreamWriter:
@@ -38,8 +39,12 @@ class S3StreamWriter:
         self.lines += 1
 
     def write_records(self, records: Iterable[Any]) -> None:
-        for record in records:
-            self.write_record(record)
+        """A page at a time: one encode call and one buffer append for the whole page."""
+        encode = _ENCODER.encode
+        lines = [encode(record) for record in records]
+        if lines:
+            self.write(("\n".join(lines) + "\n").encode())
+            self.lines += len(lines)
 
     def close(self) -> None:
         if self._upload_id is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import urllib3
@@ -82,26 +83,31 @@ class FullStoryBatchProvider:
         )
 
     def pages(self, provider_job_id: str, kind: ResultKind) -> Iterator[list[dict]]:
+        """Pages in order. The next page is fetched in the background while the caller writes the
+        current one (paging is mostly waiting for FullStory; writing is mostly CPU and S3)."""
         url = f"{self._root}/{provider_job_id}/{kind}"
-        token: str | None = None
         seen_tokens: set[str] = set()
-        while True:
-            payload = self._page(url, token, kind, provider_job_id)
-            results = payload.get("results")
-            if results is None:
-                results = []
-            if not isinstance(results, list):
-                raise ProviderTransientError(f"FullStory {kind} page has no results list")
-            yield results
-            token = payload.get("next_page_token") or None
-            if token is None:
-                return
-            if token in seen_tokens:
-                # A token that comes back would page forever; stop loudly instead.
-                raise ProviderRejectedError(
-                    f"FullStory repeated next_page_token while paging {kind}", code="paging_loop"
-                )
-            seen_tokens.add(token)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="page-prefetch") as prefetch:
+            upcoming = prefetch.submit(self._page, url, None, kind, provider_job_id)
+            while True:
+                payload = upcoming.result()
+                results = payload.get("results")
+                if results is None:
+                    results = []
+                if not isinstance(results, list):
+                    raise ProviderTransientError(f"FullStory {kind} page has no results list")
+                token = payload.get("next_page_token") or None
+                if token is not None:
+                    if token in seen_tokens:
+                        # A token that comes back would page forever; stop loudly instead.
+                        raise ProviderRejectedError(
+                            f"FullStory repeated next_page_token while paging {kind}", code="paging_loop"
+                        )
+                    seen_tokens.add(token)
+                    upcoming = prefetch.submit(self._page, url, token, kind, provider_job_id)
+                yield results
+                if token is None:
+                    return
 
     def _page(self, url: str, token: str | None, kind: str, provider_job_id: str) -> dict[str, Any]:
         """One page, retried in place a few times on a transient error or a short 429: a 50-page
