@@ -124,4 +124,9 @@ def _report(console: Console, job: dict[str, Any], notification: dict[str, Any] 
     console.print(f"results copied to [bold]{target}[/]:")
     for path in sorted(target.iterdir()):
         console.print(f"  {path}  ({path.stat().st_size} bytes)")
+    console.print(
+        "next: your own file — `.venv/bin/jobtracker local up` in one terminal, then "
+        "`.venv/bin/jobtracker submit my.csv --type fullstory.users --local` and "
+        "`.venv/bin/jobtracker results <job id> --local` (README: Command line)"
+    )
     return 0 if ok and notification else 1
