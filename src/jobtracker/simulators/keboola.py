@@ -1,0 +1,881 @@
+"""Keboola Storage API simulator (table export jobs), served over real HTTP.
+
+Why it exists: the Keboola provider, the offline stack and the tests need a Storage API that
+behaves like a Keboola stack -- ``X-StorageApi-Token``, ``export-async`` answering 202 with a storage
+job, ``GET /v2/storage/jobs/{id}`` moving ``waiting`` -> ``processing`` -> ``success``/``error``,
+``results`` null until the job is done, the exported file behind a short-lived signed URL, 503 +
+``Retry-After`` during maintenance -- without a network, a project or real waiting. A job advances
+by the number of status polls (deterministic, no sleeps in tests) or, for demos, by wall-clock time
+read from ``config.clock`` (a test can pass its own clock).
+
+Shapes follow the seed JobResponse schema (``../shared/seeds/003_*.txt``) and what a stack really
+sends (the official ``kbcstorage`` client's fixtures): integer job and file ids, ``creatorToken.id``
+a string, ``results`` ``{"file": {"id": <int>}}`` for a finished table export (TableExportJobResponse),
+``error`` ``{code, message, exceptionId}`` for a failed one, and API errors as
+``{"error", "code", "status": "error", "exceptionId"}``. Timestamps are RFC 3339 with a ``+00:00``
+offset (a stack writes ``+0100`` without the colon, which the seed's ``format: date-time`` rejects).
+
+Routes:
+  POST /v2/storage/tables/{tableId}/export-async   form or JSON body: columns, limit, format, gzip,
+                                                   whereColumn/whereValues/whereOperator
+  GET  /v2/storage/tables/{tableId}                table detail (what kbcstorage reads before export)
+  GET  /v2/storage/jobs/{id}                       one poll of a storage job
+  GET  /v2/storage/files/{id}                      file detail with a freshly signed ``url``
+  GET  /v2/storage/tokens/verify                   the token's identity
+  GET  /download/{fileId}?expires=..&signature=..  the file itself (no token: the URL is the credential);
+                                                   403 once expired, as an expired S3 presigned URL
+
+The demo table ``in.c-main.users`` (id,name,email; 50 rows) exists at start; exports of
+``in.c-main.broken`` (and of every table with ``fail_exports=True``) end in ``error``.
+
+Faults reuse the FullStory simulator's :class:`Fault` and :func:`parse_fault`; targets map as
+``submit`` = export-async, ``status`` = job GET, ``pages`` = file detail and download.
+:func:`parse_keboola_fault` also knows ``maintenance`` (503 + Retry-After), e.g. ``maintenance@status:2x``.
+
+Only the standard library is used so the simulator runs anywhere the package does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import gzip
+import hashlib
+import hmac
+import io
+import json
+import random
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from jobtracker.simulators.fullstory import Fault, parse_fault
+
+__all__ = [
+    "BROKEN_TABLE",
+    "DEMO_TABLE",
+    "Fault",
+    "KeboolaSimulator",
+    "KeboolaSimulatorConfig",
+    "parse_fault",
+    "parse_keboola_fault",
+    "serve",
+]
+
+DEMO_TABLE = "in.c-main.users"
+BROKEN_TABLE = "in.c-main.broken"  # exists, but every export of it ends in status "error"
+EXPORT_FORMATS = ("rfc", "escaped", "raw")
+TERMINAL = ("success", "error")
+FILE_MAX_AGE_DAYS = 15
+_POLL_INTERVAL = 0.05  # how often serve_forever checks for shutdown: keeps stop() fast in tests
+_FIRST_JOB_ID = 900_000_001
+_FIRST_FILE_ID = 1_200_000_001
+
+_Answer = tuple[int, bytes, dict[str, str]]  # HTTP status, body, headers (Content-Type included)
+
+
+@dataclass
+class KeboolaSimulatorConfig:
+    """Knobs for the simulator; defaults give a fast, deterministic Keboola stack for tests."""
+
+    token: str | None = None  # None: accept any non-empty X-StorageApi-Token; else only this one
+    token_description: str = "jobtracker@example.com"  # creatorToken.description
+    project_id: int = 4242
+    polls_to_start: int = 1  # the N-th GET of a job is the first to see "processing"
+    polls_to_complete: int | None = 2  # the N-th GET is the first to see success/error; None: wall clock
+    waiting_seconds: float = 0.0  # wall-clock mode: time in "waiting"
+    processing_seconds: float = 0.0  # wall-clock mode: then time in "processing"
+    download_ttl_seconds: float = 5.0  # lifetime of a file's signed URL; 0: expired when handed out
+    expire_first_urls: int = 0  # test hook: the first N signed URLs handed out are already expired
+    fail_exports: bool = False  # every export job ends in "error"
+    maintenance: bool = False  # every Storage API call answers 503 + Retry-After (downloads still work)
+    maintenance_retry_after_seconds: int = 30
+    retry_after_seconds: int = 1  # Retry-After on injected 429s
+    faults: tuple[Fault, ...] = ()  # injected failures, see parse_keboola_fault
+    fault_seed: int | None = None  # seed of the fault dice, for repeatable runs
+    clock: Callable[[], float] = time.time  # seconds since the epoch: timestamps, URL expiry, wall-clock mode
+
+
+def parse_keboola_fault(spec: str) -> Fault:
+    """:func:`parse_fault` plus ``maintenance[@TARGET][:RATE|:Nx]`` (503 + Retry-After on matching calls).
+    ``repeat-token`` is refused: the Storage API has no paging for it to break."""
+    text = spec.strip()
+    head = text.split(":", 1)[0]
+    if head.partition("@")[0] == "maintenance":
+        return dataclasses.replace(parse_fault("500" + text[len("maintenance") :]), kind="maintenance")
+    fault = parse_fault(text)
+    if fault.kind == "repeat-token":
+        raise ValueError("fault repeat-token does not apply to the Keboola simulator (nothing is paged)")
+    return fault
+
+
+@dataclass
+class _Table:
+    columns: list[str]
+    rows: list[list[str]]
+    created: float
+
+
+@dataclass
+class _Identity:
+    """Who created a job or file: Keboola shows the token's id and description, never the token."""
+
+    token_id: str
+    description: str
+
+
+@dataclass
+class _Job:
+    id: int
+    table_id: str
+    params: dict[str, Any]  # operationParams as answered
+    created: float
+    run_id: str
+    creator: _Identity
+    fails: bool  # decided at submit time: the job ends in "error"
+    gzip: bool
+    polls: int = 0
+    status: str = "waiting"
+    started: float | None = None
+    ended: float | None = None
+    file_id: int | None = None
+    error: dict[str, str] | None = None
+    out_bytes: int = 0
+    out_bytes_uncompressed: int = 0
+
+
+@dataclass
+class _File:
+    id: int
+    name: str
+    data: bytes
+    created: float
+    run_id: str
+    creator: _Identity
+    table_id: str
+    content_type: str
+
+
+@dataclass(eq=False)
+class _ApiError(Exception):
+    """Raised inside request handling; becomes Keboola's ``{"error","code","status","exceptionId"}``."""
+
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _iso(ts: float) -> str:
+    """RFC 3339, seconds precision, UTC written as ``+00:00`` (a stack writes ``+0100``-style offsets)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def _exception_id() -> str:
+    return f"exception-{secrets.token_hex(16)}"
+
+
+def _json(status: int, value: Any, headers: dict[str, str] | None = None) -> _Answer:
+    return (
+        status,
+        json.dumps(value, ensure_ascii=False).encode(),
+        {"Content-Type": "application/json", **(headers or {})},
+    )
+
+
+def _error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": message, "code": code, "status": "error", "exceptionId": _exception_id()}
+
+
+def _s3_error(status: int, code: str, message: str) -> _Answer:
+    """What S3 answers on a presigned URL it refuses (XML, as the real bucket does)."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message>"
+        f"<RequestId>{secrets.token_hex(8).upper()}</RequestId></Error>"
+    ).encode()
+    return status, body, {"Content-Type": "application/xml"}
+
+
+_FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Dennis"]
+_LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton", "Ritchie"]
+
+
+def _demo_rows(count: int = 50) -> list[list[str]]:
+    """Deterministic users; one name carries a comma and a quote so CSV quoting is exercised."""
+    rows = []
+    for i in range(1, count + 1):
+        first, last = _FIRST[(i - 1) % len(_FIRST)], _LAST[(i * 3) % len(_LAST)]
+        name = f"{first} {last}" if i != 7 else f'{first} "{last}", Jr.'
+        rows.append([str(i), name, f"{first}.{last}{i}@example.com".lower()])
+    return rows
+
+
+def _as_list(value: Any) -> list[str]:
+    """``columns`` as a JSON list, a comma-separated string, or repeated form fields."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        out: list[str] = []
+        for item in value:
+            out.extend(_as_list(item))
+        return out
+    return [part.strip() for part in str(value).split(",") if part.strip()]
+
+
+def _as_bool(value: Any, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _request_params(headers: Any, body: bytes, query: str) -> dict[str, Any]:
+    """Merge query string and body (form-urlencoded or JSON) into one dict; ``x[]`` keys become ``x``."""
+    params: dict[str, Any] = {}
+
+    def merge_form(text: str) -> None:
+        for key, values in parse_qs(text, keep_blank_values=True).items():
+            name = key[:-2] if key.endswith("[]") else key
+            params[name] = values if key.endswith("[]") or len(values) > 1 else values[0]
+
+    merge_form(query)
+    if not body.strip():
+        return params
+    content_type = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if content_type == "application/json" or (not content_type and body.lstrip()[:1] in (b"{", b"[")):
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise _ApiError(400, "storage.validation", f"Request body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise _ApiError(400, "storage.validation", "Request body must be a JSON object")
+        params.update({k[:-2] if k.endswith("[]") else k: v for k, v in payload.items()})
+    else:
+        try:
+            merge_form(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _ApiError(400, "storage.validation", "Request body is not UTF-8 form data") from None
+    return params
+
+
+class KeboolaSimulator:
+    """In-memory Keboola Storage API (table exports) on a real local HTTP port.
+
+    All state sits behind one lock, so handler threads and test introspection are safe.
+    """
+
+    def __init__(self, config: KeboolaSimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+        self.config = config or KeboolaSimulatorConfig()
+        self._host = host
+        self._port = port
+        self._lock = threading.RLock()
+        self._secret = secrets.token_bytes(32)  # signs download URLs
+        now = self.config.clock()
+        self._tables: dict[str, _Table] = {
+            DEMO_TABLE: _Table(["id", "name", "email"], _demo_rows(), now),
+            BROKEN_TABLE: _Table(["id", "value"], [["1", "a"], ["2", "b"]], now),
+        }
+        self._jobs: dict[int, _Job] = {}
+        self._files: dict[int, _File] = {}
+        self._next_job_id = _FIRST_JOB_ID
+        self._next_file_id = _FIRST_FILE_ID
+        self._next_run_id = 70_000_001
+        self._urls_signed = 0
+        self._stats: dict[str, int] = {
+            "export_posts": 0,
+            "status_gets": 0,
+            "file_gets": 0,
+            "downloads": 0,
+            "expired_downloads": 0,
+            "unauthorized": 0,
+            "throttled": 0,
+            "maintenance": 0,
+            "faults": 0,
+        }
+        self._dice = random.Random(self.config.fault_seed)
+        self._fault_uses: dict[Fault, int] = {}
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> KeboolaSimulator:
+        """Bind and serve in a daemon thread; port 0 picks a free port (see ``base_url``)."""
+        if self._server is not None:
+            return self
+        self._server = _Server((self._host, self._port), _Handler, self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(_POLL_INTERVAL,), name="keboola-simulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port; safe to call twice."""
+        server, thread = self._server, self._thread
+        self._server, self._thread = None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def serve_forever(self) -> None:
+        """Serve on the calling thread until interrupted (used by :func:`serve`)."""
+        if self._server is None:
+            self._server = _Server((self._host, self._port), _Handler, self)
+        try:
+            self._server.serve_forever(_POLL_INTERVAL)
+        finally:
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def base_url(self) -> str:
+        """Stack URL clients should use in place of ``https://connection.keboola.com``."""
+        if self._server is None:
+            raise RuntimeError("simulator is not running; call start() first")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> KeboolaSimulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ introspection and set-up
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Snapshot of the counters, so tests can assert on polling, re-fetching and throttling."""
+        with self._lock:
+            return dict(self._stats)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Snapshot of every storage job in creation order, as a client would see it now (no poll counted)."""
+        with self._lock:
+            out = []
+            for job in self._jobs.values():
+                self._advance(job, count_poll=False)
+                out.append({"id": job.id, "tableId": job.table_id, "status": job.status, "polls": job.polls})
+            return out
+
+    def add_table(self, table_id: str, columns: list[str], rows: list[list[Any]]) -> None:
+        """Create or replace a table (e.g. a bigger one for a benchmark)."""
+        if len(table_id.split(".")) != 3:
+            raise ValueError(f"table id {table_id!r} is not STAGE.BUCKET.TABLE")
+        with self._lock:
+            self._tables[table_id] = _Table(list(columns), [[str(v) for v in row] for row in rows], self.config.clock())
+
+    # ------------------------------------------------------------------ faults
+
+    def _has_fault(self, kind: str) -> bool:
+        return any(f.kind == kind for f in self.config.faults)
+
+    def roll_fault(self, method: str, path: str) -> Fault | None:
+        """Which per-request fault (if any) hits this request; counted in stats["faults"]."""
+        targets = _fault_targets(method, urlsplit(path).path)
+        if not targets:
+            return None
+        with self._lock:
+            for fault in self.config.faults:
+                if fault.kind in ("stuck", "repeat-token") or (
+                    fault.target is not None and fault.target not in targets
+                ):
+                    continue
+                if fault.kind == "maintenance" and "download" in targets:
+                    continue  # the file storage is not the Storage API: no maintenance there
+                if fault.times is not None:
+                    used = self._fault_uses.get(fault, 0)
+                    if used >= fault.times:
+                        continue
+                    self._fault_uses[fault] = used + 1
+                elif self._dice.random() >= fault.rate:
+                    continue
+                self._stats["faults"] += 1
+                return fault
+        return None
+
+    # ------------------------------------------------------------------ request handling
+
+    def handle(self, method: str, raw_path: str, headers: Any, body: bytes, fault: Fault | None = None) -> _Answer:
+        """Answer one HTTP request; returns (status, body bytes, headers). Never raises."""
+        try:
+            if fault is not None and fault.kind == "500":
+                raise _ApiError(500, "APPLICATION_ERROR", "Injected fault: internal server error")
+            if fault is not None and fault.kind in ("429", "429-bare"):
+                with self._lock:
+                    self._stats["throttled"] += 1
+                retry = {"Retry-After": str(self.config.retry_after_seconds)} if fault.kind == "429" else {}
+                raise _ApiError(429, "storage.tooManyRequests", "Injected fault: too many requests", retry)
+            parts = urlsplit(raw_path)
+            if parts.path.startswith("/download/"):
+                return self._download(method, parts.path, parts.query)
+            if (fault is not None and fault.kind == "maintenance") or self.config.maintenance:
+                return self._maintenance()
+            return self._dispatch(method, parts.path, parts.query, headers, body)
+        except _ApiError as err:
+            return _json(err.status, _error_body(err.code, err.message), err.headers)
+        except Exception as exc:  # a simulator bug must not take the server down
+            return _json(500, _error_body("APPLICATION_ERROR", f"Internal error: {exc!r}"))
+
+    def _maintenance(self) -> _Answer:
+        with self._lock:
+            self._stats["maintenance"] += 1
+        retry_after = self.config.maintenance_retry_after_seconds
+        body = {
+            "status": "maintenance",
+            "reason": "Storage API is under maintenance",
+            "estimatedEndTime": _iso(self.config.clock() + retry_after),
+        }
+        return _json(503, body, {"Retry-After": str(retry_after)})
+
+    def _dispatch(self, method: str, path: str, query: str, headers: Any, body: bytes) -> _Answer:
+        segments = path.rstrip("/").split("/")
+        if segments[:3] != ["", "v2", "storage"] or len(segments) < 4:
+            raise _ApiError(404, "storage.routeNotFound", f"Route {path} not found")
+        resource, rest = segments[3], [unquote(s) for s in segments[4:]]
+        if resource == "tables" and len(rest) == 2 and rest[1] == "export-async":
+            route, allowed = "export", "POST"
+        elif resource == "tables" and len(rest) == 1:
+            route, allowed = "table", "GET"
+        elif resource == "jobs" and len(rest) == 1:
+            route, allowed = "job", "GET"
+        elif resource == "files" and len(rest) == 1:
+            route, allowed = "file", "GET"
+        elif resource == "tokens" and rest == ["verify"]:
+            route, allowed = "verify", "GET"
+        else:
+            raise _ApiError(404, "storage.routeNotFound", f"Route {path} not found")
+        if method != allowed:
+            raise _ApiError(405, "storage.methodNotAllowed", f"{method} is not allowed on {path}", {"Allow": allowed})
+        creator = self._authenticate(headers.get("X-StorageApi-Token"))
+        base = _base_from_host(headers.get("Host"), self)
+        if route == "export":
+            return self._export(rest[0], creator, headers, body, query, base)
+        if route == "table":
+            return self._table_detail(rest[0], base)
+        if route == "job":
+            return self._job_detail(rest[0], base)
+        if route == "file":
+            return self._file_detail(rest[0], base)
+        return _json(200, {"id": creator.token_id, "description": creator.description, "owner": self._owner()})
+
+    def _owner(self) -> dict[str, Any]:
+        return {"id": self.config.project_id, "name": "Job tracker simulator"}
+
+    def _authenticate(self, token: str | None) -> _Identity:
+        token = (token or "").strip()
+        expected = self.config.token
+        if not token or (expected is not None and not hmac.compare_digest(token.encode(), expected.encode())):
+            with self._lock:
+                self._stats["unauthorized"] += 1
+            message = "Access token must be set" if not token else "Invalid access token"
+            raise _ApiError(401, "storage.tokenInvalid", message)
+        token_id = str(int(hashlib.sha256(token.encode()).hexdigest()[:8], 16) % 900_000 + 100_000)
+        return _Identity(token_id, self.config.token_description)
+
+    def _table(self, table_id: str) -> _Table:
+        table = self._tables.get(table_id)
+        if table is None:
+            stage_bucket = table_id.rsplit(".", 1)[0] if "." in table_id else table_id
+            raise _ApiError(
+                404,
+                "storage.tables.notFound",
+                f'The table "{table_id.rsplit(".", 1)[-1]}" was not found in the bucket "{stage_bucket}" '
+                f'in the project "{self.config.project_id}"',
+            )
+        return table
+
+    def _export(self, table_id: str, creator: _Identity, headers: Any, body: bytes, query: str, base: str) -> _Answer:
+        """POST .../export-async: validate synchronously, answer 202 with a waiting storage job."""
+        params = _request_params(headers, body, query)
+        with self._lock:
+            table = self._table(table_id)
+            columns = _as_list(params.get("columns"))
+            unknown = [c for c in columns if c not in table.columns]
+            if unknown:
+                raise _ApiError(
+                    400,
+                    "storage.tables.validation",
+                    f"Columns {', '.join(unknown)} not found in table {table_id}; "
+                    f"the table has: {', '.join(table.columns)}",
+                )
+            limit = params.get("limit")
+            if limit in (None, ""):
+                limit = None
+            else:
+                try:
+                    limit = int(limit)
+                except (TypeError, ValueError):
+                    limit = -1
+                if limit < 0:
+                    raise _ApiError(400, "storage.tables.validation", f"Invalid limit {params.get('limit')!r}")
+            file_format = str(params.get("format") or "rfc")
+            if file_format not in EXPORT_FORMATS:
+                raise _ApiError(
+                    400,
+                    "storage.tables.validation",
+                    f"Invalid format {file_format!r}; one of {', '.join(EXPORT_FORMATS)}",
+                )
+            where_column = str(params.get("whereColumn") or "")
+            raw_values = params.get("whereValues")
+            if raw_values is None or raw_values == "":
+                where_values = []
+            elif isinstance(raw_values, list):
+                where_values = [str(v) for v in raw_values]
+            else:
+                where_values = [str(raw_values)]
+            where_operator = str(params.get("whereOperator") or "eq")
+            if where_column and (where_column not in table.columns or where_operator not in ("eq", "ne", "neq")):
+                raise _ApiError(400, "storage.tables.validation", f"Invalid filter {where_column!r} {where_operator!r}")
+            use_gzip = _as_bool(params.get("gzip"), default=True)
+            export: dict[str, Any] = {"columns": columns, "limit": limit, "format": file_format, "gzip": use_gzip}
+            if where_column:
+                export.update(whereColumn=where_column, whereValues=where_values, whereOperator=where_operator)
+            run_id = (headers.get("X-KBC-RunId") or "").strip()
+            if not run_id:
+                run_id = str(self._next_run_id)
+                self._next_run_id += 1
+            job = _Job(
+                id=self._next_job_id,
+                table_id=table_id,
+                params={"queue": "main", "export": export},
+                created=self.config.clock(),
+                run_id=run_id,
+                creator=creator,
+                fails=self.config.fail_exports or table_id == BROKEN_TABLE,
+                gzip=use_gzip,
+            )
+            self._next_job_id += 1
+            self._jobs[job.id] = job
+            self._stats["export_posts"] += 1
+            return _json(202, self._job_json(job, base))
+
+    def _table_detail(self, table_id: str, base: str) -> _Answer:
+        with self._lock:
+            table = self._table(table_id)
+            stage, bucket, name = table_id.split(".", 2)
+            body = {
+                "uri": f"{base}/v2/storage/tables/{quote(table_id)}",
+                "id": table_id,
+                "name": name,
+                "primaryKey": [],
+                "created": _iso(table.created),
+                "lastImportDate": _iso(table.created),
+                "lastChangeDate": _iso(table.created),
+                "rowsCount": len(table.rows),
+                "dataSizeBytes": sum(len(",".join(row)) + 1 for row in table.rows),
+                "isAlias": False,
+                "columns": list(table.columns),
+                "bucket": {"id": f"{stage}.{bucket}", "name": bucket, "stage": stage},
+            }
+            return _json(200, body)
+
+    def _job_detail(self, raw_id: str, base: str) -> _Answer:
+        """GET /v2/storage/jobs/{id}: each call is one poll and may move the job on."""
+        with self._lock:
+            self._stats["status_gets"] += 1
+            job = self._jobs.get(int(raw_id)) if raw_id.isdigit() else None
+            if job is None:
+                raise _ApiError(404, "storage.jobs.notFound", f"Job {raw_id} not found")
+            self._advance(job, count_poll=True)
+            return _json(200, self._job_json(job, base))
+
+    def _advance(self, job: _Job, *, count_poll: bool) -> None:
+        if count_poll:
+            job.polls += 1
+        if job.status in TERMINAL:
+            return
+        cfg = self.config
+        now = cfg.clock()
+        if cfg.polls_to_complete is not None:
+            if job.polls >= cfg.polls_to_complete:
+                target = "done"
+            elif job.polls >= cfg.polls_to_start:
+                target = "processing"
+            else:
+                target = "waiting"
+            started_at, ended_at = now, now
+        else:
+            elapsed = now - job.created
+            if elapsed >= cfg.waiting_seconds + cfg.processing_seconds:
+                target = "done"
+            elif elapsed >= cfg.waiting_seconds:
+                target = "processing"
+            else:
+                target = "waiting"
+            started_at = job.created + cfg.waiting_seconds
+            ended_at = started_at + cfg.processing_seconds
+        if target == "done" and self._has_fault("stuck"):
+            target = "processing"  # a stuck job is picked up by a worker that never finishes
+        if target in ("processing", "done") and job.started is None:
+            job.started = started_at
+            job.status = "processing"
+        if target == "done":
+            self._finish(job, max(ended_at, job.started or ended_at))
+
+    def _finish(self, job: _Job, when: float) -> None:
+        job.ended = when
+        if job.fails:
+            job.status = "error"
+            job.error = {
+                "code": "storage.tables.exportFailed",
+                "message": f'Export of table "{job.table_id}" failed: the backend could not unload the table data',
+                "exceptionId": _exception_id(),
+            }
+            return
+        table = self._tables.get(job.table_id)
+        export = job.params["export"]
+        data = _export_csv(table, export) if table is not None else b""
+        name = f"{job.table_id}.csv"
+        content_type = "text/csv"
+        job.out_bytes_uncompressed = len(data)
+        if job.gzip:
+            data = gzip.compress(data, mtime=0)
+            name += ".gz"
+            content_type = "application/gzip"
+        job.out_bytes = len(data)
+        file = _File(self._next_file_id, name, data, when, job.run_id, job.creator, job.table_id, content_type)
+        self._next_file_id += 1
+        self._files[file.id] = file
+        job.file_id = file.id
+        job.status = "success"
+
+    def _job_json(self, job: _Job, base: str) -> dict[str, Any]:
+        done = job.status == "success"
+        return {
+            "id": job.id,
+            "status": job.status,
+            "url": f"{base}/v2/storage/jobs/{job.id}",
+            "tableId": job.table_id,
+            "operationName": "tableExport",
+            "operationParams": job.params,
+            "createdTime": _iso(job.created),
+            "startTime": _iso(job.started) if job.started is not None else None,
+            "endTime": _iso(job.ended) if job.ended is not None else None,
+            "runId": job.run_id,
+            "results": {"file": {"id": job.file_id}} if done else None,
+            "creatorToken": {"id": job.creator.token_id, "description": job.creator.description},
+            "metrics": {
+                "inCompressed": False,
+                "inBytes": 0,
+                "inBytesUncompressed": 0,
+                "outCompressed": job.gzip,
+                "outBytes": job.out_bytes if done else 0,
+                "outBytesUncompressed": job.out_bytes_uncompressed if done else 0,
+            },
+            "error": dict(job.error) if job.error else None,
+        }
+
+    def _file_detail(self, raw_id: str, base: str) -> _Answer:
+        """GET /v2/storage/files/{id}: metadata and a freshly signed, short-lived download URL."""
+        with self._lock:
+            self._stats["file_gets"] += 1
+            file = self._files.get(int(raw_id)) if raw_id.isdigit() else None
+            if file is None:
+                raise _ApiError(404, "storage.files.notFound", f"File {raw_id} not found")
+            now = self.config.clock()
+            self._urls_signed += 1
+            if self._urls_signed <= self.config.expire_first_urls:
+                expires = int(now) - 1
+            else:
+                expires = int(now + self.config.download_ttl_seconds)
+            body = {
+                "id": file.id,
+                "created": _iso(file.created),
+                "isPublic": False,
+                "isSliced": False,
+                "isEncrypted": True,
+                "name": file.name,
+                "url": f"{base}/download/{file.id}?expires={expires}&signature={self._sign(file.id, expires)}",
+                "provider": "aws",
+                "region": "us-east-1",
+                "sizeBytes": len(file.data),
+                "tags": ["table-export", f"tableId:{file.table_id}"],
+                "maxAgeDays": FILE_MAX_AGE_DAYS,
+                "runId": int(file.run_id) if file.run_id.isdigit() else None,
+                "runIds": [int(p) for p in file.run_id.split(".") if p.isdigit()],
+                "creatorToken": {"id": int(file.creator.token_id), "description": file.creator.description},
+            }
+            return _json(200, body)
+
+    def _sign(self, file_id: int, expires: int) -> str:
+        return hmac.new(self._secret, f"{file_id}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def _download(self, method: str, path: str, query: str) -> _Answer:
+        """GET /download/{fileId}: the signed URL is the credential (no token), valid until ``expires``."""
+        if method not in ("GET", "HEAD"):
+            return _s3_error(405, "MethodNotAllowed", "The specified method is not allowed against this resource.")
+        with self._lock:
+            self._stats["downloads"] += 1
+            raw_id = path[len("/download/") :].split("/", 1)[0]
+            args = parse_qs(query)
+            file = self._files.get(int(raw_id)) if raw_id.isdigit() else None
+            if file is None:
+                return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+            try:
+                expires = int(args["expires"][0])
+                signature = args["signature"][0]
+            except (KeyError, IndexError, ValueError):
+                return _s3_error(403, "AccessDenied", "Query-string authentication requires the expires and signature")
+            if not hmac.compare_digest(signature, self._sign(file.id, expires)):
+                return _s3_error(
+                    403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature"
+                )
+            if self.config.clock() >= expires:
+                self._stats["expired_downloads"] += 1
+                return _s3_error(403, "AccessDenied", "Request has expired")
+            headers = {
+                "Content-Type": file.content_type,
+                "Content-Disposition": f'attachment; filename="{file.name}"',
+                "ETag": f'"{hashlib.md5(file.data, usedforsecurity=False).hexdigest()}"',
+            }
+            return 200, file.data, headers
+
+
+def _fault_targets(method: str, path: str) -> tuple[str, ...]:
+    """The parse_fault targets a request answers to: ``submit``/``export`` = export-async, ``status``/
+    ``operation`` = job GET, ``pages`` = file detail and download (``results`` and ``download`` apart)."""
+    if path.startswith("/download/"):
+        return ("pages", "download")
+    if not path.startswith("/v2/storage/"):
+        return ()
+    if method == "POST" and path.rstrip("/").endswith("/export-async"):
+        return ("submit", "export")
+    if path.startswith("/v2/storage/jobs/"):
+        return ("status", "operation")
+    if path.startswith("/v2/storage/files/"):
+        return ("pages", "results")
+    return ("other",)  # only faults without a target hit these
+
+
+def _base_from_host(host: str | None, sim: KeboolaSimulator) -> str:
+    """URLs in answers (job url, file url) use the host the client called, as a stack does."""
+    host = (host or "").strip()
+    return f"http://{host}" if host else sim.base_url
+
+
+def _export_csv(table: _Table, export: dict[str, Any]) -> bytes:
+    """The table (or the chosen columns, filtered and limited) as CSV with a header row."""
+    columns = export.get("columns") or table.columns
+    index = [table.columns.index(c) for c in columns]
+    rows = table.rows
+    where_column = export.get("whereColumn")
+    if where_column:
+        pos = table.columns.index(where_column)
+        wanted = set(export.get("whereValues") or [])
+        keep = export.get("whereOperator", "eq") == "eq"
+        rows = [row for row in rows if (row[pos] in wanted) == keep]
+    if export.get("limit") is not None:
+        rows = rows[: export["limit"]]
+    out = io.StringIO()
+    if export.get("format") == "raw":
+        writer = csv.writer(out, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+    elif export.get("format") == "escaped":
+        writer = csv.writer(out, quoting=csv.QUOTE_ALL, doublequote=False, escapechar="\\", lineterminator="\n")
+    else:  # rfc: RFC 4180, every value enclosed, quotes doubled
+        writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([row[i] for i in index])
+    return out.getvalue().encode("utf-8")
+
+
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer that knows its simulator and stays quiet about client disconnects."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], sim: KeboolaSimulator):
+        self.sim = sim
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Broken connections are the client's business; don't print tracebacks."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Thin HTTP adapter: read the body, let the simulator answer, write it back."""
+
+    server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive, so pooled clients (urllib3) reuse connections
+    disable_nagle_algorithm = True
+    server_version = "KeboolaSimulator/1.0"
+
+    def _serve(self, send_body: bool = True) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            status, payload, headers = _json(400, _error_body("storage.validation", "Invalid Content-Length"))
+            self._reply(status, payload, headers, send_body)
+            self.close_connection = True
+            return
+        body = self.rfile.read(length) if length else b""
+        sim = self.server.sim
+        fault = sim.roll_fault(self.command, self.path)
+        status, payload, headers = sim.handle(self.command, self.path, self.headers, body, fault)
+        if fault is not None and fault.kind == "reset":
+            # The request was processed; the answer is lost with the connection.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.seconds)
+        if fault is not None and fault.kind == "malformed":
+            status, payload, headers = 200, b'{"id": 9000, "status": "succ', {"Content-Type": "application/json"}
+        self._reply(status, payload, headers, send_body)
+
+    def _reply(self, status: int, payload: bytes, headers: dict[str, str], send_body: bool) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if send_body:
+            self.wfile.write(payload)
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def do_HEAD(self) -> None:
+        self._serve(send_body=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet by default: tests and the offline stack should not be flooded with access logs."""
+
+
+def serve(config: KeboolaSimulatorConfig, host: str = "127.0.0.1", port: int = 8901) -> None:
+    """Blocking entry point for ``jobtracker simulate keboola --port N``; Ctrl-C stops it."""
+    sim = KeboolaSimulator(config, host=host, port=port)
+    sim._server = _Server((host, port), _Handler, sim)
+    print(f"Keboola simulator on {sim.base_url}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        sim.serve_forever()
