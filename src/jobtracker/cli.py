@@ -126,6 +126,56 @@ def simulate_fullstory(
     )
 
 
+@simulate.command("keboola")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8901, show_default=True, type=int)
+@click.option("--token", default=None, help="Accept only this X-StorageApi-Token (default: any non-empty token).")
+@click.option(
+    "--processing-seconds", default=5.0, show_default=True, type=float, help="Wall-clock time a job stays processing."
+)
+@click.option(
+    "--polls-to-complete", default=None, type=int, help="Finish a job on this status poll instead of by wall clock."
+)
+@click.option("--download-ttl", default=300.0, show_default=True, type=float, help="Seconds a file URL stays valid.")
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="SPEC",
+    help="As for fullstory, plus maintenance[:rate] (503 with Retry-After); repeatable.",
+)
+@click.option("--fault-seed", default=None, type=int)
+def simulate_keboola(
+    host: str,
+    port: int,
+    token: str | None,
+    processing_seconds: float,
+    polls_to_complete: int | None,
+    download_ttl: float,
+    faults: tuple[str, ...],
+    fault_seed: int | None,
+) -> None:
+    """Keboola Storage API: table export-async, storage jobs, files (demo table in.c-main.users)."""
+    from jobtracker.simulators.keboola import KeboolaSimulatorConfig, parse_keboola_fault, serve
+
+    try:
+        parsed = tuple(parse_keboola_fault(spec) for spec in faults)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
+    serve(
+        KeboolaSimulatorConfig(
+            token=token,
+            polls_to_complete=polls_to_complete,
+            processing_seconds=processing_seconds,
+            download_ttl_seconds=download_ttl,
+            faults=parsed,
+            fault_seed=fault_seed,
+        ),
+        host=host,
+        port=port,
+    )
+
+
 @main.group()
 def local() -> None:
     """The offline stack (moto + simulator + the real handlers and ASL)."""
