@@ -1,4 +1,5 @@
-"""FullStory v2 batch-import API simulator (users and events), served over real HTTP.
+"""FullStory API simulator, served over real HTTP: v2 batch imports (users and events) and the
+segment-export operations workflow.
 
 Why it exists: the tracker's submit/status/results code, the offline stack and the integration
 tests need a provider that behaves like FullStory -- async jobs, per-row errors revealed only at
@@ -11,6 +12,19 @@ Shapes follow FullStory's published Swagger specs (``specs/fullstory/*.swagger.j
 spec types as strings (``finished``, ``next_page_token``) are omitted rather than sent as ``null``
 when they have no value, so every answer validates against the spec's response schemas.
 
+Segment export (developer.fullstory.com "Create Export", "Get Operation", "Get Export Results"):
+``POST /segments/v1/exports`` answers ``{"operationId"}``; ``GET /operations/v1/{id}`` answers the
+Operation, ``PENDING`` (or ``RUNNING`` with ``seed_states``, as the seed schema has it) with a rising
+``estimatePctComplete`` until ``COMPLETED`` (100, ``results``) or ``FAILED`` (``errorDetails``);
+``GET /search/v1/exports/{searchExportId}/results`` answers ``{"location", "expires"}``, a short-lived
+URL on this simulator (``GET /download/{token}``) serving the gzip file, 403 once expired -- like a
+signed cloud-storage URL it takes no ``Authorization`` header (400 if one is sent). Same "omit rather
+than null" rule: ``finishedAt`` and ``results`` are absent while the operation runs (the seed types
+them as string/object, the docs' example sends null); ``errorDetails`` is ``""`` unless FAILED, as in
+the docs' example. With ``results_shape="downloadUrl"`` a completed operation carries the seed's
+``results.downloadUrl`` instead of the official ``results.searchExportId`` (a fresh URL on every GET).
+Counters for this workflow are in :attr:`FullStorySimulator.operation_stats` (``stats`` keeps its keys).
+
 Only the standard library is used so the simulator runs anywhere the package does.
 """
 
@@ -19,8 +33,11 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import csv
+import gzip
 import hashlib
 import hmac
+import io
 import json
 import random
 import re
@@ -33,7 +50,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = ["FullStorySimulator", "SimulatorConfig", "serve"]
 
@@ -53,6 +70,10 @@ _ROUTE = re.compile(
     r"^/(?P<version>v2|v2beta)/(?P<kind>users|events)/batch"
     r"(?:/(?P<job>[^/]+)(?:/(?P<listing>imports|errors))?)?$"
 )
+_EXPORTS_ROUTE = re.compile(r"^/segments/v1/exports$")
+_OPERATION_ROUTE = re.compile(r"^/operations/v1/(?P<id>[^/]+)$")
+_EXPORT_RESULTS_ROUTE = re.compile(r"^/search/v1/exports/(?P<id>[^/]+)/results$")
+_DOWNLOAD_ROUTE = re.compile(r"^/download/(?P<id>[^/]+)$")
 _BASE36 = string.digits + string.ascii_lowercase
 _ERROR_ITEM_KEY = {"users": "user", "events": "event"}
 
@@ -72,6 +93,17 @@ class SimulatorConfig:
     throttle_first_submits: int = 0  # answer 429 to the first N batch POSTs (test hook)
     faults: tuple[Fault, ...] = ()  # injected failures, see Fault and parse_fault
     fault_seed: int | None = None  # seed of the fault dice, for repeatable runs
+    # -- segment export / operations --
+    operation_polls_to_complete: int | None = 4  # the N-th GET /operations/v1/{id} sees the terminal state
+    operation_seconds: float | None = None  # wall clock to terminal when the above is None (None: processing_seconds)
+    seed_states: bool = False  # in-progress operations say RUNNING once they have progress (seed enum), else PENDING
+    results_shape: str = "searchExportId"  # "searchExportId" (official) or "downloadUrl" (the seed's results)
+    download_ttl_seconds: float = 300.0  # life of a download URL; 0: expired at once
+    expire_first_locations: int = 0  # the first N download URLs handed out are dead on arrival (test hook)
+    segments: tuple[str, ...] | None = ("everyone", "rageClicks", "errorClicks", "deadClicks", "broken")  # None: any
+    failing_segments: tuple[str, ...] = ("broken",)  # exports of these end FAILED with errorDetails
+    fail_exports: bool = False  # every export ends FAILED
+    export_rows: int = 36  # rows in each export file
 
 
 FAULT_KINDS = ("429", "429-bare", "500", "reset", "slow", "malformed", "stuck", "repeat-token")
@@ -87,7 +119,9 @@ class Fault:
     `slow` (the answer waits `seconds`). Job-level: `stuck` (jobs never finish), `repeat-token`
     (paging answers the same next_page_token forever).
 
-    `target` limits it to `submit`, `status` or `pages` requests; it hits with probability `rate`, or
+    `target` limits it to `submit`, `status` or `pages` requests (batch imports) or to `export` (POST
+    /segments/v1/exports), `operation` (GET /operations/v1/{id}), `results` (GET
+    /search/v1/exports/{id}/results) or `download` (GET /download/{token}); it hits with probability `rate`, or
     exactly the first `times` matching requests when `times` is set.
     """
 
@@ -98,12 +132,13 @@ class Fault:
     times: int | None = None
 
 
-FAULT_TARGETS = ("submit", "status", "pages")
+FAULT_TARGETS = ("submit", "status", "pages", "export", "operation", "results", "download")
 
 
 def parse_fault(spec: str) -> Fault:
     """`KIND[@TARGET][:ARG...]`: `429:0.3`, `500@status:0.1`, `reset@submit:1x` (the first submit only),
-    `slow:2s`, `slow@submit:2s:1x`, `malformed:0.05`, `stuck`, `repeat-token`."""
+    `slow:2s`, `slow@submit:2s:1x`, `malformed:0.05`, `stuck`, `repeat-token`, `500@operation:1x`,
+    `reset@download:1x`. `stuck` also keeps export operations from finishing."""
     head, *args = spec.strip().split(":")
     kind, _, target = head.partition("@")
     if kind not in FAULT_KINDS:
@@ -152,6 +187,37 @@ class _IdempotencyRecord:
     stored_mono: float
 
 
+@dataclass
+class _Operation:
+    """One segment-export operation; its file is built when it completes."""
+
+    id: str
+    segment_id: str
+    export_type: str  # TYPE_EVENT | TYPE_INDIVIDUAL
+    export_format: str  # FORMAT_CSV | FORMAT_JSON | FORMAT_NDJSON
+    fields: tuple[str, ...] | None
+    created: datetime
+    created_mono: float
+    state: str = "PENDING"  # internal: PENDING (no progress yet), RUNNING, COMPLETED, FAILED
+    pct: float = 0.0
+    polls: int = 0
+    finished: datetime | None = None
+    error_details: str = ""
+    search_export_id: str | None = None
+    export_expires: datetime | None = None
+    content: bytes = b""
+    filename: str = ""
+    rows: int = 0
+
+
+@dataclass
+class _DownloadUrl:
+    """A short-lived URL handed out for an export file (like a signed cloud-storage URL)."""
+
+    operation_id: str
+    expires_mono: float
+
+
 @dataclass(eq=False)
 class _ApiError(Exception):
     """Raised inside request handling; becomes a FullStory-style ``{"code","message"}`` answer."""
@@ -165,6 +231,11 @@ class _ApiError(Exception):
 def _iso(ts: datetime) -> str:
     """ISO-8601 UTC with milliseconds and ``Z``, the format FullStory uses for job times."""
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def _iso_micro(ts: datetime) -> str:
+    """RFC 3339 UTC with microseconds and ``Z``, as the operations API's examples show."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _json_type(value: Any) -> str | None:
@@ -244,10 +315,11 @@ def _valid_timestamp(value: Any) -> bool:
 
 
 class FullStorySimulator:
-    """In-memory FullStory batch-import API on a real local HTTP port.
+    """In-memory FullStory batch-import and segment-export API on a real local HTTP port.
 
     Every job's per-row outcome is decided at submit time (see ``_decide_user`` and
     ``_decide_event``) and revealed only once the job is terminal, as the real API does.
+    Export operations advance by GETs of the operation (or wall clock) like batch jobs do.
     All state sits behind one lock, so handler threads and test introspection are safe.
     """
 
@@ -271,6 +343,18 @@ class FullStorySimulator:
             "faults": 0,
         }
         self._submits_seen = 0
+        self._operations: dict[str, _Operation] = {}
+        self._search_exports: dict[str, str] = {}  # searchExportId -> operation id
+        self._download_urls: dict[str, _DownloadUrl] = {}  # token -> URL record
+        self._locations_issued = 0
+        self._op_stats: dict[str, int] = {
+            "operations_created": 0,
+            "replayed_exports": 0,
+            "operation_gets": 0,
+            "result_location_gets": 0,
+            "downloads": 0,
+            "expired_downloads": 0,
+        }
         self._dice = random.Random(self.config.fault_seed)
         self._fault_uses: dict[Fault, int] = {}
         self._server: ThreadingHTTPServer | None = None
@@ -354,6 +438,39 @@ class FullStorySimulator:
                 )
             return out
 
+    @property
+    def operation_stats(self) -> dict[str, int]:
+        """Snapshot of the segment-export counters (kept apart so ``stats`` keeps its keys):
+        operations_created, replayed_exports (Idempotency-Key replays), operation_gets,
+        result_location_gets (GET /search/v1/exports/{id}/results), downloads (files served) and
+        expired_downloads (403s on an expired URL). Injected faults count in ``stats["faults"]``."""
+        with self._lock:
+            return dict(self._op_stats)
+
+    def operations(self) -> list[dict[str, Any]]:
+        """Snapshot of every export operation in creation order, as the simulator sees it now
+        (``state`` is RUNNING once progress is reported, whatever ``seed_states`` says)."""
+        with self._lock:
+            out = []
+            for op in self._operations.values():
+                self._maybe_finish_operation_by_time(op)
+                out.append(
+                    {
+                        "id": op.id,
+                        "segmentId": op.segment_id,
+                        "type": op.export_type,
+                        "format": op.export_format,
+                        "state": op.state,
+                        "estimatePctComplete": op.pct,
+                        "polls": op.polls,
+                        "searchExportId": op.search_export_id,
+                        "rows": op.rows,
+                        "created": _iso_micro(op.created),
+                        "finished": _iso_micro(op.finished) if op.finished else None,
+                    }
+                )
+            return out
+
     # ------------------------------------------------------------------ faults
 
     def _has_fault(self, kind: str) -> bool:
@@ -361,10 +478,9 @@ class FullStorySimulator:
 
     def roll_fault(self, method: str, path: str) -> Fault | None:
         """Which per-request fault (if any) hits this request; counted in stats["faults"]."""
-        route = _ROUTE.match(urlsplit(path).path)
-        if route is None:
+        target = _fault_target(method, urlsplit(path).path)
+        if target is None:
             return None
-        target = "submit" if method == "POST" else ("status" if route["listing"] is None else "pages")
         with self._lock:
             for fault in self.config.faults:
                 if fault.kind in ("stuck", "repeat-token") or fault.target not in (None, target):
@@ -404,6 +520,9 @@ class FullStorySimulator:
 
     def _dispatch(self, method: str, raw_path: str, headers: Any, body: bytes) -> _Answer:
         parts = urlsplit(raw_path)
+        answer = self._dispatch_operations(method, parts.path, headers, body)
+        if answer is not None:
+            return answer
         match = _ROUTE.match(parts.path)
         if not match or (match["version"] == "v2beta" and match["kind"] != "events"):
             raise _ApiError(404, "resource_not_found", f"No such resource: {parts.path}")
@@ -622,6 +741,373 @@ class FullStorySimulator:
         for job_id in list(self._processing):
             self._maybe_finish_by_time(self._jobs[job_id])
 
+    # ------------------------------------------------------------------ segment export / operations
+
+    def _dispatch_operations(self, method: str, path: str, headers: Any, body: bytes) -> _Answer | None:
+        """The segment-export routes; None when ``path`` is none of them (batch routes follow)."""
+        for route, allowed in (
+            (_EXPORTS_ROUTE, ("POST",)),
+            (_OPERATION_ROUTE, ("GET",)),
+            (_EXPORT_RESULTS_ROUTE, ("GET",)),
+            (_DOWNLOAD_ROUTE, ("GET", "HEAD")),
+        ):
+            match = route.match(path)
+            if match is None:
+                continue
+            if method not in allowed:
+                allow = ", ".join(allowed)
+                raise _ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}", {"Allow": allow})
+            if route is _DOWNLOAD_ROUTE:  # a signed URL: no API key, see _download
+                return self._download(unquote(match["id"]), headers)
+            self._authenticate(headers.get("Authorization"))
+            if route is _EXPORTS_ROUTE:
+                return self._create_export(headers.get("Idempotency-Key"), body)
+            host = self._public_host(headers)
+            if route is _OPERATION_ROUTE:
+                return self._get_operation(unquote(match["id"]), host)
+            return self._get_export_results(unquote(match["id"]), host)
+        return None
+
+    def _public_host(self, headers: Any) -> str:
+        """host[:port] for URLs handed out: the Host the client used, so they work from where it stands."""
+        host = (headers.get("Host") or "").strip()
+        if host:
+            return host
+        if self._server is not None:
+            address, port = self._server.server_address[:2]
+            return f"{address}:{port}"
+        return f"{self._host}:{self._port}"
+
+    def _create_export(self, idem_key: str | None, body: bytes) -> _Answer:
+        """POST /segments/v1/exports: validate, replay a keyed repeat, else schedule an operation."""
+        payload = _parse_export_body(body)
+        segment_id = payload["segmentId"]
+        known = self.config.segments
+        if known is not None and segment_id not in known:
+            raise _ApiError(404, "resource_not_found", f"Segment {segment_id!r} not found")
+        body_hash = hashlib.sha256(_dumps(payload, canonical=True)).hexdigest()
+        with self._lock:
+            if idem_key:
+                record = self._idempotency.get(("segments/exports", idem_key))
+                if record is not None and time.monotonic() - record.stored_mono < IDEMPOTENCY_KEY_TTL_SECONDS:
+                    if record.body_hash != body_hash:
+                        raise _ApiError(
+                            400,
+                            "invalid_argument",
+                            f"Idempotency-Key {idem_key!r} was already used with a different request body",
+                        )
+                    self._op_stats["replayed_exports"] += 1
+                    return 200, record.response, {}
+            op = self._new_operation(payload)
+            response = _dumps({"operationId": op.id})
+            if idem_key:
+                self._idempotency[("segments/exports", idem_key)] = _IdempotencyRecord(
+                    body_hash, response, time.monotonic()
+                )
+            self._op_stats["operations_created"] += 1
+            return 200, response, {}
+
+    def _new_operation(self, payload: dict[str, Any]) -> _Operation:
+        while True:  # ids look like the docs' (base64 of "<kind>:<number>"), padding and all
+            op_id = base64.urlsafe_b64encode(f"searchexport:{secrets.randbits(62)}".encode()).decode()
+            if op_id not in self._operations:
+                break
+        fields = payload.get("fields")
+        op = _Operation(
+            id=op_id,
+            segment_id=payload["segmentId"],
+            export_type=payload["type"],
+            export_format=payload["format"],
+            fields=tuple(fields) if fields else None,
+            created=datetime.now(UTC),
+            created_mono=time.monotonic(),
+        )
+        self._operations[op_id] = op
+        limit = self.config.operation_polls_to_complete
+        if limit is not None and limit <= 0:
+            self._finish_operation(op, op.created)
+        return op
+
+    def _operation(self, op_id: str) -> _Operation:
+        op = self._operations.get(op_id)
+        if op is None:
+            raise _ApiError(404, "resource_not_found", f"Operation {op_id!r} does not exist")
+        return op
+
+    def _get_operation(self, op_id: str, host: str) -> _Answer:
+        """GET /operations/v1/{id}: each call is one poll and may move the operation on."""
+        with self._lock:
+            self._op_stats["operation_gets"] += 1
+            op = self._operation(op_id)
+            op.polls += 1
+            self._advance_operation(op)
+            return 200, _dumps(self._operation_body(op, host)), {}
+
+    def _operation_seconds(self) -> float:
+        seconds = self.config.operation_seconds
+        return float(self.config.processing_seconds if seconds is None else seconds)
+
+    def _advance_operation(self, op: _Operation) -> None:
+        """Progress by poll count (``operation_polls_to_complete``) or by wall clock. The first poll
+        sees 0% (queued); then the estimate rises with some noise but never falls and stays below
+        100 until the operation completes."""
+        if op.state in ("COMPLETED", "FAILED"):
+            return
+        stuck = self._has_fault("stuck")
+        limit = self.config.operation_polls_to_complete
+        if limit is not None:
+            if op.polls >= limit and not stuck:
+                self._finish_operation(op, datetime.now(UTC))
+                return
+            fraction = (op.polls - 1) / max(1, limit - 1)
+        else:
+            total = self._operation_seconds()
+            elapsed = time.monotonic() - op.created_mono
+            if elapsed >= total and not stuck:
+                self._finish_operation(op, op.created + timedelta(seconds=total))
+                return
+            fraction = elapsed / total if total > 0 else 1.0
+            if fraction < 0.05:
+                fraction = 0.0
+        if fraction <= 0:
+            return
+        noise = random.Random(f"{op.id}:{op.polls}").uniform(-4.0, 4.0)
+        op.pct = round(min(99.0, max(op.pct, 0.5, fraction * 100.0 + noise)), 1)
+        op.state = "RUNNING"
+
+    def _maybe_finish_operation_by_time(self, op: _Operation) -> None:
+        if self.config.operation_polls_to_complete is None:
+            self._advance_operation(op)
+
+    def _finish_operation(self, op: _Operation, when: datetime) -> None:
+        op.finished = when
+        if self.config.fail_exports or op.segment_id in self.config.failing_segments:
+            op.state = "FAILED"
+            op.error_details = (
+                f"Export of segment {op.segment_id!r} failed: the search exceeded its time limit (simulated failure)"
+            )
+            return
+        op.state = "COMPLETED"
+        op.pct = 100.0
+        op.search_export_id = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        op.export_expires = when + timedelta(days=7)
+        op.content, op.rows = _render_export(op, max(0, self.config.export_rows))
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "_", op.segment_id) or "segment"
+        op.filename = f"{stem}-{when:%Y-%m-%d}.{_FORMAT_EXTENSIONS[op.export_format]}.gz"
+        self._search_exports[op.search_export_id] = op.id
+
+    def _operation_body(self, op: _Operation, host: str) -> dict[str, Any]:
+        """The Operation as FullStory answers it (see the module docstring for absent fields)."""
+        state = op.state
+        if state in ("PENDING", "RUNNING"):
+            state = "RUNNING" if self.config.seed_states and state == "RUNNING" else "PENDING"
+        body: dict[str, Any] = {
+            "id": op.id,
+            "type": "SEARCH_EXPORT",
+            "state": state,
+            "errorDetails": op.error_details,
+            "createdAt": _iso_micro(op.created),
+        }
+        if op.finished is not None:
+            body["finishedAt"] = _iso_micro(op.finished)
+        body["estimatePctComplete"] = int(op.pct) if float(op.pct).is_integer() else op.pct
+        if op.state == "COMPLETED":
+            if self.config.results_shape == "downloadUrl":
+                body["results"] = {"downloadUrl": self._issue_location(op, host)[0]}
+            else:
+                assert op.search_export_id is not None and op.export_expires is not None
+                body["results"] = {"searchExportId": op.search_export_id, "expires": _iso_micro(op.export_expires)}
+        return body
+
+    def _get_export_results(self, export_id: str, host: str) -> _Answer:
+        """GET /search/v1/exports/{id}/results: a fresh short-lived location on every call."""
+        with self._lock:
+            self._op_stats["result_location_gets"] += 1
+            op_id = self._search_exports.get(export_id)
+            if op_id is None:
+                raise _ApiError(404, "resource_not_found", f"Search export {export_id!r} does not exist")
+            url, expires = self._issue_location(self._operations[op_id], host)
+            return 200, _dumps({"location": url, "expires": _iso_micro(expires)}), {}
+
+    def _issue_location(self, op: _Operation, host: str) -> tuple[str, datetime]:
+        """A download URL valid ``download_ttl_seconds`` (the first ``expire_first_locations`` are dead
+        on arrival, although their ``expires`` says otherwise: a revoked or clock-skewed URL)."""
+        now_mono = time.monotonic()
+        for token, record in list(self._download_urls.items()):  # forget long-dead URLs
+            if record.expires_mono < now_mono - 3600:
+                del self._download_urls[token]
+        self._locations_issued += 1
+        ttl = max(0.0, float(self.config.download_ttl_seconds))
+        dead = self._locations_issued <= self.config.expire_first_locations
+        token = secrets.token_urlsafe(24)
+        self._download_urls[token] = _DownloadUrl(op.id, now_mono if dead else now_mono + ttl)
+        return f"http://{host}/download/{token}", datetime.now(UTC) + timedelta(seconds=ttl)
+
+    def _download(self, token: str, headers: Any) -> _Answer:
+        """GET /download/{token}: the gzip file while the URL lives, then 403 (cloud-storage style
+        XML errors). Like a signed URL, it refuses a request that also carries an Authorization
+        header, so a client that would leak its API key to the storage host finds out here."""
+        if headers.get("Authorization"):
+            return _storage_error(400, "InvalidArgument", "Only one auth mechanism allowed: the URL is already signed")
+        with self._lock:
+            record = self._download_urls.get(token)
+            if record is None:
+                return _storage_error(404, "NoSuchKey", "The specified key does not exist.")
+            if time.monotonic() >= record.expires_mono:
+                self._op_stats["expired_downloads"] += 1
+                return _storage_error(403, "AccessDenied", "Request has expired")
+            op = self._operations[record.operation_id]
+            self._op_stats["downloads"] += 1
+            return (
+                200,
+                op.content,
+                {"Content-Type": "application/gzip", "Content-Disposition": f'attachment; filename="{op.filename}"'},
+            )
+
+
+EXPORT_TYPES = ("TYPE_EVENT", "TYPE_INDIVIDUAL")
+EXPORT_SCOPES = ("SCOPE_EVENT", "SCOPE_PAGES", "SCOPE_SESSIONS", "SCOPE_INDIVIDUAL")
+_FORMAT_EXTENSIONS = {"FORMAT_CSV": "csv", "FORMAT_JSON": "json", "FORMAT_NDJSON": "ndjson"}
+EXPORT_FORMATS = tuple(_FORMAT_EXTENSIONS)
+
+
+def _fault_target(method: str, path: str) -> str | None:
+    """The fault target a request belongs to, None for paths no fault applies to."""
+    route = _ROUTE.match(path)
+    if route is not None:
+        return "submit" if method == "POST" else ("status" if route["listing"] is None else "pages")
+    for regex, target in (
+        (_EXPORTS_ROUTE, "export"),
+        (_OPERATION_ROUTE, "operation"),
+        (_EXPORT_RESULTS_ROUTE, "results"),
+        (_DOWNLOAD_ROUTE, "download"),
+    ):
+        if regex.match(path):
+            return target
+    return None
+
+
+def _rfc3339(name: str, value: Any) -> datetime | None:
+    """An RFC 3339 timestamp with an offset, or "" (no bound, as the docs allow); else a 400."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _ApiError(400, "invalid_argument", f"{name} must be an RFC 3339 timestamp string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _ApiError(400, "invalid_argument", f"{name} {value!r} is not an RFC 3339 timestamp") from None
+    if parsed.tzinfo is None:
+        raise _ApiError(400, "invalid_argument", f"{name} {value!r} has no UTC offset (RFC 3339 needs one)")
+    return parsed
+
+
+def _parse_export_body(body: bytes) -> dict[str, Any]:
+    """Validate a Create Export request the way the docs describe it; anything wrong is a 400."""
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _ApiError(400, "invalid_argument", f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise _ApiError(400, "invalid_argument", "Request body must be a JSON object")
+    segment_id = payload.get("segmentId")
+    if not isinstance(segment_id, str) or not segment_id.strip():
+        raise _ApiError(400, "invalid_argument", "segmentId is required")
+    if payload.get("type") not in EXPORT_TYPES:
+        raise _ApiError(400, "invalid_argument", f"type must be one of {', '.join(EXPORT_TYPES)}")
+    if payload.get("format") not in EXPORT_FORMATS:
+        raise _ApiError(400, "invalid_argument", f"format must be one of {', '.join(EXPORT_FORMATS)}")
+    scope = payload.get("scope")
+    if scope is not None and scope not in EXPORT_SCOPES:
+        raise _ApiError(400, "invalid_argument", f"scope must be one of {', '.join(EXPORT_SCOPES)}")
+    for name in ("timeRange", "segmentTimeRange"):
+        span = payload.get(name)
+        if span is None:
+            if name == "timeRange":
+                raise _ApiError(400, "invalid_argument", "timeRange is required (empty start and end export all data)")
+            continue
+        if not isinstance(span, dict):
+            raise _ApiError(400, "invalid_argument", f"{name} must be an object with start and end")
+        start = _rfc3339(f"{name}.start", span.get("start"))
+        end = _rfc3339(f"{name}.end", span.get("end"))
+        if start is not None and end is not None and start > end:
+            raise _ApiError(400, "invalid_argument", f"{name}.start is after {name}.end")
+    timezone = payload.get("timezone")
+    if timezone is not None and (not isinstance(timezone, str) or not timezone.strip()):
+        raise _ApiError(400, "invalid_argument", "timezone must be an IANA time zone name")
+    fields = payload.get("fields")
+    if fields is not None and (
+        not isinstance(fields, list) or not all(isinstance(f, str) and f.strip() for f in fields)
+    ):
+        raise _ApiError(400, "invalid_argument", "fields must be an array of field names")
+    return payload
+
+
+_EVENT_TYPES = ("click", "navigate", "change", "load", "custom")
+_BROWSERS = ("Chrome", "Firefox", "Safari", "Edge")
+_DEVICES = ("Desktop", "Mobile", "Tablet")
+
+
+def _export_row(op: _Operation, index: int, rng: random.Random) -> dict[str, Any]:
+    """One row with a subset of the documented export fields (plausible values, deterministic per operation)."""
+    person = index % 12
+    indv_id = 5_000_000_000_000_000 + person
+    row: dict[str, Any] = {
+        "IndvId": indv_id,
+        "UserId": indv_id + 1_000,
+        "UserAppKey": f"user-{person:03d}",
+        "UserDisplayName": f"Demo User {person}",
+        "UserEmail": f"user{person}@example.com",
+    }
+    if op.export_type == "TYPE_INDIVIDUAL":
+        row["UserCreated"] = _iso(op.created - timedelta(days=30 + person))
+        row["IndvSessionCount"] = rng.randint(1, 40)
+        return row
+    start = op.created - timedelta(hours=24) + timedelta(minutes=index * 7, seconds=rng.randint(0, 59))
+    kind = rng.choice(_EVENT_TYPES)
+    row.update(
+        {
+            "SessionId": 7_000_000_000 + person * 10 + index % 3,
+            "PageId": 9_000_000_000 + index,
+            "EventStart": _iso(start),
+            "EventType": kind,
+            "EventCustomName": "Checkout Completed" if kind == "custom" else None,
+            "EventTargetText": rng.choice(("Add to cart", "Sign in", "Next", "")),
+            "PageUrl": f"https://shop.example.com/{rng.choice(('', 'cart', 'checkout', 'p/42'))}",
+            "PageBrowser": rng.choice(_BROWSERS),
+            "PageDevice": rng.choice(_DEVICES),
+        }
+    )
+    return row
+
+
+def _render_export(op: _Operation, count: int) -> tuple[bytes, int]:
+    """The export file, gzip-compressed: CSV (header + rows), NDJSON, or one JSON array.
+    ``fields`` restricts and orders the columns; an unknown field is an empty column."""
+    rng = random.Random(op.id)
+    rows = [_export_row(op, i, rng) for i in range(count)]
+    if op.fields is not None:
+        rows = [{name: row.get(name) for name in op.fields} for row in rows]
+    if op.export_format == "FORMAT_CSV":
+        columns = list(op.fields) if op.fields is not None else list(_export_row(op, 0, random.Random(0)))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        data = text.getvalue().encode()
+    elif op.export_format == "FORMAT_NDJSON":
+        data = b"".join(_dumps(row) + b"\n" for row in rows)
+    else:
+        data = _dumps(rows)
+    return gzip.compress(data, mtime=0), len(rows)
+
+
+def _storage_error(status: int, code: str, message: str) -> _Answer:
+    """A cloud-storage style XML error for the download URLs (they are not FullStory API answers)."""
+    body = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    return status, body.encode(), {"Content-Type": "application/xml"}
+
 
 def _decide_event(row: dict[str, Any], shared: dict[str, Any] | None) -> tuple[str, str] | None:
     """Outcome of one event row: None when imported, else (code, message).
@@ -753,8 +1239,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(status, payload, headers, send_body)
 
     def _reply(self, status: int, payload: bytes, headers: dict[str, str], send_body: bool) -> None:
+        headers = dict(headers)
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
         self.send_header("Content-Length", str(len(payload)))
         for name, value in headers.items():
             self.send_header(name, value)

@@ -1,0 +1,339 @@
+"""FullStory segment export, an operation that produces a file: https://developer.fullstory.com.
+
+``POST /segments/v1/exports`` schedules the export and answers ``{"operationId"}``;
+``GET /operations/v1/{id}`` reports ``state`` and ``estimatePctComplete``; a COMPLETED operation's
+``results`` carry either ``searchExportId`` (official: ``GET /search/v1/exports/{id}/results`` then
+answers ``{"location", "expires"}``, a URL valid about five minutes) or ``downloadUrl`` (the seed's
+shape). Both are accepted. The file behind the URL is gzip; it is streamed as-is.
+
+State mapping (the normalized job states of the tracker):
+  PENDING with estimatePctComplete 0 or absent -> PENDING (queued, nothing done yet)
+  PENDING with estimatePctComplete > 0, RUNNING -> RUNNING
+  COMPLETED -> COMPLETED (progress 100)
+  FAILED -> FAILED, error {"code": "export_failed", "message": errorDetails}
+  anything else -> ProviderRejectedError (code unexpected_state): an unknown state is not retried.
+
+Works for an operation someone else started (``track``): ``status`` and ``result`` need only the
+operation id. The file name comes from the download's Content-Disposition (``.csv.gz``,
+``.ndjson.gz`` or ``.json.gz``), so it is right whoever chose the format.
+
+Like the batch provider: plain urllib3 with retries off, ``Authorization: Basic <key>`` as-is, and
+every failure surfaces as one named error from tracker.errors. The download URL is a signed URL on
+another host: it never gets the API key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import urllib3
+
+from tracker.errors import (
+    ProviderAuthError,
+    ProviderRejectedError,
+    ProviderThrottledError,
+    ProviderTransientError,
+)
+from tracker.providers.base import OperationStatus, ResultFile, ResultsNotReady, Submitted, Throttled
+from tracker.providers.fullstory import _POOL, _retry_after
+
+JOB_TYPE = "fullstory.segment_export"
+EXPORTS_PATH = "/segments/v1/exports"
+OPERATION_PATH = "/operations/v1/{id}"
+EXPORT_RESULTS_PATH = "/search/v1/exports/{id}/results"
+# Documented request fields, passed through as given (after the aliases below).
+EXPORT_FIELDS = ("segmentId", "type", "scope", "format", "timeRange", "segmentTimeRange", "timezone", "fields")
+TYPE_ALIASES = {
+    "individual": "TYPE_INDIVIDUAL",
+    "individuals": "TYPE_INDIVIDUAL",
+    "type_individual": "TYPE_INDIVIDUAL",
+    "event": "TYPE_EVENT",
+    "events": "TYPE_EVENT",
+    "type_event": "TYPE_EVENT",
+}
+FORMAT_ALIASES = {
+    "csv": "FORMAT_CSV",
+    "json": "FORMAT_JSON",
+    "ndjson": "FORMAT_NDJSON",
+    "format_csv": "FORMAT_CSV",
+    "format_json": "FORMAT_JSON",
+    "format_ndjson": "FORMAT_NDJSON",
+}
+DOWNLOAD_ATTEMPTS = 3  # fresh download URLs asked for before giving up (each lives ~5 minutes)
+EXPIRED_DOWNLOAD_STATUSES = (400, 403, 404, 410)  # what storage answers for an expired or revoked signed URL
+CHUNK_BYTES = 1024 * 1024
+_GZIP_MAGIC = b"\x1f\x8b"
+_FILENAME = re.compile(r"""filename\*?=(?:UTF-8'')?"?([^";]+)"?""", re.IGNORECASE)
+_EXTENSIONS = (".csv.gz", ".ndjson.gz", ".json.gz")
+
+
+def export_request(params: dict[str, Any]) -> dict[str, Any]:
+    """The Create Export body from a job's params: the documented fields as given, with friendly
+    aliases for ``type`` (individuals/events) and ``format`` (csv/json/ndjson) spelled FullStory's
+    way, and ``timeRange`` defaulting to empty bounds (the docs' way of saying "all data")."""
+    body = {name: params[name] for name in EXPORT_FIELDS if params.get(name) is not None}
+    if isinstance(body.get("type"), str):
+        body["type"] = TYPE_ALIASES.get(body["type"].strip().lower(), body["type"])
+    if isinstance(body.get("format"), str):
+        body["format"] = FORMAT_ALIASES.get(body["format"].strip().lower(), body["format"])
+    body.setdefault("timeRange", {"start": "", "end": ""})
+    return body
+
+
+class FullStorySegmentExportProvider:
+    """OperationProvider for ``fullstory.segment_export`` (and ``track`` of a ``fullstory.operation``)."""
+
+    job_type = JOB_TYPE
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        timeout_seconds: float = 30.0,
+        *,
+        pool: urllib3.PoolManager = _POOL,
+        download_attempts: int = DOWNLOAD_ATTEMPTS,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._api_key = api_key
+        self._pool = pool
+        self._timeout = urllib3.Timeout(connect=min(5.0, timeout_seconds), read=timeout_seconds)
+        self._download_attempts = max(1, download_attempts)
+
+    # -- protocol ---------------------------------------------------------------------------
+    def start(self, params: dict[str, Any], idempotency_key: str) -> Submitted | Throttled:
+        body = json.dumps(export_request(params)).encode()
+        response = self._call(
+            "POST", self._base + EXPORTS_PATH, body=body, extra_headers={"Idempotency-Key": idempotency_key}
+        )
+        if response.status == 429:
+            return Throttled(_retry_after(response.headers))
+        payload = _json(response)
+        operation_id = payload.get("operationId") if isinstance(payload, dict) else None
+        if not isinstance(operation_id, str) or not operation_id:
+            raise ProviderTransientError("FullStory accepted the export but its answer has no operationId")
+        return Submitted(provider_job_id=operation_id, provider_status="PENDING")
+
+    def status(self, provider_job_id: str) -> OperationStatus | Throttled:
+        operation = self._operation(provider_job_id)
+        if isinstance(operation, Throttled):
+            return operation
+        return operation_status(operation)
+
+    def result(self, provider_job_id: str) -> ResultFile:
+        """The export file. Opens the first download here (its Content-Disposition names the file);
+        the first ``chunks()`` streams it, every later call starts a fresh download. Each download
+        that meets an expired URL asks FullStory for a fresh one, at most ``download_attempts`` URLs."""
+        locate = _Locator(self, provider_job_id)
+        first = self._open_download(locate)
+        name = _file_name(provider_job_id, first.headers)
+        pending: list[urllib3.BaseHTTPResponse] = [first]
+
+        def chunks() -> Iterator[bytes]:
+            response = pending.pop() if pending else self._open_download(locate)
+            yield from _stream(response)
+
+        return ResultFile(name=name, content_type="application/gzip", chunks=chunks)
+
+    # -- operation and locations ------------------------------------------------------------
+    def _operation(self, operation_id: str) -> dict[str, Any] | Throttled:
+        response = self._call("GET", self._base + OPERATION_PATH.format(id=quote(operation_id, safe="")))
+        if response.status == 429:
+            return Throttled(_retry_after(response.headers))
+        payload = _json(response)
+        if not isinstance(payload, dict) or not isinstance(payload.get("state"), str):
+            raise ProviderTransientError("FullStory operation answer has no state")
+        return payload
+
+    def _search_export_location(self, search_export_id: str) -> str:
+        url = self._base + EXPORT_RESULTS_PATH.format(id=quote(search_export_id, safe=""))
+        response = self._call("GET", url)
+        if response.status == 429:
+            raise ProviderThrottledError(
+                "FullStory throttled the export results request", retry_after=_retry_after(response.headers)
+            )
+        payload = _json(response)
+        location = payload.get("location") if isinstance(payload, dict) else None
+        if not isinstance(location, str) or not location:
+            raise ProviderTransientError("FullStory export results answer has no location")
+        return location
+
+    def _open_download(self, locate: _Locator) -> urllib3.BaseHTTPResponse:
+        """GET a fresh location; an expired one (4xx from storage) means: ask again, a bounded number of times."""
+        last = ""
+        for _ in range(self._download_attempts):
+            url = locate()
+            try:
+                response = self._pool.request(
+                    "GET",
+                    url,
+                    # No Authorization: the URL is signed and may be on another host. Accept-Encoding
+                    # keeps storage from un-gzipping the file on the way (decoding is off anyway).
+                    headers={"Accept-Encoding": "gzip"},
+                    retries=False,
+                    timeout=self._timeout,
+                    preload_content=False,
+                    decode_content=False,
+                )
+            except urllib3.exceptions.HTTPError as exc:
+                raise ProviderTransientError(f"FullStory export download unreachable: {type(exc).__name__}") from exc
+            if response.status == 200:
+                return response
+            response.drain_conn()
+            response.release_conn()
+            if response.status in EXPIRED_DOWNLOAD_STATUSES:
+                last = f"{response.status}"
+                continue
+            raise ProviderTransientError(f"FullStory export download answered {response.status}")
+        raise ProviderTransientError(
+            f"FullStory export download URL still refused ({last}) after {self._download_attempts} fresh URLs",
+            code="download_url_expired",
+        )
+
+    # -- HTTP -------------------------------------------------------------------------------
+    def _call(
+        self, method: str, url: str, *, body: bytes | None = None, extra_headers: dict[str, str] | None = None
+    ) -> urllib3.BaseHTTPResponse:
+        headers = {"Authorization": f"Basic {self._api_key}", "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        headers.update(extra_headers or {})
+        try:
+            response = self._pool.request(method, url, body=body, headers=headers, retries=False, timeout=self._timeout)
+        except urllib3.exceptions.HTTPError as exc:  # reset, refused, timeouts, protocol errors
+            raise ProviderTransientError(f"FullStory unreachable: {type(exc).__name__}") from exc
+        if response.status in (401, 403):
+            raise ProviderAuthError(
+                f"FullStory refused the API key ({response.status} {_error_field(response, 'code')})",
+                code="unauthorized" if response.status == 401 else "forbidden",
+            )
+        if response.status >= 500:
+            raise ProviderTransientError(f"FullStory answered {response.status} {_error_field(response, 'code')}")
+        if response.status >= 400 and response.status != 429:
+            code = _error_field(response, "code")
+            raise ProviderRejectedError(
+                f"FullStory answered {response.status} {code}: {_error_field(response, 'message')[:300]}",
+                code=code or "provider_rejected",
+            )
+        return response
+
+
+class _Locator:
+    """Hands out download URLs for one operation: from ``results.downloadUrl`` (each GET of the
+    operation gives a fresh one) or via ``results.searchExportId`` and the export results endpoint
+    (remembered, so a re-fetch costs one call)."""
+
+    def __init__(self, provider: FullStorySegmentExportProvider, operation_id: str) -> None:
+        self._provider = provider
+        self._operation_id = operation_id
+        self._search_export_id: str | None = None
+
+    def __call__(self) -> str:
+        if self._search_export_id is not None:
+            return self._provider._search_export_location(self._search_export_id)
+        operation = self._provider._operation(self._operation_id)
+        if isinstance(operation, Throttled):
+            raise ProviderThrottledError("FullStory throttled the operation request", retry_after=operation.retry_after)
+        state = operation_status(operation)
+        if state.state == "FAILED":
+            raise ProviderRejectedError(
+                f"FullStory export {self._operation_id} failed: {(state.error or {}).get('message', '')}",
+                code="export_failed",
+            )
+        if state.state != "COMPLETED":
+            raise ResultsNotReady(f"FullStory operation {self._operation_id} is {state.provider_status}")
+        results = operation.get("results")
+        results = results if isinstance(results, dict) else {}
+        download_url = results.get("downloadUrl")
+        search_export_id = results.get("searchExportId")
+        if isinstance(search_export_id, str) and search_export_id:
+            self._search_export_id = search_export_id
+        if isinstance(download_url, str) and download_url:
+            return download_url  # the seed's shape: the operation itself links the file
+        if self._search_export_id is not None:
+            return self._provider._search_export_location(self._search_export_id)
+        raise ProviderTransientError(
+            f"FullStory operation {self._operation_id} completed without results.downloadUrl or searchExportId"
+        )
+
+
+def operation_status(operation: dict[str, Any]) -> OperationStatus:
+    """Map a FullStory Operation (either the official or the seed's vocabulary) onto the tracker's states."""
+    provider_state = str(operation.get("state", ""))
+    pct = _pct(operation.get("estimatePctComplete"))
+    if provider_state == "COMPLETED":
+        return OperationStatus(provider_status=provider_state, state="COMPLETED", progress_pct=100.0)
+    if provider_state == "FAILED":
+        details = operation.get("errorDetails")
+        message = details.strip() if isinstance(details, str) and details.strip() else "FullStory export failed"
+        return OperationStatus(
+            provider_status=provider_state,
+            state="FAILED",
+            progress_pct=pct,
+            error={"code": "export_failed", "message": message},
+        )
+    if provider_state == "RUNNING" or (provider_state == "PENDING" and (pct or 0.0) > 0.0):
+        return OperationStatus(provider_status=provider_state, state="RUNNING", progress_pct=pct)
+    if provider_state == "PENDING":
+        return OperationStatus(provider_status=provider_state, state="PENDING", progress_pct=pct)
+    raise ProviderRejectedError(
+        f"FullStory operation is in a state the tracker does not know: {provider_state!r}", code="unexpected_state"
+    )
+
+
+def _pct(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return min(100.0, max(0.0, float(value)))
+
+
+def _file_name(operation_id: str, headers: Any) -> str:
+    """segment-export-<id>.<csv|ndjson|json>.gz, the format read from Content-Disposition."""
+    stem = "segment-export-" + (re.sub(r"[^A-Za-z0-9_-]+", "_", operation_id).strip("_") or "operation")
+    match = _FILENAME.search(headers.get("Content-Disposition") or "")
+    filename = (match.group(1) if match else "").lower()
+    for extension in _EXTENSIONS:
+        if filename.endswith(extension):
+            return stem + extension
+    return stem + ".gz"
+
+
+def _stream(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+    """The raw (still gzip) bytes; a body that is not gzip or breaks off is a transient error."""
+    head: bytes | None = b""  # held back until the gzip magic number is seen
+    try:
+        for chunk in response.stream(CHUNK_BYTES, decode_content=False):
+            if head is not None:
+                head += chunk
+                if len(head) < len(_GZIP_MAGIC):
+                    continue
+                if not head.startswith(_GZIP_MAGIC):
+                    raise ProviderTransientError("FullStory export download is not a gzip file")
+                chunk, head = head, None
+            if chunk:
+                yield chunk
+        if head is not None:  # ended before two bytes
+            raise ProviderTransientError("FullStory export download is empty or truncated")
+    except urllib3.exceptions.HTTPError as exc:  # reset mid-body, short read, read timeout
+        raise ProviderTransientError(f"FullStory export download broke off: {type(exc).__name__}") from exc
+    finally:
+        response.release_conn()
+
+
+def _json(response: urllib3.BaseHTTPResponse) -> Any:
+    try:
+        return json.loads(response.data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProviderTransientError(f"FullStory answered malformed JSON ({response.status})") from exc
+
+
+def _error_field(response: urllib3.BaseHTTPResponse, name: str) -> str:
+    try:
+        value = json.loads(response.data).get(name)
+        return str(value) if value else ""
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return ""
