@@ -14,19 +14,25 @@ from tracker.control import ControlError, JobControl
 from tracker.jobs_api import PRESIGNED_URL_SECONDS, ApiError, JobsApi
 from tracker.model import JOB_TYPES, storage_job_view
 from tracker.observability import logger, metrics, tracer
+from tracker.providers.registry import OPERATION_TYPES
 
 app = APIGatewayRestResolver(enable_validation=True)
 app.enable_swagger(path="/openapi", title="jobtracker API")
 
-JobType = Literal["fullstory.users", "fullstory.events"]
-assert set(JobType.__args__) == set(JOB_TYPES)  # type: ignore[attr-defined]
+JobType = Literal["fullstory.users", "fullstory.events", "fullstory.segment_export", "keboola.table_export", "track"]
+assert set(JobType.__args__) == {*JOB_TYPES, *OPERATION_TYPES, "track"}  # type: ignore[attr-defined]
 
 
 class CreateJobBody(BaseModel):
+    """Imports take `requests` or `source`; exports take `params`; `track` takes `provider` + `providerJobId`."""
+
     model_config = ConfigDict(extra="forbid")
     type: JobType
     requests: list[dict[str, Any]] | None = Field(default=None, min_length=1, max_length=50_000)
     source: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+")
+    params: dict[str, Any] | None = None
+    provider: Literal["fullstory.users", "fullstory.events", "fullstory.operation", "keboola.storage"] | None = None
+    providerJobId: str | None = Field(default=None, min_length=1, max_length=256)
 
 
 def _service() -> JobsApi:
@@ -59,14 +65,31 @@ def create_job(body: CreateJobBody) -> Response[dict[str, Any]]:
     key = headers.get("Idempotency-Key") or headers.get("idempotency-key")
     caller = _caller()
     service = _service()
+    if body.type in JOB_TYPES and (body.params or body.provider or body.providerJobId):
+        raise ApiError(400, "invalid_request", f"{body.type} jobs take 'requests' or 'source', not params/provider")
     if key:
         job, created = _create_once(service, body, caller, key)
     else:
-        job, created = service.create_job(
-            job_type=body.type, requests=body.requests, source=body.source, caller=caller, idempotency_key=None
-        )
+        job, created = _create(service, body, caller, None)
     view = service.view(job, [], base_url=_base_url())
     return Response(status_code=202 if created else 200, content_type="application/json", body=view)
+
+
+def _create(service: JobsApi, body: CreateJobBody, caller: Caller, key: str | None) -> tuple[dict[str, Any], bool]:
+    if body.type in JOB_TYPES:
+        return service.create_job(
+            job_type=body.type, requests=body.requests, source=body.source, caller=caller, idempotency_key=key
+        )
+    if body.requests is not None or body.source is not None:
+        raise ApiError(400, "invalid_request", f"{body.type} jobs take no 'requests' or 'source'")
+    return service.create_task_job(
+        job_type=body.type,
+        params=body.params,
+        provider=body.provider,
+        provider_job_id=body.providerJobId,
+        caller=caller,
+        idempotency_key=key,
+    )
 
 
 def _create_once(service: JobsApi, body: CreateJobBody, caller: Caller, key: str) -> tuple[dict[str, Any], bool]:
@@ -87,9 +110,7 @@ def _create_once(service: JobsApi, body: CreateJobBody, caller: Caller, key: str
         data_keyword_argument="request", config=idempotency.CREATE_JOB, persistence_store=idempotency.persistence()
     )
     def create_once(request: dict[str, Any]) -> dict[str, Any]:
-        job, created = service.create_job(
-            job_type=body.type, requests=body.requests, source=body.source, caller=caller, idempotency_key=key
-        )
+        job, created = _create(service, body, caller, key)
         fresh.append(created)
         return {"jobId": job["id"]}
 

@@ -9,6 +9,7 @@ from typing import Any
 from jobtracker.local.api_gateway import OfflineApiServer, routes_from_template
 from jobtracker.local.stack import LOCAL_API_KEY, OfflineStack
 from jobtracker.simulators.fullstory import FullStorySimulator, SimulatorConfig
+from jobtracker.simulators.keboola import KeboolaSimulator, KeboolaSimulatorConfig
 
 
 @dataclass
@@ -26,8 +27,10 @@ class OfflineSession:
     retry_time_scale: float = 1.0
     # The local-dev switch: let unsigned requests (plain curl) into the offline API.
     allow_unsigned: bool = False
+    keboola_config: KeboolaSimulatorConfig | None = None
     stack: OfflineStack = field(init=False)
     simulator: FullStorySimulator = field(init=False)
+    keboola: KeboolaSimulator = field(init=False)
     api: OfflineApiServer | None = field(init=False, default=None)
     aws_endpoint: str | None = field(init=False, default=None)
     _moto_server: Any = field(init=False, default=None)
@@ -39,12 +42,14 @@ class OfflineSession:
         if config.api_key is None:
             config.api_key = LOCAL_API_KEY
         self.simulator = FullStorySimulator(config, port=self.simulator_port).start()
+        self.keboola = KeboolaSimulator(self.keboola_config or KeboolaSimulatorConfig()).start()
         params = {
             "FullStoryBaseUrl": self.simulator.base_url,
             "LogLevel": "WARNING",
             # Offline every principal of the local account is an admin (uploads through the emulated
             # endpoint carry no principal); pass AdminPrincipals to try the per-caller model.
             "AdminPrincipals": "arn:aws:iam::123456789012:",
+            "KeboolaStacks": self.keboola.base_url,
             **self.parameters,
         }
         self.stack = OfflineStack(
@@ -79,3 +84,4 @@ class OfflineSession:
             self.api.stop()
         self.stack.stop()
         self.simulator.stop()
+        self.keboola.stop()

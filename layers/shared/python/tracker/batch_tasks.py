@@ -18,7 +18,8 @@ from tracker.budget import InFlightBudget
 from tracker.config import Settings
 from tracker.model import BatchState, now_iso
 from tracker.polling import PollFacts, next_wait_seconds, observed_duration, progress_rate, size_class
-from tracker.providers.base import BatchProvider, ResultsNotReady, Throttled
+from tracker.providers.base import ResultsNotReady, Throttled
+from tracker.providers.registry import is_operation
 from tracker.s3io import S3StreamWriter
 from tracker.store import JobStore
 
@@ -51,7 +52,12 @@ class BatchTasks:
         if self._budget is not None:
             self._budget.release(idempotency_key(task["jobId"], int(task["batch"]["index"])))
 
-    def _provider(self, task: Task) -> BatchProvider:
+    def _provider(self, task: Task) -> Any:
+        """The task type's provider; an operation's provider may depend on the job's params (a Keboola
+        stack), so it is built from them."""
+        if is_operation(task["type"]):
+            params = (self._store.get_job(task["jobId"]) or {}).get("operationParams") or {}
+            return self._provider_factory(task["type"], self._settings, params)
         return self._provider_factory(task["type"], self._settings)
 
     def _wait(
@@ -124,13 +130,18 @@ class BatchTasks:
             }
         if (failed := self._past_deadline(task)) is not None:
             return failed
-        if self._budget is not None and not self._budget.acquire(idempotency_key(job_id, index)):
+        budgeted = self._budget is not None and not is_operation(task["type"])  # the budget counts FullStory batches
+        if budgeted and not self._budget.acquire(idempotency_key(job_id, index)):
             # The org already has as many batches in flight as the budget allows: wait like a 429.
             attempt = int(task.get("attempt", 0)) + 1
             self._store.update_batch(job_id, index, {"budgetWaits": attempt})
             return {**task, "phase": "throttled", "attempt": attempt, "nextPollSeconds": self._wait(task, attempt)}
-        body = self._s3.get_object(Bucket=self._settings.results_bucket, Key=task["batch"]["key"])["Body"].read()
-        outcome = self._provider(task).submit(body, idempotency_key(job_id, index))
+        if is_operation(task["type"]):
+            job = self._store.get_job(job_id) or {}
+            outcome = self._provider(task).start(job.get("operationParams") or {}, idempotency_key(job_id, index))
+        else:
+            body = self._s3.get_object(Bucket=self._settings.results_bucket, Key=task["batch"]["key"])["Body"].read()
+            outcome = self._provider(task).submit(body, idempotency_key(job_id, index))
         if isinstance(outcome, Throttled):
             self._release(task)
             attempt = int(task.get("attempt", 0)) + 1
@@ -188,12 +199,14 @@ class BatchTasks:
         # The poll timeline for the job report: about 25 bytes a poll, far below DynamoDB's item limit
         # even for the most polls a 24-hour job may take.
         timeline = {"pollTimes": [polled_at]}
+        pct = getattr(outcome, "progress_pct", None)  # providers that report progress (operations)
+        if pct is not None:
+            fields["progressPct"] = pct
         if not outcome.finished:
             self._store.update_batch(job_id, index, fields, append=timeline)
-            if self._budget is not None:
+            if self._budget is not None and not is_operation(task["type"]):
                 self._budget.renew(idempotency_key(job_id, index))
             clock["last"] = round(now, 3)
-            pct = getattr(outcome, "progress_pct", None)  # providers that report progress (operations)
             if pct is not None:
                 elapsed = now - clock["since"]
                 previous = (clock["pctAt"], clock["pct"]) if "pct" in clock else None
@@ -205,10 +218,21 @@ class BatchTasks:
                 "poll": clock,
                 "nextPollSeconds": self._wait(task, attempt, clock=clock),
             }
+        if getattr(outcome, "state", None) == "FAILED":
+            # An operation that failed at the provider has no results to collect: its error is the job's.
+            self._store.update_batch(job_id, index, fields, append=timeline)
+            self._record_duration(task, clock, now)
+            error = outcome.error or {"code": "provider_failed", "message": f"{task['type']} ended FAILED"}
+            return self.fail(
+                task,
+                str(error.get("code") or "provider_failed"),
+                str(error.get("message") or ""),
+                exception_id=error.get("exceptionId"),
+            )
         fields.update(
             batchState=BatchState.COLLECTING.value,
-            reportedImports=outcome.imports,
-            reportedErrors=outcome.errors,
+            reportedImports=getattr(outcome, "imports", 0),
+            reportedErrors=getattr(outcome, "errors", 0),
             finishedAt=polled_at,
         )
         self._store.update_batch(job_id, index, fields, append=timeline)
@@ -217,9 +241,12 @@ class BatchTasks:
         return {**task, "phase": "done", "providerStatus": outcome.provider_status, "attempt": 0, "nextPollSeconds": 0}
 
     def collect(self, task: Task) -> Task:
-        """Page /imports and /errors into per-batch NDJSON parts; finalize stitches them per job."""
+        """Page /imports and /errors into per-batch NDJSON parts; finalize stitches them per job.
+        An operation's result is its file, streamed into the job's results prefix."""
         job_id, index = task["jobId"], int(task["batch"]["index"])
         provider = self._provider(task)
+        if is_operation(task["type"]):
+            return self._collect_file(task, provider)
         counts: dict[str, int] = {}
         keys: dict[str, str] = {}
         for kind in ("imports", "errors"):
@@ -259,28 +286,54 @@ class BatchTasks:
         )
         return {"jobId": job_id, "batch": task["batch"], "phase": "collected", "state": state.value}
 
+    def _collect_file(self, task: Task, provider: Any) -> Task:
+        job_id, index = task["jobId"], int(task["batch"]["index"])
+        try:
+            result = provider.result(task["providerJobId"])
+        except ResultsNotReady:
+            if (failed := self._past_deadline(task)) is not None:
+                return failed
+            attempt = int(task.get("attempt", 0)) + 1
+            return {
+                **task,
+                "phase": "results_pending",
+                "attempt": attempt,
+                "nextPollSeconds": self._wait(task, attempt),
+            }
+        key = layout.result_key(job_id, result.name)
+        with S3StreamWriter(
+            self._settings.results_bucket, key, content_type=result.content_type, s3=self._s3
+        ) as writer:
+            for chunk in result.chunks():
+                writer.write(chunk)
+        self._store.update_batch(
+            job_id,
+            index,
+            {
+                "batchState": BatchState.COMPLETED.value,
+                "resultKey": key,
+                "outBytes": writer.bytes_written,
+                "collectedAt": now_iso(),
+            },
+        )
+        return {"jobId": job_id, "batch": task["batch"], "phase": "collected", "state": BatchState.COMPLETED.value}
+
     def record_failure(self, task: Task) -> Task:
         """The ASL caught an error for this batch; keep it as the batch's error{code,message}."""
         code, message = error_from_failure(task.get("failure") or {})
         return self.fail(task, code, message)
 
-    def fail(self, task: Task, code: str, message: str) -> Task:
+    def fail(self, task: Task, code: str, message: str, *, exception_id: str | None = None) -> Task:
+        error = {"code": code, "message": message}
+        if exception_id:
+            error["exceptionId"] = exception_id
         self._store.update_batch(
             task["jobId"],
             int(task["batch"]["index"]),
-            {
-                "batchState": BatchState.FAILED.value,
-                "error": {"code": code, "message": message},
-                "finishedAt": now_iso(),
-            },
+            {"batchState": BatchState.FAILED.value, "error": error, "finishedAt": now_iso()},
         )
         self._release(task)
-        return {
-            "jobId": task["jobId"],
-            "batch": task["batch"],
-            "phase": "failed",
-            "error": {"code": code, "message": message},
-        }
+        return {"jobId": task["jobId"], "batch": task["batch"], "phase": "failed", "error": error}
 
 
 _CODED = re.compile(r"^\[(?P<code>[a-z0-9_]+)\] (?P<message>.*)$", re.DOTALL)

@@ -84,7 +84,7 @@ class JobControl:
         attempt = int(job.get("retries", 0)) + 1
         name = f"{job_id}{RETRY_SEPARATOR}{attempt}"
         manifest_key = layout.retry_manifest_key(job_id, attempt)
-        manifest = [{k: b[k] for k in ("index", "key", "rows", "bytes")} for b in pending]
+        manifest = [{k: b.get(k, "" if k == "key" else 0) for k in ("index", "key", "rows", "bytes")} for b in pending]
         self._s3.put_object(
             Bucket=self._settings.results_bucket,
             Key=manifest_key,
@@ -104,7 +104,7 @@ class JobControl:
             input=json.dumps(
                 {
                     "jobId": job_id,
-                    "type": job["type"],
+                    "type": job.get("taskType") or job["type"],
                     "deadline": deadline,
                     "inFlightBudget": self._settings.in_flight_budget,
                     "manifest": {"bucket": self._settings.results_bucket, "key": manifest_key},

@@ -15,6 +15,7 @@ from tracker import layout
 from tracker.config import Settings
 from tracker.model import Accounting, BatchState, JobState, now_iso
 from tracker.notify import publish_job_notification
+from tracker.providers.registry import is_operation
 from tracker.report import CodeCounter, render_report
 from tracker.s3io import S3StreamWriter, iter_object_chunks, s3_uri
 from tracker.store import JobStore
@@ -42,7 +43,14 @@ class Finalizer:
         out_bytes = 0
         keys: dict[str, str] = {}
         provider_codes = CodeCounter()  # for report.html, counted as the error parts stream through
-        for kind in ("imports", "errors"):
+        # An operation (export) delivers one file; row-based jobs stitch their imports and errors.
+        operation = is_operation(job.get("taskType") or job["type"])
+        if operation:
+            files = [b["resultKey"] for b in batches if b.get("resultKey")]
+            if files:
+                keys["download"] = files[0]
+            out_bytes = sum(int(b.get("outBytes", 0)) for b in batches)
+        for kind in () if operation else ("imports", "errors"):
             key = layout.result_key(job_id, layout.RESULT_FILES[kind])
             with S3StreamWriter(bucket, key, s3=self._s3) as writer:
                 for batch in batches:
@@ -55,15 +63,17 @@ class Finalizer:
                         provider_codes.close()
             out_bytes += writer.bytes_written
             keys[kind] = key
-        keys["rejected"] = job.get("rejectedKey") or layout.result_key(job_id, layout.RESULT_FILES["rejected"])
+        if job.get("rejectedKey"):  # jobs read from a file (not exports, not tracked jobs)
+            keys["rejected"] = job["rejectedKey"]
         keys["manifest"] = layout.result_key(job_id, layout.RESULT_FILES["manifest"])
 
+        imported = sum(int(b.get("imported", 0)) for b in batches if BatchState(b["batchState"]).accounted)
+        provider_errors = sum(int(b.get("providerErrors", 0)) for b in batches if BatchState(b["batchState"]).accounted)
         accounting = Accounting(
-            rows_in=int(job.get("rowsIn", 0)),
-            imported=sum(int(b.get("imported", 0)) for b in batches if BatchState(b["batchState"]).accounted),
-            provider_errors=sum(
-                int(b.get("providerErrors", 0)) for b in batches if BatchState(b["batchState"]).accounted
-            ),
+            # A tracked job's rows were sent by someone else: what FullStory reports is all there is to count.
+            rows_in=imported + provider_errors if job["type"] == "track" else int(job.get("rowsIn", 0)),
+            imported=imported,
+            provider_errors=provider_errors,
             rejected=int(job.get("rejected", 0)),
         )
         error = self._job_error(job, batches, accounting, execution_error)
@@ -156,6 +166,8 @@ class Finalizer:
         if execution_error:
             return execution_error
         failed = [b for b in batches if b["batchState"] == BatchState.FAILED.value]
+        if failed and job.get("taskType") and failed[0].get("error"):
+            return dict(failed[0]["error"])  # one task (an export, a tracked job): its error as the provider gave it
         if failed:
             first = failed[0].get("error") or {"code": "batch_failed", "message": "a batch failed"}
             more = f" ({len(failed)} of {len(batches)} batches failed)" if len(failed) > 1 else ""

@@ -116,6 +116,9 @@ class Intake:
             raise ValueError(f"intake was asked to run job {job_id}, which does not exist")
         if JobState(job["state"]).terminal:
             return
+        if job.get("taskType") and not job.get("intakeDone"):
+            self._prepare_single_task(job)
+            job = self._store.get_job(job_id) or job
         if not job.get("intakeDone"):
             try:
                 self._ingest(job)
@@ -218,6 +221,26 @@ class Intake:
             },
         )
 
+    def _prepare_single_task(self, job: dict[str, Any]) -> None:
+        """An operation (export) or a tracked provider job is one task through the same state machine: one
+        manifest item, one batch record (holding the provider job id up front when tracking)."""
+        job_id = job["id"]
+        item = {"index": 1, "key": "", "rows": 0, "bytes": 0}
+        self._s3.put_object(
+            Bucket=self._settings.results_bucket,
+            Key=layout.batch_manifest_key(job_id),
+            Body=json.dumps([item]).encode(),
+            ContentType="application/json",
+        )
+        record: dict[str, Any] = {**item, "batchState": "PENDING", "polls": 0, "imported": 0, "providerErrors": 0}
+        if job.get("providerJobId"):
+            record.update(providerJobId=job["providerJobId"], batchState="RUNNING", submittedAt=now_iso())
+        self._store.put_batches(job_id, [record])
+        self._store.update_job(
+            job_id,
+            {"batchCount": 1, "intakeDone": True, "deadline": int(time.time()) + self._settings.max_job_seconds},
+        )
+
     def _put_batch(self, job_id: str, batch: BatchBody) -> dict[str, Any]:
         key = layout.batch_key(job_id, batch.index)
         self._s3.put_object(
@@ -236,7 +259,7 @@ class Intake:
                 return  # cancelled (or closed) while intake ran: never start work for a finished job
         execution_input = {
             "jobId": job_id,
-            "type": job["type"],
+            "type": job.get("taskType") or job["type"],  # `track` runs under the tracked provider's type
             "deadline": int(job.get("deadline") or time.time() + self._settings.max_job_seconds),
             "inFlightBudget": self._settings.in_flight_budget,
             "manifest": {"bucket": self._settings.results_bucket, "key": layout.batch_manifest_key(job_id)},

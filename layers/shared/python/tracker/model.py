@@ -91,13 +91,20 @@ def batch_progress(batch_state: str) -> float:
     }.get(BatchState(batch_state), 1.0)
 
 
+def _batch_done(batch: dict[str, Any]) -> float:
+    """A running provider job that reports its progress (an export) counts by it."""
+    if batch["batchState"] == BatchState.RUNNING.value and batch.get("progressPct") is not None:
+        return 0.8 * min(100.0, max(0.0, float(batch["progressPct"]))) / 100
+    return batch_progress(batch["batchState"])
+
+
 def estimate_pct_complete(job: dict[str, Any], batches: list[dict[str, Any]]) -> float:
     if JobState(job["state"]).terminal:
         return 100.0
     if not batches:
         return 0.0
     total_rows = sum(int(b.get("rows", 0)) for b in batches) or len(batches)
-    done = sum(batch_progress(b["batchState"]) * (int(b.get("rows", 0)) or 1) for b in batches)
+    done = sum(_batch_done(b) * (int(b.get("rows", 0)) or 1) for b in batches)
     # Intake is the first 5 %; the last 5 % is finalize.
     return round(5 + 90 * done / total_rows, 1)
 
@@ -127,7 +134,8 @@ def job_view(
         "error": error,
         "results": _without_none(
             {
-                "downloadUrl": result_urls.get("imports"),
+                # the imported rows of an import; the file of an export
+                "downloadUrl": result_urls.get("imports") or result_urls.get("download"),
                 "errorsUrl": result_urls.get("errors"),
                 "rejectedUrl": result_urls.get("rejected"),
                 "manifestUrl": result_urls.get("manifest"),
@@ -155,7 +163,7 @@ def job_view(
     return view
 
 
-RESULT_URL_NAMES = ("imports", "errors", "rejected", "manifest")
+RESULT_URL_NAMES = ("imports", "errors", "rejected", "manifest", "download")
 STORAGE_JOB_STATUS = {"PENDING": "waiting", "RUNNING": "processing", "COMPLETED": "success", "FAILED": "error"}
 
 
