@@ -24,9 +24,10 @@ $(LINT_STAMP): constraints-lint.txt
 	$(LINT_VENV)/bin/python -m pip install --quiet -r constraints-lint.txt
 	touch $(LINT_STAMP)
 
-## demo: the whole pipeline offline on samples/users.csv; exit 0 only if COMPLETED with exact accounting
+## demo: the whole pipeline offline on samples/users.csv; exit 0 only if COMPLETED with exact accounting.
+## make demo DEMO=all: one job of every type (imports, FullStory and Keboola exports, track) at once.
 demo: $(STAMP)
-	$(BIN)/jobtracker demo
+	$(BIN)/jobtracker demo $(if $(filter all,$(DEMO)),--all,)
 
 ## test: lint (ruff, cfn-lint with the serverless rules, checkov), then unit, contract and integration tests
 test: lint

@@ -273,10 +273,18 @@ def local_up(
     help="Where the result files are copied.",
 )
 @click.option("--batch-rows", default=500, show_default=True, type=int, help="Rows per batch (to show several).")
-def demo(file: Path | None, job_type: str, out_dir: Path, batch_rows: int) -> None:
+@click.option(
+    "--all",
+    "all_types",
+    is_flag=True,
+    help="One job of every type at once (imports, exports, track): make demo DEMO=all.",
+)
+def demo(file: Path | None, job_type: str, out_dir: Path, batch_rows: int, all_types: bool) -> None:
     """Run one job end to end offline and watch it; exit 0 only if COMPLETED with exact accounting."""
-    from jobtracker.demo import SAMPLE, run_demo
+    from jobtracker.demo import SAMPLE, run_demo, run_demo_all
 
+    if all_types:
+        sys.exit(run_demo_all(out_dir=out_dir))
     sys.exit(run_demo(file=file or SAMPLE, job_type=job_type, out_dir=out_dir, batch_rows=batch_rows))
 
 

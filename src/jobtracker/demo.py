@@ -130,3 +130,101 @@ def _report(console: Console, job: dict[str, Any], notification: dict[str, Any] 
         "`.venv/bin/jobtracker results <job id> --local` (README: Command line)"
     )
     return 0 if ok and notification else 1
+
+
+def run_demo_all(*, out_dir: Path = Path("demo-results"), console: Console | None = None) -> int:
+    """`make demo DEMO=all`: one job of every type at once — a users import (the sample file), an events
+    import through the API, a FullStory segment export, a Keboola table export, and `track` of a FullStory
+    batch job started outside the tracker. Exit 0 only if every job ends COMPLETED."""
+    import json
+
+    import urllib3
+
+    console = console or Console()
+    http = urllib3.PoolManager(retries=False, timeout=30)
+    parameters = {"PollMinSeconds": 1, "PollMaxSeconds": 2, "MaxBatchRequests": 500, "InFlightBudget": 4}
+    simulator = SimulatorConfig(polls_to_complete=None, processing_seconds=2.0, operation_polls_to_complete=3)
+    console.print("[bold]jobtracker demo (all job types)[/]: offline stack (moto) + FullStory and Keboola simulators")
+    with OfflineSession(parameters=parameters, simulator_config=simulator, api_port=0, allow_unsigned=True) as session:
+        stack = session.stack
+
+        def post(body: dict[str, Any]) -> str:
+            response = http.request("POST", session.api.base_url + "/jobs", body=json.dumps(body).encode())
+            answer = json.loads(response.data)
+            if response.status != 202:
+                raise RuntimeError(f"POST /jobs answered {response.status}: {answer}")
+            return str(answer["id"])
+
+        stack.client("s3").upload_file(str(SAMPLE), stack.inbox_bucket, "inbox/users/users.csv")
+        events = [
+            {"name": "Signed Up", "user": {"uid": f"user-{i:05d}"}, "properties": {"plan": "pro"}} for i in range(50)
+        ]
+        started = json.loads(
+            http.request(
+                "POST",
+                session.simulator.base_url + "/v2/events/batch",
+                body=json.dumps({"requests": events[:10]}).encode(),
+                headers={"Authorization": f"Basic {stack.api_key}"},
+            ).data
+        )
+        job_ids = [
+            post({"type": "fullstory.events", "requests": events}),
+            post(
+                {
+                    "type": "fullstory.segment_export",
+                    "params": {"segmentId": "everyone", "type": "TYPE_INDIVIDUAL", "format": "FORMAT_CSV"},
+                }
+            ),
+            post({"type": "keboola.table_export", "params": {"tableId": "in.c-main.users"}}),
+            post({"type": "track", "provider": "fullstory.events", "providerJobId": started["job"]["id"]}),
+        ]
+        job_ids.insert(
+            0,
+            stack.wait_until(
+                lambda: next(
+                    (j["id"] for j in stack.jobs() if j["source"].get("key") == "inbox/users/users.csv"), None
+                ),
+                timeout=60,
+                what="the upload's job",
+            ),
+        )
+        with Live(console=console, refresh_per_second=4) as live:
+            while True:
+                jobs = [stack.get_job(job_id) or {} for job_id in job_ids]
+                live.update(_all_table(jobs))
+                if all(j.get("state") in ("COMPLETED", "FAILED") and j.get("notifiedAt") for j in jobs):
+                    break
+                time.sleep(0.5)
+        for job in jobs:
+            target = out_dir / job["id"]
+            target.mkdir(parents=True, exist_ok=True)
+            keys = dict(job.get("resultKeys") or {})
+            if job.get("reportKey"):
+                keys["report"] = job["reportKey"]
+            for key in keys.values():
+                stack.client("s3").download_file(stack.results_bucket, key, str(target / Path(key).name))
+        ok = all(j["state"] == "COMPLETED" for j in jobs)
+        console.print(
+            f"\n[bold {'green' if ok else 'red'}]{sum(j['state'] == 'COMPLETED' for j in jobs)} of "
+            f"{len(jobs)} jobs COMPLETED[/]; results under {out_dir}/<job id>/"
+        )
+        return 0 if ok else 1
+
+
+def _all_table(jobs: list[dict[str, Any]]) -> Table:
+    table = Table(title="one job of each type", expand=True)
+    for column in ("job", "type", "state", "outcome"):
+        table.add_column(column)
+    for job in jobs:
+        state = job.get("state", "PENDING")
+        accounting = job.get("accounting") or {}
+        keys = job.get("resultKeys") or {}
+        if job.get("error"):
+            outcome = f"{job['error']['code']}: {job['error']['message']}"
+        elif "download" in keys:
+            outcome = f"file {Path(keys['download']).name}"
+        else:
+            outcome = accounting.get("check", "")
+        style = {"COMPLETED": "green", "FAILED": "red"}.get(state, "cyan")
+        table.add_row(job.get("id", ""), job.get("type", ""), f"[{style}]{state}[/]", outcome)
+    return table
