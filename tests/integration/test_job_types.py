@@ -173,3 +173,19 @@ def test_bad_job_type_requests_get_a_json_400(body, code):
         status, answer = post(session, body)
         assert (status, answer["code"]) == (400, code)
         assert session.stack.jobs() == []
+
+
+def test_track_follows_a_fullstory_operation_started_elsewhere():
+    with stack() as session:
+        auth = {"Authorization": f"Basic {session.stack.api_key}", "Content-Type": "application/json"}
+        body = json.dumps({**EXPORT, "format": "FORMAT_NDJSON"}).encode()
+        started = json.loads(
+            HTTP.request("POST", session.simulator.base_url + "/segments/v1/exports", body=body, headers=auth).data
+        )
+        job = run(
+            session, {"type": "track", "provider": "fullstory.operation", "providerJobId": started["operationId"]}
+        )
+        assert job["state"] == "COMPLETED", job.get("error")
+        assert job["resultKeys"]["download"].endswith(".ndjson.gz")
+        assert session.simulator.operation_stats["operations_created"] == 1  # followed, not started again
+        check_views(session, job["id"])
