@@ -41,7 +41,7 @@ def _service() -> JobsApi:
 
 def _control() -> JobControl:
     return JobControl(
-        settings(), wiring.store(), aws.client("stepfunctions"), aws.client("s3"), wiring.finalizer(), wiring.budget()
+        settings(), wiring.store(), aws.client("stepfunctions"), aws.client("s3"), wiring.finalizer(), wiring.budgets()
     )
 
 

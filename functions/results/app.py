@@ -45,9 +45,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if job is None or job.get("runId") != detail.execution_arn:
         # A late event about an execution the job has moved past (e.g. before a retry): nothing to close.
         return {"jobId": job_id, "state": job["state"] if job else None, "ignored": True}
-    if (budget := wiring.budget()) is not None:  # the dead execution's batches hold no provider slot anymore
-        for batch in wiring.store().list_batches(job_id):
-            budget.release(idempotency_key(job_id, int(batch["index"])))
+    for batch in wiring.store().list_batches(job_id):  # the dead execution's tasks hold no provider slot anymore
+        wiring.budgets().release_everywhere(idempotency_key(job_id, int(batch["index"])))
     return wiring.finalizer().fail_job(
         job_id,
         {"TIMED_OUT": "execution_timed_out", "ABORTED": "cancelled"}.get(detail.status, "execution_failed"),

@@ -189,3 +189,27 @@ def test_track_follows_a_fullstory_operation_started_elsewhere():
         assert job["resultKeys"]["download"].endswith(".ndjson.gz")
         assert session.simulator.operation_stats["operations_created"] == 1  # followed, not started again
         check_views(session, job["id"])
+
+
+def test_each_provider_has_its_own_in_flight_budget():
+    """Keboola exports wait for the Keboola budget, not FullStory's, and give their slots back."""
+    with OfflineSession(
+        parameters={"PollMinSeconds": 0, "PollMaxSeconds": 0, "KeboolaInFlightBudget": 1, "OrgInFlightBudget": 50},
+        simulator_config=SimulatorConfig(polls_to_complete=1),
+        keboola_config=KeboolaSimulatorConfig(polls_to_complete=3),
+        api_port=0,
+        allow_unsigned=True,
+        retry_time_scale=0.0,
+    ) as session:
+        ids = [
+            post(session, {"type": "keboola.table_export", "params": {"tableId": "in.c-main.users"}})[1]["id"]
+            for _ in range(3)
+        ]
+        jobs = [session.stack.wait_for_job(job_id, timeout=60) for job_id in ids]
+        assert {j["state"] for j in jobs} == {"COMPLETED"}
+        waits = sum(int(b.get("budgetWaits", 0)) for j in jobs for b in session.stack.list_batches(j["id"]))
+        assert waits > 0  # three exports, one slot: the others waited their turn
+        from tracker import wiring
+
+        assert wiring.budgets().for_type("keboola.table_export").holders() == {}
+        assert wiring.budget().holders() == {}  # FullStory's budget was never touched

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from tracker import layout
-from tracker.budget import InFlightBudget
+from tracker.budget import Budgets, InFlightBudget
 from tracker.config import Settings
 from tracker.model import BatchState, now_iso
 from tracker.polling import PollFacts, next_wait_seconds, observed_duration, progress_rate, size_class
@@ -39,18 +39,22 @@ class BatchTasks:
         store: JobStore,
         s3: Any,
         provider_factory: Any,
-        budget: InFlightBudget | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._s3 = s3
         self._provider_factory = provider_factory
-        self._budget = budget
+        self._budgets = budgets
+
+    def _budget(self, task: Task) -> InFlightBudget | None:
+        """The in-flight budget of the task's provider (FullStory batches, FullStory exports, Keboola)."""
+        return self._budgets.for_type(task["type"]) if self._budgets is not None else None
 
     def _release(self, task: Task) -> None:
-        """Give the batch's slot of the org-wide in-flight budget back (the provider is done with it)."""
-        if self._budget is not None:
-            self._budget.release(idempotency_key(task["jobId"], int(task["batch"]["index"])))
+        """Give the task's slot of its provider's in-flight budget back (the provider is done with it)."""
+        if (budget := self._budget(task)) is not None:
+            budget.release(idempotency_key(task["jobId"], int(task["batch"]["index"])))
 
     def _provider(self, task: Task) -> Any:
         """The task type's provider; an operation's provider may depend on the job's params (a Keboola
@@ -130,8 +134,8 @@ class BatchTasks:
             }
         if (failed := self._past_deadline(task)) is not None:
             return failed
-        budgeted = self._budget is not None and not is_operation(task["type"])  # the budget counts FullStory batches
-        if budgeted and not self._budget.acquire(idempotency_key(job_id, index)):
+        budget = self._budget(task)
+        if budget is not None and not budget.acquire(idempotency_key(job_id, index)):
             # The org already has as many batches in flight as the budget allows: wait like a 429.
             attempt = int(task.get("attempt", 0)) + 1
             self._store.update_batch(job_id, index, {"budgetWaits": attempt})
@@ -204,8 +208,8 @@ class BatchTasks:
             fields["progressPct"] = pct
         if not outcome.finished:
             self._store.update_batch(job_id, index, fields, append=timeline)
-            if self._budget is not None and not is_operation(task["type"]):
-                self._budget.renew(idempotency_key(job_id, index))
+            if (budget := self._budget(task)) is not None:
+                budget.renew(idempotency_key(job_id, index))
             clock["last"] = round(now, 3)
             if pct is not None:
                 elapsed = now - clock["since"]

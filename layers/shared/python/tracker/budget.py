@@ -94,3 +94,29 @@ class InFlightBudget:
             except self._table.meta.client.exceptions.ConditionalCheckFailedException:
                 continue  # renewed or released meanwhile
         return freed
+
+
+# Which budget a task type draws on: one per provider (family of provider jobs with one limit).
+BUDGET_FAMILY = {
+    "fullstory.users": "fullstory",
+    "fullstory.events": "fullstory",
+    "fullstory.segment_export": "fullstory-exports",
+    "keboola.table_export": "keboola",
+}
+
+
+class Budgets:
+    """Each provider's own in-flight budget (limits by family; a limit of 0 turns that budget off)."""
+
+    def __init__(self, table: Any, limits: dict[str, int], lease_seconds: int = DEFAULT_LEASE_SECONDS) -> None:
+        self._budgets = {
+            family: InFlightBudget(table, family, limit, lease_seconds) for family, limit in limits.items() if limit > 0
+        }
+
+    def for_type(self, task_type: str) -> InFlightBudget | None:
+        return self._budgets.get(BUDGET_FAMILY.get(task_type, ""))
+
+    def release_everywhere(self, lease_id: str) -> None:
+        """For a job whose execution is gone: whichever budget its task held, give the slot back."""
+        for budget in self._budgets.values():
+            budget.release(lease_id)

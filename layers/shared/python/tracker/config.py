@@ -30,6 +30,8 @@ class Settings:
     max_uncompressed_bytes: int = limits.DEFAULT_MAX_UNCOMPRESSED_BYTES
     admin_principals: tuple[str, ...] = ()
     org_in_flight_budget: int = 90
+    export_in_flight_budget: int = 10
+    keboola_in_flight_budget: int = 20
     keboola_secret_arn: str = ""
     keboola_stacks: tuple[str, ...] = ()
 
@@ -59,6 +61,8 @@ class Settings:
             retention_days=int(env.get("RETENTION_DAYS", "30")),
             provider_timeout_seconds=float(env.get("PROVIDER_TIMEOUT_SECONDS", "30")),
             org_in_flight_budget=int(env.get("ORG_IN_FLIGHT_BUDGET", "90")),
+            export_in_flight_budget=int(env.get("FULLSTORY_EXPORT_IN_FLIGHT_BUDGET", "10")),
+            keboola_in_flight_budget=int(env.get("KEBOOLA_IN_FLIGHT_BUDGET", "20")),
             keboola_secret_arn=env.get("KEBOOLA_SECRET_ARN", ""),
             keboola_stacks=tuple(p.strip() for p in env.get("KEBOOLA_STACKS", "").split(",") if p.strip()),
             admin_principals=tuple(p.strip() for p in env.get("ADMIN_PRINCIPALS", "").split(",") if p.strip()),

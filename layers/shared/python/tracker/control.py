@@ -9,7 +9,7 @@ from typing import Any
 
 from tracker import layout
 from tracker.batch_tasks import idempotency_key
-from tracker.budget import InFlightBudget
+from tracker.budget import Budgets
 from tracker.config import Settings
 from tracker.finalize import Finalizer
 from tracker.model import BatchState, JobState, now_iso
@@ -39,21 +39,21 @@ class JobControl:
         sfn: Any,
         s3: Any,
         finalizer: Finalizer,
-        budget: InFlightBudget | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._sfn = sfn
         self._s3 = s3
         self._finalizer = finalizer
-        self._budget = budget
+        self._budgets = budgets
 
     def release_leases(self, job_id: str) -> None:
         """Give back every budget slot the job's batches may still hold (its execution is gone)."""
-        if self._budget is None:
+        if self._budgets is None:
             return
         for batch in self._store.list_batches(job_id):
-            self._budget.release(idempotency_key(job_id, int(batch["index"])))
+            self._budgets.release_everywhere(idempotency_key(job_id, int(batch["index"])))
 
     def cancel(self, job: dict[str, Any], by: str) -> dict[str, Any]:
         """Stop the execution, end the job FAILED with code `cancelled` (partial results kept), notify."""

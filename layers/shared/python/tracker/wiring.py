@@ -6,7 +6,7 @@ from functools import cache
 
 from tracker import aws
 from tracker.batch_tasks import BatchTasks
-from tracker.budget import InFlightBudget
+from tracker.budget import Budgets, InFlightBudget
 from tracker.config import settings
 from tracker.finalize import Finalizer
 from tracker.intake import Intake
@@ -32,18 +32,31 @@ def intake() -> Intake:
 @cache
 def budget() -> InFlightBudget | None:
     """The org-wide in-flight budget of FullStory batches (None when OrgInFlightBudget is 0)."""
-    limit = settings().org_in_flight_budget
-    return InFlightBudget(aws.table(settings().jobs_table), "fullstory", limit) if limit > 0 else None
+    return budgets().for_type("fullstory.users")
+
+
+@cache
+def budgets() -> Budgets:
+    """Every provider's in-flight budget (FullStory batches, FullStory exports, Keboola jobs)."""
+    s = settings()
+    return Budgets(
+        aws.table(s.jobs_table),
+        {
+            "fullstory": s.org_in_flight_budget,
+            "fullstory-exports": s.export_in_flight_budget,
+            "keboola": s.keboola_in_flight_budget,
+        },
+    )
 
 
 @cache
 def batch_tasks() -> BatchTasks:
-    return BatchTasks(settings(), store(), aws.client("s3"), provider_for, budget())
+    return BatchTasks(settings(), store(), aws.client("s3"), provider_for, budgets())
 
 
 def reset() -> None:
     """Forget built services and settings (the offline runtime calls this when it starts a new stack)."""
     from tracker.config import settings as _settings
 
-    for cached in (store, finalizer, intake, batch_tasks, budget, _settings, aws.client, aws.table):
+    for cached in (store, finalizer, intake, batch_tasks, budget, budgets, _settings, aws.client, aws.table):
         cached.cache_clear()
