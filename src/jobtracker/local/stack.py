@@ -462,14 +462,26 @@ def _sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
 
 
 def _atomic_dynamodb_writes() -> Callable[[], None]:
-    """DynamoDB applies a conditional write atomically; moto's backend, called from several threads (the
-    Map's children run in parallel here), checks the condition and writes in two steps. One lock around
-    its write operations restores the guarantee the tracker relies on (budget leases, claims)."""
+    """DynamoDB applies a conditional write atomically and serves reads while items change; moto's backend,
+    called from several threads (the Map's children run in parallel here), checks a condition and writes
+    in two steps, and a query can iterate an item another thread is updating ("dictionary changed size
+    during iteration"). One lock around its item operations restores what the tracker relies on."""
     from moto.dynamodb.models import DynamoDBBackend
 
     lock = threading.RLock()
     originals = {}
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+    for name in (
+        "put_item",
+        "update_item",
+        "delete_item",
+        "transact_write_items",
+        "get_item",
+        "query",
+        "scan",
+        "batch_get_item",
+    ):
+        if not hasattr(DynamoDBBackend, name):
+            continue
         original = getattr(DynamoDBBackend, name)
         originals[name] = original
 

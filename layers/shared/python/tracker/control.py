@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from typing import Any
@@ -60,11 +59,23 @@ class JobControl:
         if JobState(job["state"]).terminal:
             raise ControlError("already_finished", f"job {job['id']} already ended {job['state']}")
         if job.get("runId"):
-            # ExecutionDoesNotExist: intake had marked the job but not started the execution yet.
-            with contextlib.suppress(self._sfn.exceptions.ExecutionDoesNotExist):
-                self._sfn.stop_execution(executionArn=job["runId"], error="cancelled", cause=f"cancelled by {by}")
+            self._stop(job["runId"], by)
         self.release_leases(job["id"])
         return self._finalizer.fail_job(job["id"], "cancelled", f"cancelled by {by}")
+
+    def _stop(self, run_id: str, by: str, attempts: int = 4) -> None:
+        """StopExecution, retried briefly: an execution that is just starting (or a throttled call) may
+        refuse the first try. ExecutionDoesNotExist means intake had not started it yet: nothing to stop."""
+        for attempt in range(attempts):
+            try:
+                self._sfn.stop_execution(executionArn=run_id, error="cancelled", cause=f"cancelled by {by}")
+                return
+            except self._sfn.exceptions.ExecutionDoesNotExist:
+                return
+            except Exception:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * 2**attempt)
 
     def retry(self, job: dict[str, Any]) -> dict[str, Any]:
         """Run again only the batches that did not finish. A batch the provider accepted keeps its provider
