@@ -74,7 +74,8 @@ def test_fault(offline, case: Case) -> None:
     )
     rows = [*users(ROWS - 1), INVALID_EMAIL_ROW, {"uid": "x" * 300}]  # 11 imported, 1 provider error, 1 rejected
     with offline(sim=config, MaxBatchRequests=BATCH_ROWS, **case.params) as session:
-        job = upload_and_wait(session, "inbox/users/faulty.ndjson", ndjson(rows), timeout=120)
+        key = "inbox/users/" + "".join(c if c.isalnum() else "-" for c in case.name) + ".ndjson"  # a job id per case
+        job = upload_and_wait(session, key, ndjson(rows), timeout=120)
         stack, stats = session.stack, session.simulator.stats
         batches = stack.list_batches(job["id"])
         notifications = [n for n in stack.notifications() if n["message"]["jobId"] == job["id"]]
@@ -113,10 +114,11 @@ def test_fault(offline, case: Case) -> None:
 
 def _run_with_hooks(offline, name, install, *, expect_state="COMPLETED", expect_code=None):
     """Run the standard job with runtime faults installed by `install(session)`."""
+    key = "inbox/users/" + "".join(c if c.isalnum() else "-" for c in name) + ".ndjson"
     rows = [*users(ROWS - 1), INVALID_EMAIL_ROW, {"uid": "x" * 300}]
     with offline(sim=SimulatorConfig(polls_to_complete=2), MaxBatchRequests=BATCH_ROWS) as session:
         install(session)
-        job = upload_and_wait(session, "inbox/users/faulty.ndjson", ndjson(rows), timeout=120)
+        job = upload_and_wait(session, key, ndjson(rows), timeout=120)
         stats = session.simulator.stats
         provider_jobs = len(session.simulator.jobs())
         notifications = [n for n in session.stack.notifications() if n["message"]["jobId"] == job["id"]]

@@ -8,6 +8,7 @@ running the real ASL), the real handlers in process, built from template.yaml.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -119,6 +120,7 @@ class OfflineStack:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        self._stop_executions()
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
@@ -133,6 +135,23 @@ class OfflineStack:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+    def _stop_executions(self) -> None:
+        """Stop what still runs, so no execution outlives its stack and writes into the next one's state
+        (moto's backends are process-wide; a test that reuses a job id would see it)."""
+        if self._mock is None or "JobStateMachine" not in self.physical:
+            return
+        sfn = self.client("stepfunctions")
+        try:
+            running = sfn.list_executions(stateMachineArn=self.output("JobStateMachine"), statusFilter="RUNNING")
+            for execution in running.get("executions", []):
+                with contextlib.suppress(Exception):
+                    sfn.stop_execution(executionArn=execution["executionArn"])
+        except Exception:  # best effort while tearing down
+            logging.getLogger("jobtracker.offline").debug("could not stop executions", exc_info=True)
+        if self.lambdas is not None:
+            with contextlib.suppress(Exception):
+                boto3.DEFAULT_SESSION.events.unregister("before-call.lambda.Invoke", self.lambdas.on_lambda_invoke)
 
     def __enter__(self) -> OfflineStack:
         return self.start()
@@ -466,34 +485,20 @@ def _atomic_dynamodb_writes() -> Callable[[], None]:
     called from several threads (the Map's children run in parallel here), checks a condition and writes
     in two steps, and a query can iterate an item another thread is updating ("dictionary changed size
     during iteration"). One lock around its item operations restores what the tracker relies on."""
-    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
 
     lock = threading.RLock()
-    originals = {}
-    for name in (
-        "put_item",
-        "update_item",
-        "delete_item",
-        "transact_write_items",
-        "get_item",
-        "query",
-        "scan",
-        "batch_get_item",
-    ):
-        if not hasattr(DynamoDBBackend, name):
-            continue
-        original = getattr(DynamoDBBackend, name)
-        originals[name] = original
+    original = DynamoHandler.call_action
 
-        def locked(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return __original(self, *args, **kwargs)
+    # The whole request (backend call and the serialization of live items into the answer) under one lock.
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, *args, **kwargs)
 
-        setattr(DynamoDBBackend, name, locked)
+    DynamoHandler.call_action = locked  # type: ignore[method-assign]
 
     def restore() -> None:
-        for name, original in originals.items():
-            setattr(DynamoDBBackend, name, original)
+        DynamoHandler.call_action = original  # type: ignore[method-assign]
 
     return restore
 
