@@ -65,7 +65,10 @@ def run_demo(
         notification = next((n for n in stack.notifications() if n["message"]["jobId"] == job_id), None)
         target = out_dir / job_id
         target.mkdir(parents=True, exist_ok=True)
-        for _name, result_key in sorted((job.get("resultKeys") or {}).items()):
+        keys = dict(job.get("resultKeys") or {})
+        if job.get("reportKey"):
+            keys["report"] = job["reportKey"]
+        for _name, result_key in sorted(keys.items()):
             stack.client("s3").download_file(stack.results_bucket, result_key, str(target / Path(result_key).name))
         return _report(console, job, notification, target)
 
