@@ -28,6 +28,15 @@ class JobStatus:
     errors: int = 0
 
 
+def retry_after_seconds(headers: Any) -> float | None:
+    """A Retry-After header in seconds (the HTTP-date form is not used by these providers); None if absent."""
+    value = headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
 class ResultsNotReady(Exception):
     """The provider answered 202: the job's results cannot be paged yet."""
 

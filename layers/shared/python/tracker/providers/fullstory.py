@@ -20,7 +20,7 @@ from tracker.errors import (
     ProviderThrottledError,
     ProviderTransientError,
 )
-from tracker.providers.base import JobStatus, ResultKind, ResultsNotReady, Submitted, Throttled
+from tracker.providers.base import JobStatus, ResultKind, ResultsNotReady, Submitted, Throttled, retry_after_seconds
 
 ENDPOINTS = {"fullstory.users": "/v2/users/batch", "fullstory.events": "/v2/events/batch"}
 FINISHED = {"COMPLETED", "FAILED"}
@@ -28,14 +28,6 @@ PAGE_RETRIES = 3
 PAGE_BACKOFF_SECONDS = 0.2
 PAGE_RETRY_AFTER_CAP_SECONDS = 5.0
 _POOL = urllib3.PoolManager(maxsize=10, retries=False, timeout=urllib3.Timeout(connect=5.0, read=30.0))
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 class FullStoryBatchProvider:
@@ -59,7 +51,7 @@ class FullStoryBatchProvider:
     def submit(self, body: bytes, idempotency_key: str) -> Submitted | Throttled:
         response = self._call("POST", self._root, body=body, extra_headers={"Idempotency-Key": idempotency_key})
         if response.status == 429:
-            return Throttled(_retry_after(response.headers))
+            return Throttled(retry_after_seconds(response.headers))
         payload = self._json(response)
         job = payload.get("job") if isinstance(payload, dict) else None
         if not isinstance(job, dict) or not isinstance(job.get("id"), str) or not job["id"]:
@@ -69,7 +61,7 @@ class FullStoryBatchProvider:
     def status(self, provider_job_id: str) -> JobStatus | Throttled:
         response = self._call("GET", f"{self._root}/{provider_job_id}")
         if response.status == 429:
-            return Throttled(_retry_after(response.headers))
+            return Throttled(retry_after_seconds(response.headers))
         payload = self._json(response)
         job = payload.get("job") if isinstance(payload, dict) else None
         if not isinstance(job, dict) or "status" not in job:
@@ -120,7 +112,7 @@ class FullStoryBatchProvider:
                 if response.status == 202:
                     raise ResultsNotReady(f"FullStory {kind} for job {provider_job_id} not ready (202)")
                 if response.status == 429:
-                    retry_after = _retry_after(response.headers)
+                    retry_after = retry_after_seconds(response.headers)
                     if last_try or (retry_after or 0) > PAGE_RETRY_AFTER_CAP_SECONDS:
                         raise ProviderThrottledError(f"FullStory throttled paging {kind}", retry_after=retry_after)
                     time.sleep(retry_after if retry_after is not None else PAGE_BACKOFF_SECONDS * 2**attempt)

@@ -38,8 +38,15 @@ from tracker.errors import (
     ProviderThrottledError,
     ProviderTransientError,
 )
-from tracker.providers.base import OperationStatus, ResultFile, ResultsNotReady, Submitted, Throttled
-from tracker.providers.fullstory import _POOL, _retry_after
+from tracker.providers.base import (
+    OperationStatus,
+    ResultFile,
+    ResultsNotReady,
+    Submitted,
+    Throttled,
+    retry_after_seconds,
+)
+from tracker.providers.fullstory import _POOL
 
 JOB_TYPE = "fullstory.segment_export"
 EXPORTS_PATH = "/segments/v1/exports"
@@ -111,7 +118,7 @@ class FullStorySegmentExportProvider:
             "POST", self._base + EXPORTS_PATH, body=body, extra_headers={"Idempotency-Key": idempotency_key}
         )
         if response.status == 429:
-            return Throttled(_retry_after(response.headers))
+            return Throttled(retry_after_seconds(response.headers))
         payload = _json(response)
         operation_id = payload.get("operationId") if isinstance(payload, dict) else None
         if not isinstance(operation_id, str) or not operation_id:
@@ -143,7 +150,7 @@ class FullStorySegmentExportProvider:
     def _operation(self, operation_id: str) -> dict[str, Any] | Throttled:
         response = self._call("GET", self._base + OPERATION_PATH.format(id=quote(operation_id, safe="")))
         if response.status == 429:
-            return Throttled(_retry_after(response.headers))
+            return Throttled(retry_after_seconds(response.headers))
         payload = _json(response)
         if not isinstance(payload, dict) or not isinstance(payload.get("state"), str):
             raise ProviderTransientError("FullStory operation answer has no state")
@@ -154,7 +161,7 @@ class FullStorySegmentExportProvider:
         response = self._call("GET", url)
         if response.status == 429:
             raise ProviderThrottledError(
-                "FullStory throttled the export results request", retry_after=_retry_after(response.headers)
+                "FullStory throttled the export results request", retry_after=retry_after_seconds(response.headers)
             )
         payload = _json(response)
         location = payload.get("location") if isinstance(payload, dict) else None

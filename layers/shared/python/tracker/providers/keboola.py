@@ -29,7 +29,14 @@ from tracker.errors import (
     ProviderThrottledError,
     ProviderTransientError,
 )
-from tracker.providers.base import OperationStatus, ResultFile, ResultsNotReady, Submitted, Throttled
+from tracker.providers.base import (
+    OperationStatus,
+    ResultFile,
+    ResultsNotReady,
+    Submitted,
+    Throttled,
+    retry_after_seconds,
+)
 
 JOB_TYPE = "keboola.table_export"
 STATES = {"waiting": "PENDING", "processing": "RUNNING", "success": "COMPLETED", "error": "FAILED"}
@@ -51,14 +58,6 @@ def stack_root(stack: str) -> str:
     if root.endswith("/v2/storage"):
         root = root[: -len("/v2/storage")]
     return root
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 class KeboolaStorageProvider:
@@ -214,7 +213,7 @@ class KeboolaStorageProvider:
         except urllib3.exceptions.HTTPError as exc:  # reset, refused, timeouts, protocol errors
             raise ProviderTransientError(f"Keboola unreachable: {type(exc).__name__}") from exc
         if response.status in (429, 503):  # 503 is Keboola's maintenance window, with Retry-After
-            return Throttled(_retry_after(response.headers))
+            return Throttled(retry_after_seconds(response.headers))
         if response.status in (401, 403):
             raise ProviderAuthError(
                 f"Keboola refused the Storage API token ({response.status} {_describe(response)})",
