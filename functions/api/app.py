@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
-from tracker import aws, wiring
+from tracker import wiring
 from tracker.access import Caller, caller_from_identity
 from tracker.config import settings
 from tracker.control import ControlError, JobControl
@@ -36,13 +36,11 @@ class CreateJobBody(BaseModel):
 
 
 def _service() -> JobsApi:
-    return JobsApi(settings(), wiring.store(), aws.client("s3"), aws.client("sqs"))
+    return wiring.jobs_api()
 
 
 def _control() -> JobControl:
-    return JobControl(
-        settings(), wiring.store(), aws.client("stepfunctions"), aws.client("s3"), wiring.finalizer(), wiring.budgets()
-    )
+    return wiring.control()
 
 
 def _caller() -> Caller:

@@ -81,7 +81,7 @@ def test_an_unreadable_intake_message_ends_in_the_dead_letter_queue_not_lost(off
 
 
 def test_execution_that_timed_out_closes_its_job_failed_with_one_notification(offline):
-    timed_out = event("execution-timed-out.json")
+    timed_out = event("finalize-execution-timed-out.json")
     job_id = timed_out["detail"]["name"]
     with offline() as session:
         from tracker import wiring
@@ -100,7 +100,7 @@ def test_execution_that_timed_out_closes_its_job_failed_with_one_notification(of
             }
         )
         for _ in range(2):  # EventBridge delivers at least once
-            result = session.stack.invoke("ResultsFunction", timed_out)
+            result = session.stack.invoke("FinalizeFunction", timed_out)
         assert result == {"jobId": job_id, "state": "FAILED"}
         job = session.stack.get_job(job_id)
         assert job["error"] == {"code": "execution_timed_out", "message": "execution timed_out: States.Timeout"}
@@ -110,9 +110,9 @@ def test_execution_that_timed_out_closes_its_job_failed_with_one_notification(of
 def test_status_change_for_a_job_that_already_finished_changes_nothing(offline):
     with offline() as session:
         job = upload_and_wait(session, "inbox/users/done.ndjson", ndjson(users(2)))
-        failed = event("execution-timed-out.json")
+        failed = event("finalize-execution-timed-out.json")
         failed["detail"].update(name=job["id"], executionArn=job["runId"], status="FAILED", error="JobFailed")
-        assert session.stack.invoke("ResultsFunction", failed) == {"jobId": job["id"], "state": "COMPLETED"}
+        assert session.stack.invoke("FinalizeFunction", failed) == {"jobId": job["id"], "state": "COMPLETED"}
         assert session.stack.get_job(job["id"])["state"] == "COMPLETED"
         assert len(session.stack.notifications()) == 1
 
@@ -120,9 +120,9 @@ def test_status_change_for_a_job_that_already_finished_changes_nothing(offline):
 def test_a_late_event_about_an_earlier_execution_of_the_job_is_ignored(offline):
     with offline() as session:
         job = upload_and_wait(session, "inbox/users/late.ndjson", ndjson(users(1)))
-        late = event("execution-timed-out.json")
+        late = event("finalize-execution-timed-out.json")
         late["detail"].update(name=f"{job['id']}-retry-7", executionArn=job["runId"] + "-retry-7")
-        answer = session.stack.invoke("ResultsFunction", late)
+        answer = session.stack.invoke("FinalizeFunction", late)
         assert answer["ignored"] is True
         assert session.stack.get_job(job["id"])["state"] == "COMPLETED"
 

@@ -62,7 +62,7 @@ def test_batch_bodies_for_the_simulator_hold_at_most_50000_rows(files):
 
 def test_import_timing_loads_a_handler_by_path_in_a_fresh_interpreter():
     handlers = coldstart.handler_modules(ROOT)
-    assert {"intake", "submit", "status", "results", "api"} <= set(handlers)
+    assert {"intake", "submit", "status", "collect", "finalize", "api"} <= set(handlers)
     code = coldstart._HANDLER.format(
         code=str(handlers["status"].parent), layer=str(ROOT / "layers/shared/python"), path=str(handlers["status"])
     )

@@ -256,6 +256,7 @@ def test_the_status_step_carries_its_clock_and_records_the_duration(jobs_table):
 
     from tracker.batch_tasks import BatchTasks
     from tracker.config import Settings
+    from tracker.messages import BatchTask, Phase
     from tracker.providers.base import JobStatus
     from tracker.store import JobStore
 
@@ -284,20 +285,20 @@ def test_the_status_step_carries_its_clock_and_records_the_duration(jobs_table):
     )
     store = JobStore("jobs", table=jobs_table)
     tasks = BatchTasks(settings, store, s3=None, provider_factory=lambda job_type, settings: Provider())
-    task = {
-        "jobId": "job-1",
-        "type": "fullstory.users",
-        "deadline": int(time.time()) + DAY,
-        "batch": {"index": 1, "key": "k", "rows": 800, "bytes": 1_000},
-        "attempt": 0,
-        "providerJobId": "p1",
-        "nextPollSeconds": 40,  # the wait before this first check
-    }
+    task = BatchTask(
+        jobId="job-1",
+        type="fullstory.users",
+        deadline=int(time.time()) + DAY,
+        batch={"index": 1, "key": "k", "rows": 800, "bytes": 1_000},
+        attempt=0,
+        providerJobId="p1",
+        nextPollSeconds=40,  # the wait before this first check
+    )
     first = tasks.check(task)
-    assert first["phase"] == "polling" and first["attempt"] == 1
-    assert first["poll"]["since"] <= time.time() - 39 and first["poll"]["last"] >= first["poll"]["since"]
-    assert 5 <= first["nextPollSeconds"] <= 15  # 40 s into the job: its lag budget
+    assert first.phase == Phase.POLLING and first.attempt == 1
+    assert first.poll.since <= time.time() - 39 and first.poll.last >= first.poll.since
+    assert 5 <= first.nextPollSeconds <= 15  # 40 s into the job: its lag budget
     done = tasks.check(first)
-    assert done["phase"] == "done"
+    assert done.phase == Phase.DONE
     (duration,) = JobStore("jobs", table=jobs_table).duration_history("fullstory.users", "r1000")
     assert 39 <= duration <= 45

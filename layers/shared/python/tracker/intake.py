@@ -8,7 +8,6 @@ finds the existing job instead of starting a second one.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import secrets
@@ -20,6 +19,7 @@ from tracker import layout
 from tracker.access import owner_id
 from tracker.batching import BatchBody, BatchSplitter
 from tracker.config import Settings
+from tracker.executions import execution_arn, execution_name, start_execution
 from tracker.finalize import Finalizer
 from tracker.ingest import InputError, Rejected, detect_format, read_requests
 from tracker.model import JOB_TYPES, JobState, now_iso
@@ -252,19 +252,13 @@ class Intake:
         """Mark RUNNING first (the execution may finish before StartExecution even returns), then start;
         the execution name is the job id, so a second start is refused by Step Functions itself."""
         job_id = job["id"]
-        run_id = self._settings.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{job_id}"
+        name = execution_name(job_id)
+        run_id = execution_arn(self._settings, name)
         if not self._store.mark_running(job_id, run_id, now_iso()):
             current = self._store.get_job(job_id) or {}
             if current.get("state") != JobState.RUNNING.value or current.get("runId") != run_id:
                 return  # cancelled (or closed) while intake ran: never start work for a finished job
-        execution_input = {
-            "jobId": job_id,
-            "type": job.get("taskType") or job["type"],  # `track` runs under the tracked provider's type
-            "deadline": int(job.get("deadline") or time.time() + self._settings.max_job_seconds),
-            "inFlightBudget": self._settings.in_flight_budget,
-            "manifest": {"bucket": self._settings.results_bucket, "key": layout.batch_manifest_key(job_id)},
-        }
-        with contextlib.suppress(self._sfn.exceptions.ExecutionAlreadyExists):
-            self._sfn.start_execution(
-                stateMachineArn=self._settings.state_machine_arn, name=job_id, input=json.dumps(execution_input)
-            )
+        deadline = int(job.get("deadline") or time.time() + self._settings.max_job_seconds)
+        start_execution(
+            self._settings, self._sfn, job, name=name, manifest_key=layout.batch_manifest_key(job_id), deadline=deadline
+        )

@@ -8,8 +8,10 @@ from tracker import aws
 from tracker.batch_tasks import BatchTasks
 from tracker.budget import Budgets, InFlightBudget
 from tracker.config import settings
+from tracker.control import JobControl
 from tracker.finalize import Finalizer
 from tracker.intake import Intake
+from tracker.jobs_api import JobsApi
 from tracker.providers.registry import provider_for
 from tracker.store import JobStore
 
@@ -54,9 +56,20 @@ def batch_tasks() -> BatchTasks:
     return BatchTasks(settings(), store(), aws.client("s3"), provider_for, budgets())
 
 
+@cache
+def control() -> JobControl:
+    return JobControl(settings(), store(), aws.client("stepfunctions"), aws.client("s3"), finalizer(), budgets())
+
+
+@cache
+def jobs_api() -> JobsApi:
+    return JobsApi(settings(), store(), aws.client("s3"), aws.client("sqs"))
+
+
 def reset() -> None:
     """Forget built services and settings (the offline runtime calls this when it starts a new stack)."""
     from tracker.config import settings as _settings
 
-    for cached in (store, finalizer, intake, batch_tasks, budget, budgets, _settings, aws.client, aws.table):
+    built = (store, finalizer, intake, batch_tasks, control, jobs_api, budget, budgets)
+    for cached in (*built, _settings, aws.client, aws.table):
         cached.cache_clear()
