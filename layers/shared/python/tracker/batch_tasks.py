@@ -86,8 +86,9 @@ def _answers(*phases: Phase) -> Callable[[Step], Step]:
         def checked(self: BatchTasks, task: BatchTask) -> BatchTask:
             answer = step(self, task)
             if answer.phase not in allowed:
+                phase = answer.phase.value if answer.phase else None
                 raise UndeclaredPhaseError(
-                    f"[undeclared_phase] {step.__name__} answered phase {answer.phase!r}, not one of "
+                    f"[undeclared_phase] {step.__name__} answered phase {phase!r}, not one of "
                     + ", ".join(sorted(allowed))
                 )
             return answer
