@@ -92,7 +92,8 @@ def _route(states: Mapping[str, dict[str, Any]], task: str, phase: str) -> Route
                 return Route(tuple(passes), problem=str(exc))
             passes.append(how)
             if target is None:
-                return Route(tuple(passes), problem=f"{current} has no rule for it and no Default (States.NoChoiceMatched)")
+                problem = f"{current} has no rule for it and no Default (States.NoChoiceMatched)"
+                return Route(tuple(passes), problem=problem)
             current = target
             continue
         passes.append(current)
