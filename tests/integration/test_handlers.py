@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from pydantic import TypeAdapter
 from tracker.intake import Upload, job_id_for_upload
+from tracker.messages import BatchTask, CollectRequest, ExecutionStatusChange, FinalizeRequest
 from tracker.model import now_iso
 
 from jobtracker.local.stack import REPO_ROOT
+from jobtracker.local.template import load_template
 from tests.integration.helpers import ndjson, upload_and_wait, users
 
 EVENTS = REPO_ROOT / "events"
@@ -24,6 +28,38 @@ def test_every_sample_event_is_valid_json_for_a_template_function():
     assert names, "events/ is empty"
     for name in names:
         assert isinstance(event(name), dict), name
+
+
+def _template_functions() -> dict[str, dict]:
+    resources = load_template(REPO_ROOT / "template.yaml")["Resources"]
+    return {name: res for name, res in resources.items() if res["Type"] == "AWS::Serverless::Function"}
+
+
+def test_every_sample_event_is_named_after_its_function_and_accepted_by_its_input_model():
+    """events/<function>-*.json: `sam local invoke <Function> -e events/<file>` takes it as its input."""
+    code_dirs = {Path(res["Properties"]["CodeUri"]).name for res in _template_functions().values()}
+    inputs = {
+        "submit": BatchTask,
+        "status": BatchTask,
+        "collect": CollectRequest,
+        "finalize": TypeAdapter(FinalizeRequest | ExecutionStatusChange),
+    }
+    for path in sorted(EVENTS.glob("*.json")):
+        function = path.name.split("-", 1)[0]
+        assert function in code_dirs, f"{path.name} names no function directory of template.yaml ({code_dirs})"
+        if function in inputs:
+            model = inputs[function]
+            (model.validate_python if isinstance(model, TypeAdapter) else model.model_validate)(event(path.name))
+    assert {p.name.split("-", 1)[0] for p in EVENTS.glob("*.json")} == code_dirs  # a sample for every function
+
+
+def test_the_offline_stack_runs_every_function_of_the_template_and_the_backstop_rule_targets_finalize(offline):
+    with offline() as session:
+        assert set(session.stack.functions) == set(_template_functions())
+        events = session.stack.functions["FinalizeFunction"].events.values()
+        (rule,) = [e for e in events if e["Type"] == "EventBridgeRule"]
+        assert rule["Properties"]["Pattern"]["detail-type"] == ["Step Functions Execution Status Change"]
+        assert set(rule["Properties"]["Pattern"]["detail"]["status"]) == {"TIMED_OUT", "ABORTED", "FAILED"}
 
 
 def test_intake_sample_upload_event_creates_the_job_with_a_url_decoded_key(offline):
