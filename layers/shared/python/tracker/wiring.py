@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 from tracker import aws
 from tracker.batch_tasks import BatchTasks
 from tracker.budget import Budgets, InFlightBudget
 from tracker.config import settings
-from tracker.control import JobControl
 from tracker.finalize import Finalizer
 from tracker.intake import Intake
-from tracker.jobs_api import JobsApi
 from tracker.providers.registry import provider_for
 from tracker.store import JobStore
+
+if TYPE_CHECKING:  # imported where built: the batch functions, polled thousands of times, never need them
+    from tracker.control import JobControl
+    from tracker.jobs_api import JobsApi
 
 
 @cache
@@ -58,11 +61,15 @@ def batch_tasks() -> BatchTasks:
 
 @cache
 def control() -> JobControl:
+    from tracker.control import JobControl
+
     return JobControl(settings(), store(), aws.client("stepfunctions"), aws.client("s3"), finalizer(), budgets())
 
 
 @cache
 def jobs_api() -> JobsApi:
+    from tracker.jobs_api import JobsApi
+
     return JobsApi(settings(), store(), aws.client("s3"), aws.client("sqs"))
 
 
