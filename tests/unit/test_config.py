@@ -8,8 +8,8 @@ import pytest
 from tracker.config import MAX_POLL_SECONDS, Settings
 
 from jobtracker.local.settings import template_environment, template_settings
-from jobtracker.local.template import load_template
 from jobtracker.local.stack import REPO_ROOT
+from jobtracker.local.template import load_template
 
 # Variables the template sets for Powertools itself, not for the tracker's settings.
 POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}

@@ -260,7 +260,11 @@ _STATE_EVENTS = {"Task": 5, "Wait": 2, "Choice": 2, "Pass": 2, "Succeed": 2}
 def history_events_per_batch(asl_path: Path) -> tuple[int, int]:
     """(fixed events, events per poll) of one Map child execution that submits, polls and collects,
     read from the state machine definition: ExecutionStarted/Succeeded plus each state's events."""
-    definition = json.loads(asl_path.read_text(encoding="utf-8"))
+    return history_events_of_definition(json.loads(asl_path.read_text(encoding="utf-8")))
+
+
+def history_events_of_definition(definition: dict[str, Any]) -> tuple[int, int]:
+    """history_events_per_batch of a definition already read."""
     child = next(s for s in definition["States"].values() if s.get("Type") == "Map")["ItemProcessor"]["States"]
 
     def events(name: str) -> int:
