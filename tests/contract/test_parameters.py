@@ -102,7 +102,9 @@ def worst_case_polls(seconds: float, min_seconds: float, max_seconds: float) -> 
     """An upper bound of the loop iterations (polls, throttled submits, results not ready) one batch makes
     in `seconds`, from tracker.polling itself. Once a loop's waits reach the cap, the shortest wait any
     regime takes is half the cap (equal jitter of the backoff regime); before that each loop has a ramp of
-    shorter waits, counted once for each of the three loops, plus one poll past the deadline."""
+    shorter waits, counted once for each of the three loops, plus one poll past the deadline. Not covered:
+    a provider that reports 100 % yet keeps running is polled every LAG_FLOOR_SECONDS (tracker.polling),
+    and the ASL's retries of failed tasks add events of their own."""
     if min_seconds <= 0:
         return math.inf  # the backoff regime never waits: nothing bounds the loop
     low, high = _ShortestWaits("low"), _ShortestWaits("high")
