@@ -868,24 +868,10 @@ def test_function_code_uri_has_importable_handler(
     # parameter defaults and placeholder names for resources, for every variable template.yaml declares.
     from tracker.config import settings
 
-    from jobtracker.local.template import Resolver
+    from jobtracker.local.settings import template_environment
 
-    resolver = Resolver(
-        template,
-        {},
-        {
-            "AWS::Region": "us-east-1",
-            "AWS::AccountId": "123456789012",
-            "AWS::StackName": "contract",
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-        },
-        lambda logical, attribute: f"arn:aws:contract:::{logical}{'-' + attribute if attribute else ''}",
-    )
-    environment = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
-    own = template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
-    for name, value in resolver.resolve({**environment, **own}).items():
-        monkeypatch.setenv(name, str(value))
+    for name, value in template_environment(function=function).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("AWS_REGION", "us-east-1")  # Lambda's own variable
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

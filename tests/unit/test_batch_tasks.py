@@ -23,28 +23,15 @@ from tracker.providers.base import (
     Throttled,
 )
 
+from jobtracker.local.settings import template_settings
 from tests.unit.fakes import Clock, CountingSlots, InMemoryObjects, InMemoryRecords, OneBudget, pages_of
 
 DAY = 86_400
 JOB = "job-1"
 RESULTS = "results-bucket"
 BODY = b'{"requests":[{"uid":"a"},{"uid":"b"},{"uid":"c"},{"uid":"d"}]}'
-SETTINGS = Settings(
-    jobs_table="jobs",
-    inbox_bucket="inbox-bucket",
-    results_bucket=RESULTS,
-    topic_arn="arn:aws:sns:us-east-1:123456789012:jobs",
-    intake_queue_url="",
-    state_machine_arn="",
-    fullstory_secret_arn="",
-    fullstory_base_url="http://127.0.0.1:1",
-    in_flight_budget=10,
-    poll_min_seconds=5,
-    poll_max_seconds=600,
-    max_job_seconds=DAY,
-    max_batch_bytes=8 * 2**20,
-    max_batch_requests=50_000,
-    retention_days=30,
+SETTINGS = template_settings(
+    {"PollMinSeconds": 5, "PollMaxSeconds": 600}, jobs_table="jobs", inbox_bucket="inbox-bucket", results_bucket=RESULTS
 )
 
 

@@ -71,8 +71,14 @@ def test_import_timing_loads_a_handler_by_path_in_a_fresh_interpreter():
 
 
 def test_template_defaults_feed_the_polling_simulation():
-    defaults = bench.template_defaults(ROOT)
-    assert defaults.min_seconds >= 0 and defaults.max_seconds >= 1 and defaults.max_job_seconds >= 3600
+    from jobtracker.local.template import load_template
+
+    parameters = load_template(ROOT / "template.yaml")["Parameters"]
+    assert bench.template_defaults(ROOT) == bench.polling_sim.Defaults(
+        min_seconds=float(parameters["PollMinSeconds"]["Default"]),
+        max_seconds=float(parameters["PollMaxSeconds"]["Default"]),
+        max_job_seconds=float(parameters["MaxJobHours"]["Default"]) * 3600,
+    )
 
 
 def _results(ratio=0.8, handlers_ms=100.0):

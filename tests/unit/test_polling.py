@@ -255,10 +255,11 @@ def test_the_status_step_carries_its_clock_and_records_the_duration(jobs_table):
     import time
 
     from tracker.batch_tasks import BatchTasks
-    from tracker.config import Settings
     from tracker.messages import BatchTask, Phase
     from tracker.providers.base import JobStatus
     from tracker.store import JobStore
+
+    from jobtracker.local.settings import template_settings
 
     answers = [JobStatus("PROCESSING", False), JobStatus("COMPLETED", True, imports=3)]
 
@@ -266,23 +267,7 @@ def test_the_status_step_carries_its_clock_and_records_the_duration(jobs_table):
         def status(self, provider_job_id):
             return answers.pop(0)
 
-    settings = Settings(
-        jobs_table="jobs",
-        inbox_bucket="in",
-        results_bucket="out",
-        topic_arn="arn:aws:sns:us-east-1:123456789012:t",
-        intake_queue_url="",
-        state_machine_arn="",
-        fullstory_secret_arn="",
-        fullstory_base_url="http://127.0.0.1:1",
-        in_flight_budget=10,
-        poll_min_seconds=5,
-        poll_max_seconds=300,
-        max_job_seconds=DAY,
-        max_batch_bytes=8 * 2**20,
-        max_batch_requests=50_000,
-        retention_days=30,
-    )
+    settings = template_settings({"PollMinSeconds": 5}, jobs_table="jobs")  # the first wait asserted below
     store = JobStore("jobs", table=jobs_table)
     tasks = BatchTasks(settings, store, s3=None, provider_factory=lambda job_type, settings: Provider())
     task = BatchTask(
