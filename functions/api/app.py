@@ -4,6 +4,7 @@ The OpenAPI document it serves (GET /openapi?format=json) is built from these ro
 models below, the answer models of tracker.api_models, and every status each route can answer.
 """
 
+import json
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -13,9 +14,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Que
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 from tracker import aws, wiring
 from tracker.access import Caller, caller_from_identity
-from tracker.api_models import Absent, Error, Job, JobList, JobResultLinks, StorageJob
 from tracker.config import settings
 from tracker.control import ControlError, JobControl
 from tracker.jobs_api import PRESIGNED_URL_SECONDS, ApiError, JobsApi
@@ -25,36 +26,29 @@ from tracker.providers.registry import OPERATION_TYPES
 
 
 class _Resolver(APIGatewayRestResolver):
-    """A request that fails validation is answered 400 {code, message} (invalid_request, below), never with
-    Powertools' 422 HTTPValidationError, which Powertools adds to every route of its document: this
-    resolver leaves those out (a route's own 422, an Idempotency-Key reused, stays) and lists each
-    route's answers by status."""
+    """Serves the document with the answer models of tracker.api_models, imported only here: they are
+    what /openapi describes, and creating them costs every cold start ~50 ms the other routes do not need.
+
+    A request that fails validation is answered 400 {code, message} (invalid_request, below), never with
+    the 422 HTTPValidationError Powertools adds to every route of its document, so those are left out
+    (a route's own 422, an Idempotency-Key reused, stays)."""
 
     def get_openapi_schema(self, **kwargs: Any) -> Any:
-        document = super().get_openapi_schema(**kwargs)
-        for path_item in document.paths.values():
-            for method in ("get", "put", "post", "delete", "patch"):
-                if (operation := getattr(path_item, method)) is None or not operation.responses:
-                    continue
-                answers = {
-                    status: answer
-                    for status, answer in operation.responses.items()
-                    if not (status == 422 and _POWERTOOLS_ONLY[0] in _json(answer))
-                }
-                operation.responses = dict(sorted(answers.items()))
-        schemas = document.components.schemas if document.components else None
-        for name in _POWERTOOLS_ONLY:
-            if schemas is not None and not any(name in _json(item) for item in document.paths.values()):
-                schemas.pop(name, None)
-        return document
+        from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
+        from tracker.api_models import answer_schemas
 
-
-# What Powertools adds for answers this API never sends (it answers validation errors 400 {code, message}).
-_POWERTOOLS_ONLY = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
-
-
-def _json(value: Any) -> str:
-    return value.model_dump_json(by_alias=True) if isinstance(value, BaseModel) else str(value)
+        document = super().get_openapi_schema(**kwargs).model_dump(by_alias=True, exclude_none=True, mode="json")
+        for path_item in document["paths"].values():
+            for operation in (path_item[m] for m in ("get", "put", "post", "delete", "patch") if m in path_item):
+                answers = operation["responses"]
+                if "HTTPValidationError" in json.dumps(answers.get("422", {})):
+                    del answers["422"]
+                operation["responses"] = dict(sorted(answers.items()))
+        schemas = document["components"]["schemas"]
+        for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+            schemas.pop(unused, None)
+        schemas.update(answer_schemas())
+        return OpenAPI.model_validate(document)
 
 
 # API Gateway's own convention for IAM (SigV4) auth in OpenAPI (x-amazon-apigateway-authtype).
@@ -119,14 +113,19 @@ def _base_url() -> str | None:
     return f"{scheme}://{ctx.domain_name}{stage}"
 
 
-def _answers(ok: dict[int, tuple[str, Any]], errors: dict[int, str]) -> dict[int, OpenAPIResponse]:
-    """A route's documented answers: its successes, its own errors and the errors every route can answer."""
+def _answers(ok: dict[int, tuple[str, str]], errors: dict[int, str]) -> dict[int, OpenAPIResponse]:
+    """A route's documented answers: its successes (description, answer model of tracker.api_models; a
+    second model after `|`), its own errors and the errors every route can answer, all {code, message}."""
+
+    def json_of(models: str) -> dict[str, Any]:
+        refs = [{"$ref": f"#/components/schemas/{name.strip()}"} for name in models.split("|")]
+        return {"application/json": {"schema": refs[0] if len(refs) == 1 else {"anyOf": refs}}}
+
     answers: dict[int, OpenAPIResponse] = {
-        status: {"description": text, "content": {"application/json": {"model": model}}}
-        for status, (text, model) in ok.items()
+        status: {"description": text, "content": json_of(models)} for status, (text, models) in ok.items()
     }
-    for status, text in sorted({**errors, **COMMON_ERRORS}.items()):
-        answers[status] = {"description": text, "content": {"application/json": {"model": Error}}}
+    for status, text in {**errors, **COMMON_ERRORS}.items():
+        answers[status] = {"description": text, "content": json_of("Error")}
     return answers
 
 
@@ -149,7 +148,10 @@ JOB_ID = "A job id (job-...)."
     "again answers the job the first one created (200) instead of creating another.",
     tags=["jobs"],
     responses=_answers(
-        {202: ("The job, created (PENDING).", Job), 200: ("An Idempotency-Key replay: the job already created.", Job)},
+        {
+            202: ("The job, created (PENDING).", "Job"),
+            200: ("An Idempotency-Key replay: the job already created.", "Job"),
+        },
         {
             400: "invalid_request or invalid_source: the body does not fit the job type.",
             409: "request_in_progress: a request with this Idempotency-Key is still running; send it again.",
@@ -161,7 +163,7 @@ JOB_ID = "A job id (job-...)."
 def create_job(
     body: CreateJobBody,
     idempotency_key: Annotated[
-        str | Absent,
+        str | SkipJsonSchema[None],
         Header(
             alias="Idempotency-Key",
             description="Per caller: the same key answers the job it first created (200); within 24 h, the same "
@@ -237,14 +239,14 @@ def _create_once(service: JobsApi, body: CreateJobBody, caller: Caller, key: str
     description="The caller's jobs (every job for AdminPrincipals), newest first, a page at a time.",
     tags=["jobs"],
     responses=_answers(
-        {200: ("One page of jobs.", JobList)},
+        {200: ("One page of jobs.", "JobList")},
         {400: "invalid_request (a bad state or limit) or invalid_next_token."},
     ),
 )
 def list_jobs(
-    state: Annotated[Literal["PENDING", "RUNNING", "COMPLETED", "FAILED"] | Absent, Query()] = None,
+    state: Annotated[Literal["PENDING", "RUNNING", "COMPLETED", "FAILED"] | SkipJsonSchema[None], Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    nextToken: Annotated[str | Absent, Query(max_length=2048)] = None,
+    nextToken: Annotated[str | SkipJsonSchema[None], Query(max_length=2048)] = None,
 ) -> dict[str, Any]:
     service = _service()
     jobs, token = service.list_jobs(caller=_caller(), state=state, limit=limit, next_token=nextToken)
@@ -260,7 +262,7 @@ def list_jobs(
     "JobResponse instead.",
     tags=["jobs"],
     responses=_answers(
-        {200: ("The job: a Job, or a StorageJob with ?view=storage-job.", Job | StorageJob)},
+        {200: ("The job: a Job, or a StorageJob with ?view=storage-job.", "Job | StorageJob")},
         {400: "invalid_request: an unknown view.", **NOT_FOUND},
     ),
 )
@@ -281,7 +283,7 @@ def get_job(
     description="Presigned URLs of the files that exist: rejected rows as soon as intake is done, the rest once "
     "the job has finished.",
     tags=["jobs"],
-    responses=_answers({200: ("The job's files.", JobResultLinks)}, NOT_FOUND),
+    responses=_answers({200: ("The job's files.", "JobResultLinks")}, NOT_FOUND),
 )
 def get_job_results(job_id: Annotated[str, Path(description=JOB_ID)]) -> dict[str, Any]:
     service = _service()
@@ -301,7 +303,7 @@ def get_job_results(job_id: Annotated[str, Path(description=JOB_ID)]) -> dict[st
     description="Stops its execution and ends it FAILED with error code `cancelled`; results so far are kept.",
     tags=["jobs"],
     responses=_answers(
-        {200: ("The job, cancelled (FAILED).", Job)},
+        {200: ("The job, cancelled (FAILED).", "Job")},
         {**NOT_FOUND, 409: "already_finished: the job had already ended.", **TOO_LARGE},
     ),
 )
@@ -322,7 +324,7 @@ def cancel_job(job_id: Annotated[str, Path(description=JOB_ID)]) -> dict[str, An
     "never sent again.",
     tags=["jobs"],
     responses=_answers(
-        {202: ("The job, running again.", Job)},
+        {202: ("The job, running again.", "Job")},
         {**NOT_FOUND, 409: "not_failed or nothing_to_retry: the job cannot be retried.", **TOO_LARGE},
     ),
 )

@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,8 @@ import openapi_spec_validator
 import pytest
 import urllib3
 
+from jobtracker.bench.coldstart import HANDLER_ENV
+from jobtracker.bench.runner import child_env
 from jobtracker.local.session import OfflineSession
 from jobtracker.local.stack import REPO_ROOT
 from jobtracker.local.template import load_template
@@ -317,3 +321,18 @@ def test_the_checks_can_fail(served):
     assert check(document, Answer("get", "/jobs", 400, "application/json", {"message": "no code"}))
     with pytest.raises(Exception):  # noqa: B017 - the validator's own error types vary by problem
         openapi_spec_validator.validate({**document, "paths": {"/x": {"get": {"responses": {"200": {}}}}}})
+
+
+def test_the_answer_models_stay_off_the_request_path():
+    """They are created only to serve the document: a cold start of the api function does not pay for them."""
+    handler, layer = REPO_ROOT / "functions" / "api", REPO_ROOT / "layers" / "shared" / "python"
+    program = (
+        f"import sys; sys.path[:0] = [{str(handler)!r}, {str(layer)!r}]; import app; "
+        "print(sorted(m for m in sys.modules if m.startswith('tracker.')))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-I", "-c", program], capture_output=True, text=True, env=child_env(HANDLER_ENV), check=True
+    )
+    loaded = json.loads(run.stdout.strip().replace("'", '"'))
+    assert "tracker.model" in loaded  # the check sees the layer's modules
+    assert "tracker.api_models" not in loaded

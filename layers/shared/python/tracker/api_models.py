@@ -1,10 +1,12 @@
 """What the REST API answers, as pydantic models: the one description of every body it sends.
 
-They feed the OpenAPI document the API serves (`GET /openapi?format=json`), route by route and status
-by status. The handlers still answer the plain dicts tracker.model builds (job_view, storage_job_view):
-validating and re-serializing every answer through these models would cost each request time for no
-gain, and pydantic would send absent fields as null. tests/contract/test_api_contract.py holds the two
-together: it validates real answers of every route, errors included, against the served document.
+They make the answers' part of the OpenAPI document the API serves (`GET /openapi?format=json`); each
+route there names, status by status, which of them it sends. The handlers answer the plain dicts
+tracker.model builds (job_view, storage_job_view) and import this module only to serve the document:
+validating and re-serializing every answer through the models would cost each request time (and each
+cold start the ~50 ms of creating them) for no gain, and pydantic would send absent fields as null.
+tests/contract/test_api_contract.py holds the two together: it validates real answers of every route,
+errors included, against the served document.
 
 A field that can be absent is left out of the answer, never sent as null (the FullStory Operation schema
 types those fields as strings), so it is optional and not nullable here (`Absent`); a field the API sends
@@ -16,7 +18,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from pydantic.json_schema import SkipJsonSchema
+from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
 from tracker.model import BatchState, JobState
 
@@ -184,3 +186,14 @@ class JobResultLinks(_Answer):
     state: JobState
     expiresInSeconds: int = Field(gt=0)
     files: ResultFiles
+
+
+ANSWERS = (Error, Job, JobList, JobResultLinks, StorageJob)
+
+
+def answer_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of every answer and of what it is made of, by name, for #/components/schemas."""
+    _, schemas = models_json_schema(
+        [(model, "serialization") for model in ANSWERS], ref_template="#/components/schemas/{model}"
+    )
+    return schemas["$defs"]
