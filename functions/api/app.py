@@ -131,11 +131,14 @@ def _answers(ok: dict[int, tuple[str, str]], errors: dict[int, str]) -> dict[int
 
 COMMON_ERRORS = {
     403: "Not SigV4-signed, a bad or expired signature, or no execute-api:Invoke permission (answered by "
-    "API Gateway: missing_authentication offline).",
+    "API Gateway, code MISSING_AUTHENTICATION_TOKEN, INVALID_SIGNATURE, ...; missing_authentication offline).",
+    429: "THROTTLED: over the API's rate limit (API Gateway); wait and send it again.",
     500: "internal_error: the request failed and was logged.",
+    502: "The function failed outside its error handling (API Gateway).",
+    504: "INTEGRATION_TIMEOUT: no answer within 29 s (API Gateway).",
 }
 NOT_FOUND = {404: "not_found: no such job, or another caller's job (only AdminPrincipals see every job)."}
-TOO_LARGE = {413: "payload_too_large: a request body over API Gateway's 10 MB."}
+TOO_LARGE = {413: "A request body over API Gateway's 10 MB (REQUEST_TOO_LARGE; payload_too_large offline)."}
 JOB_ID = "A job id (job-...)."
 
 

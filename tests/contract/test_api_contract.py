@@ -43,7 +43,16 @@ OPERATION_IDS = {
 }
 # Documented statuses no offline request can bring about, with the reason.
 UNREACHED = {
-    **{(operation_id, 500): "an unexpected failure inside the handler" for operation_id in OPERATION_IDS.values()},
+    **{
+        (operation_id, status): reason
+        for operation_id in OPERATION_IDS.values()
+        for status, reason in {
+            429: "API Gateway's throttling (MethodSettings) is not emulated offline",
+            500: "an unexpected failure inside the handler",
+            502: "a crash of the function outside its error handling",
+            504: "API Gateway's 29 s integration timeout",
+        }.items()
+    },
     ("createJob", 409): "a second request while the first with the same Idempotency-Key is still running (a race)",
 }
 EXPORT = {"segmentId": "everyone", "type": "TYPE_INDIVIDUAL", "format": "FORMAT_CSV"}
@@ -336,3 +345,22 @@ def test_the_answer_models_stay_off_the_request_path():
     loaded = json.loads(run.stdout.strip().replace("'", '"'))
     assert "tracker.model" in loaded  # the check sees the layer's modules
     assert "tracker.api_models" not in loaded
+
+
+def test_api_gateways_own_errors_answer_the_documented_error(served):
+    """403, 413, 429, 5xx from API Gateway itself: its gateway responses (template.yaml) fill in
+    {code, message} as the document promises, whatever the error type and message."""
+    document, _ = served
+    api = load_template(REPO_ROOT / "template.yaml")["Resources"]["JobsApi"]["Properties"]
+    responses = api["GatewayResponses"]
+    assert set(responses) == {"DEFAULT_4XX", "DEFAULT_5XX"}
+    for response_type, response in responses.items():
+        body = response["ResponseTemplates"]["application/json"]
+        for message in ("Missing Authentication Token", 'A "quoted" message'):
+            filled = body.replace("$context.error.responseType", response_type).replace(
+                "$context.error.messageString", json.dumps(message)  # API Gateway quotes it (messageString)
+            )
+            status = 403 if response_type == "DEFAULT_4XX" else 504
+            answer = Answer("get", "/jobs", status, "application/json", json.loads(filled))
+            assert not check(document, answer), filled
+            assert answer.body == {"code": response_type, "message": message}

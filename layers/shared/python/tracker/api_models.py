@@ -42,12 +42,13 @@ class _Answer(BaseModel):
 
 
 class Error(_Answer):
-    """Every error the API answers, whatever its status: a machine-readable code and a sentence."""
+    """Every error the API answers, whatever its status: a machine-readable code and a sentence. Errors
+    API Gateway answers itself (403, 413, 429, 502, 504) carry its response type as the code."""
 
     code: str = Field(
         description="invalid_request, invalid_source, invalid_next_token, not_found, already_finished, not_failed, "
-        "nothing_to_retry, request_in_progress, idempotency_key_reused, payload_too_large, "
-        "missing_authentication, internal_error, ...",
+        "nothing_to_retry, request_in_progress, idempotency_key_reused, internal_error; from API Gateway "
+        "MISSING_AUTHENTICATION_TOKEN, INVALID_SIGNATURE, ACCESS_DENIED, REQUEST_TOO_LARGE, THROTTLED, ...",
         examples=["not_found"],
     )
     message: str = Field(examples=["no job job-0123456789abcdef01234567"])
