@@ -133,7 +133,7 @@ COMMON_ERRORS = {
     403: "Not SigV4-signed, a bad or expired signature, or no execute-api:Invoke permission (answered by "
     "API Gateway, code MISSING_AUTHENTICATION_TOKEN, INVALID_SIGNATURE, ...; missing_authentication offline).",
     429: "THROTTLED: over the API's rate limit (API Gateway); wait and send it again.",
-    500: "internal_error: the request failed and was logged.",
+    500: "internal_error: the request failed and was logged (or API Gateway could not invoke the function).",
     502: "The function failed outside its error handling (API Gateway).",
     504: "INTEGRATION_TIMEOUT: no answer within 29 s (API Gateway).",
 }
