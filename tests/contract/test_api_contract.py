@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import subprocess
 import sys
@@ -23,8 +24,6 @@ import openapi_spec_validator
 import pytest
 import urllib3
 
-from jobtracker.bench.coldstart import HANDLER_ENV
-from jobtracker.bench.runner import child_env
 from jobtracker.local.session import OfflineSession
 from jobtracker.local.stack import REPO_ROOT
 from jobtracker.local.template import load_template
@@ -339,9 +338,8 @@ def test_the_answer_models_stay_off_the_request_path():
         f"import sys; sys.path[:0] = [{str(handler)!r}, {str(layer)!r}]; import app; "
         "print(sorted(m for m in sys.modules if m.startswith('tracker.')))"
     )
-    run = subprocess.run(
-        [sys.executable, "-I", "-c", program], capture_output=True, text=True, env=child_env(HANDLER_ENV), check=True
-    )
+    env = {"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "1"}
+    run = subprocess.run([sys.executable, "-I", "-c", program], capture_output=True, text=True, env=env, check=True)
     loaded = json.loads(run.stdout.strip().replace("'", '"'))
     assert "tracker.model" in loaded  # the check sees the layer's modules
     assert "tracker.api_models" not in loaded
