@@ -15,11 +15,11 @@ from typing import Any
 
 from tracker import layout
 from tracker.budget import Budgets, InFlightBudget
+from tracker.catalogue import is_operation
 from tracker.config import Settings
 from tracker.model import BatchState, now_iso
 from tracker.polling import PollFacts, next_wait_seconds, observed_duration, progress_rate, size_class
 from tracker.providers.base import ResultsNotReady, Throttled
-from tracker.providers.registry import is_operation
 from tracker.s3io import S3StreamWriter
 from tracker.store import JobStore
 

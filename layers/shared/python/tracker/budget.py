@@ -14,6 +14,8 @@ import contextlib
 import time
 from typing import Any
 
+from tracker import catalogue
+
 BUDGET_SK = "LEASES"
 # Long enough to outlive the longest wait between two polls of a healthy holder (PollMaxSeconds, 300 by
 # default) with margin; short enough that a dead holder's slot comes back within minutes.
@@ -96,15 +98,6 @@ class InFlightBudget:
         return freed
 
 
-# Which budget a task type draws on: one per provider (family of provider jobs with one limit).
-BUDGET_FAMILY = {
-    "fullstory.users": "fullstory",
-    "fullstory.events": "fullstory",
-    "fullstory.segment_export": "fullstory-exports",
-    "keboola.table_export": "keboola",
-}
-
-
 class Budgets:
     """Each provider's own in-flight budget (limits by family; a limit of 0 turns that budget off)."""
 
@@ -114,7 +107,8 @@ class Budgets:
         }
 
     def for_type(self, task_type: str) -> InFlightBudget | None:
-        return self._budgets.get(BUDGET_FAMILY.get(task_type, ""))
+        """The budget a task type draws on (its family in tracker.catalogue); None when it has none or it is off."""
+        return self._budgets.get(catalogue.budget_family(task_type) or "")
 
     def release_everywhere(self, lease_id: str) -> None:
         """For a job whose execution is gone: whichever budget its task held, give the slot back."""

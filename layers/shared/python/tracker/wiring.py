@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from functools import cache
 
-from tracker import aws
+from tracker import aws, catalogue
 from tracker.batch_tasks import BatchTasks
-from tracker.budget import Budgets, InFlightBudget
+from tracker.budget import Budgets
 from tracker.config import settings
 from tracker.finalize import Finalizer
 from tracker.intake import Intake
-from tracker.providers.registry import provider_for
 from tracker.store import JobStore
 
 
@@ -30,33 +29,20 @@ def intake() -> Intake:
 
 
 @cache
-def budget() -> InFlightBudget | None:
-    """The org-wide in-flight budget of FullStory batches (None when OrgInFlightBudget is 0)."""
-    return budgets().for_type("fullstory.users")
-
-
-@cache
 def budgets() -> Budgets:
-    """Every provider's in-flight budget (FullStory batches, FullStory exports, Keboola jobs)."""
+    """Every provider's in-flight budget, one per budget family of the catalogue."""
     s = settings()
-    return Budgets(
-        aws.table(s.jobs_table),
-        {
-            "fullstory": s.org_in_flight_budget,
-            "fullstory-exports": s.export_in_flight_budget,
-            "keboola": s.keboola_in_flight_budget,
-        },
-    )
+    return Budgets(aws.table(s.jobs_table), catalogue.budget_limits(s))
 
 
 @cache
 def batch_tasks() -> BatchTasks:
-    return BatchTasks(settings(), store(), aws.client("s3"), provider_for, budgets())
+    return BatchTasks(settings(), store(), aws.client("s3"), catalogue.provider_for, budgets())
 
 
 def reset() -> None:
     """Forget built services and settings (the offline runtime calls this when it starts a new stack)."""
     from tracker.config import settings as _settings
 
-    for cached in (store, finalizer, intake, batch_tasks, budget, budgets, _settings, aws.client, aws.table):
+    for cached in (store, finalizer, intake, batch_tasks, budgets, _settings, aws.client, aws.table):
         cached.cache_clear()
