@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tracker.budget import InFlightBudget
+
 from jobtracker.local.session import OfflineSession
 
 
@@ -37,3 +39,12 @@ def users(n: int, start: int = 1, **props: Any) -> list[dict[str, Any]]:
         {"uid": f"user-{i}", "email": f"user{i}@example.com", "properties": {"plan": "pro", "score": i, **props}}
         for i in range(start, start + n)
     ]
+
+
+def fullstory_batch_budget() -> InFlightBudget:
+    """The running offline stack's in-flight budget of FullStory batch imports (OrgInFlightBudget)."""
+    from tracker import wiring
+
+    budget = wiring.budgets().for_type("fullstory.users")
+    assert budget is not None, "OrgInFlightBudget is 0: the FullStory batch budget is off"
+    return budget

@@ -60,6 +60,25 @@ def test_each_type_declares_what_its_kind_needs(entry: catalogue.JobType) -> Non
         assert (TRACKER / "providers" / entry.provider / "__init__.py").is_file()
 
 
+def test_which_provider_serves_which_type() -> None:
+    from tracker.providers import fullstory, keboola
+
+    served = {t.name: (t.provider, t.connect, t.budget.name if t.budget else None) for t in catalogue.TYPES}
+    assert served == {
+        "fullstory.users": ("fullstory", fullstory.users_import, "fullstory"),
+        "fullstory.events": ("fullstory", fullstory.events_import, "fullstory"),
+        "fullstory.segment_export": ("fullstory", fullstory.segment_export, "fullstory-exports"),
+        "keboola.table_export": ("keboola", keboola.table_export, "keboola"),
+        "track": ("", None, None),
+    }
+    assert catalogue.TRACKABLE == {
+        "fullstory.users": "fullstory.users",
+        "fullstory.events": "fullstory.events",
+        "fullstory.operation": "fullstory.segment_export",
+        "keboola.storage": "keboola.table_export",
+    }
+
+
 def test_the_derived_lists() -> None:
     assert tuple(t.name for t in catalogue.TYPES) == catalogue.NAMES
     assert len(set(catalogue.NAMES)) == len(catalogue.NAMES)
