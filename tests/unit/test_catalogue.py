@@ -19,26 +19,17 @@ from tracker.ingest import RowRules
 REPO = Path(__file__).resolve().parents[2]
 TRACKER = REPO / "layers" / "shared" / "python" / "tracker"
 
-SETTINGS = Settings(
-    jobs_table="t",
-    inbox_bucket="in",
-    results_bucket="out",
-    topic_arn="arn:aws:sns:us-east-1:123456789012:t",
-    intake_queue_url="",
-    state_machine_arn="",
-    fullstory_secret_arn="",
-    fullstory_base_url="https://api.fullstory.com",
-    in_flight_budget=10,
-    poll_min_seconds=5,
-    poll_max_seconds=300,
-    max_job_seconds=3600,
-    max_batch_bytes=1024,
-    max_batch_requests=10,
-    retention_days=1,
-    org_in_flight_budget=90,
-    export_in_flight_budget=10,
-    keboola_in_flight_budget=20,
-    keboola_stacks=("https://connection.keboola.com", "https://connection.eu-central-1.keboola.com"),
+SETTINGS = Settings.from_env(
+    {
+        "JOBS_TABLE": "t",
+        "INBOX_BUCKET": "in",
+        "RESULTS_BUCKET": "out",
+        "TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:t",
+        "ORG_IN_FLIGHT_BUDGET": "90",
+        "FULLSTORY_EXPORT_IN_FLIGHT_BUDGET": "10",
+        "KEBOOLA_IN_FLIGHT_BUDGET": "20",
+        "KEBOOLA_STACKS": "https://connection.keboola.com,https://connection.eu-central-1.keboola.com",
+    }
 )
 
 
