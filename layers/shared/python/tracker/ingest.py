@@ -766,6 +766,11 @@ def _csv_plan(header: list[str], rules: RowRules) -> list[tuple[int, int, str]]:
     return plan
 
 
+def _record_rejected(line: int, code: str, reason: str, header: list[str], record: list[str]) -> Rejected:
+    """A CSV record refused before validation; its source is the record by column name."""
+    return Rejected(line, code, reason, dict(zip(header, record, strict=True)))
+
+
 def _csv_request(
     plan: list[tuple[int, int, str]], header: list[str], record: list[str], line: int, props_field: str
 ) -> dict | Rejected:
@@ -784,31 +789,26 @@ def _csv_request(
         elif kind == _FIELD:
             request[name] = cell
         elif kind == _UNNAMED:
-            return Rejected(
+            return _record_rejected(
                 line,
                 "invalid_property_name",
                 f"Column {index + 1} has no header name but its cell on line {line} is not empty.",
-                dict(zip(header, record, strict=True)),
+                header,
+                record,
             )
         else:
             try:
                 value = _decode(cell)
             except (ValueError, RecursionError) as exc:
                 msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "not JSON"
-                return Rejected(
-                    line,
-                    "invalid_json",
-                    f"Column '{name}' is not valid JSON: {msg}.",
-                    dict(zip(header, record, strict=True)),
+                return _record_rejected(
+                    line, "invalid_json", f"Column '{name}' is not valid JSON: {msg}.", header, record
                 )
             if kind == _JSON_FIELD:
                 request[name] = value
             elif value.__class__ is not dict:
-                return Rejected(
-                    line,
-                    "invalid_type",
-                    f"Column {props_field!r} must hold a JSON object.",
-                    dict(zip(header, record, strict=True)),
+                return _record_rejected(
+                    line, "invalid_type", f"Column {props_field!r} must hold a JSON object.", header, record
                 )
             else:
                 json_props = value
@@ -816,11 +816,12 @@ def _csv_request(
         if props:
             both = props.keys() & json_props.keys()
             if both:
-                return Rejected(
+                return _record_rejected(
                     line,
                     "duplicate_property",
                     f"Property {shown_name(min(both))} is given both as a column and in the {props_field!r} column.",
-                    dict(zip(header, record, strict=True)),
+                    header,
+                    record,
                 )
             json_props.update(props)
         props = json_props
