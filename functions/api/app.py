@@ -15,14 +15,13 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
-from tracker import wiring
+from tracker import catalogue, wiring
 from tracker.access import Caller, caller_from_identity
 from tracker.config import settings
 from tracker.control import ControlError, JobControl
 from tracker.jobs_api import PRESIGNED_URL_SECONDS, ApiError, JobsApi
 from tracker.model import JOB_TYPES, storage_job_view
 from tracker.observability import logger, metrics, tracer
-from tracker.providers.registry import OPERATION_TYPES
 
 
 class _Resolver(APIGatewayRestResolver):
@@ -73,8 +72,8 @@ app.enable_swagger(
     security=[{"sigv4": []}],
 )
 
-JobType = Literal["fullstory.users", "fullstory.events", "fullstory.segment_export", "keboola.table_export", "track"]
-assert set(JobType.__args__) == {*JOB_TYPES, *OPERATION_TYPES, "track"}  # type: ignore[attr-defined]
+JobType = Literal[catalogue.NAMES]  # type: ignore[valid-type]
+TrackedProvider = Literal[tuple(catalogue.TRACKABLE)]  # type: ignore[valid-type]
 
 
 class CreateJobBody(BaseModel):
@@ -85,7 +84,7 @@ class CreateJobBody(BaseModel):
     requests: list[dict[str, Any]] | None = Field(default=None, min_length=1, max_length=50_000)
     source: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+")
     params: dict[str, Any] | None = None
-    provider: Literal["fullstory.users", "fullstory.events", "fullstory.operation", "keboola.storage"] | None = None
+    provider: TrackedProvider | None = None
     providerJobId: str | None = Field(default=None, min_length=1, max_length=256)
 
 

@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+from tracker import catalogue
 
 from jobtracker.client.commands import COMMANDS
 from jobtracker.client.errors import EXIT_INTERRUPTED
+
+DEFAULT_BATCH_TYPE = catalogue.BATCH_TYPES[0]  # what the shipped sample (samples/users.csv) holds
 
 
 class _Cli(click.Group):
@@ -232,7 +235,8 @@ def local_up(
         click.echo(f"results bucket  {stack.results_bucket}")
         click.echo(f"jobs table      {stack.output('JobsTable')}")
         click.echo(
-            f"upload:  aws --endpoint-url {session.aws_endpoint} s3 cp users.csv s3://{stack.inbox_bucket}/inbox/users/"
+            f"upload:  aws --endpoint-url {session.aws_endpoint} s3 cp users.csv "
+            f"s3://{stack.inbox_bucket}/{catalogue.get(DEFAULT_BATCH_TYPE).inbox_prefix}"
         )
         api_url = session.api.base_url if session.api else ""
         if allow_unsigned:
@@ -241,7 +245,7 @@ def local_up(
             click.echo(
                 f"watch:   awscurl --service execute-api {api_url}/jobs   (or restart with --allow-unsigned for curl)"
             )
-        click.echo("submit:  jobtracker submit users.csv --type fullstory.users --local")
+        click.echo(f"submit:  jobtracker submit users.csv --type {DEFAULT_BATCH_TYPE} --local")
         click.echo("Ctrl-C stops.", err=True)
         try:
             threading.Event().wait()
@@ -260,8 +264,8 @@ def local_up(
 @click.option(
     "--type",
     "job_type",
-    type=click.Choice(["fullstory.users", "fullstory.events"]),
-    default="fullstory.users",
+    type=click.Choice(catalogue.BATCH_TYPES),
+    default=DEFAULT_BATCH_TYPE,
     show_default=True,
 )
 @click.option(

@@ -8,6 +8,7 @@ from typing import Any
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from tracker.budget import InFlightBudget
 
 from jobtracker.local.session import OfflineSession
 
@@ -53,3 +54,12 @@ def sigv4_headers(
     )
     SigV4Auth(Credentials(access_key, "secret-" + access_key), "execute-api", "us-east-1").add_auth(request)
     return dict(request.headers)
+
+
+def fullstory_batch_budget() -> InFlightBudget:
+    """The running offline stack's in-flight budget of FullStory batch imports (OrgInFlightBudget)."""
+    from tracker import wiring
+
+    budget = wiring.budgets().for_type("fullstory.users")
+    assert budget is not None, "OrgInFlightBudget is 0: the FullStory batch budget is off"
+    return budget

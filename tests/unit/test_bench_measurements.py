@@ -24,6 +24,7 @@ def files(tmp_path_factory):
 
 def test_input_files_hold_valid_users_of_about_250_bytes(files):
     from tracker.ingest import Row, detect_format, read_requests
+    from tracker.providers.fullstory import USER_RULES
 
     ndjson, csv_paths = files
     lines = ndjson[1_234].read_bytes().splitlines()
@@ -31,7 +32,7 @@ def test_input_files_hold_valid_users_of_about_250_bytes(files):
     assert 200 <= sum(map(len, lines)) / len(lines) <= 300
     for path in (ndjson[1_234], csv_paths[1_234]):
         with path.open("rb") as stream:
-            items = list(read_requests(stream, detect_format(path.name), "fullstory.users"))
+            items = list(read_requests(stream, detect_format(path.name), USER_RULES))
         assert len(items) == 1_234 and all(isinstance(i, Row) for i in items)
     # every 100th e-mail lacks '@': FullStory refuses it, so results have errors too
     assert sum(b"@" not in json.loads(line)["email"].encode() for line in lines) == 12

@@ -18,12 +18,15 @@ from tracker.budget import (
 from tracker.polling import PollFacts, next_wait_seconds
 
 from jobtracker.local.settings import template_settings
-from jobtracker.local.stack import REPO_ROOT
+from jobtracker.local.stack import REPO_ROOT, _atomic_dynamodb_writes
 from jobtracker.local.template import load_template
 
 
 @pytest.fixture
 def table():
+    # DynamoDB applies a conditional write atomically; moto checks and writes in two steps, so threads racing
+    # here need the same lock the offline stack puts around moto's DynamoDB (jobtracker.local.stack).
+    restore = _atomic_dynamodb_writes()
     with mock_aws():
         ddb = boto3.resource("dynamodb", region_name="us-east-1")
         created = ddb.create_table(
@@ -36,6 +39,7 @@ def table():
             BillingMode="PAY_PER_REQUEST",
         )
         yield created
+    restore()
 
 
 def test_acquire_up_to_the_limit_then_refuse(table):

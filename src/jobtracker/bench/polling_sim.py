@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tracker.catalogue import Kind
 from tracker.polling import PollFacts, lag_budget, next_wait_seconds, observed_duration, progress_rate, size_class
 from tracker.store import DURATION_SLOTS, duration_slot
 
@@ -39,7 +40,7 @@ SIZE_NOISE = 0.35  # sigma of ln(duration) given the size
 THROTTLE_SHARE = 0.02  # status calls answered 429
 RETRY_AFTER_CHOICES = (5, 10, 30, 60)
 PROGRESS_NOISE_PCT = 3.0
-BATCH, OPERATION = "fullstory.users", "fullstory.operation"
+BATCH, OPERATION = Kind.BATCH, Kind.OPERATION  # a batch import reports no progress; an operation does
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
+from tracker import catalogue
 from tracker.model import BatchState, JobState
 
 # Optional and never null: pydantic needs a default for an optional field; the schema shows none.
@@ -111,7 +112,7 @@ class Job(_Answer):
     """The normalized job (DESIGN.md "API contract"); it reads as a FullStory Operation."""
 
     id: str = Field(examples=["job-0123456789abcdef01234567"])
-    type: str = Field(description="The job type given at creation (fullstory.users, track, ...).")
+    type: Literal[catalogue.NAMES] = Field(description="The job type given at creation.")  # type: ignore[valid-type]
     operationName: str = Field(description="The same as type.")
     state: JobState = Field(description="A cancelled or timed-out job is FAILED with an error code.")
     createdAt: AwareDatetime

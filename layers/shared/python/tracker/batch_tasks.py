@@ -18,12 +18,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from tracker import layout
+from tracker.catalogue import is_operation
 from tracker.config import Settings
 from tracker.messages import BatchError, BatchTask, Phase, PollClock, StepFailure
 from tracker.model import BatchState, now_iso
 from tracker.polling import PollFacts, next_wait_seconds, observed_duration, progress_rate, size_class
 from tracker.providers.base import BatchProvider, OperationProvider, ResultsNotReady, Throttled
-from tracker.providers.registry import is_operation
 from tracker.s3io import ObjectStore, S3StreamWriter
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ import contextlib
 import time
 from typing import Any
 
+from tracker import catalogue
 from tracker.config import MAX_POLL_SECONDS
 
 BUDGET_SK = "LEASES"
@@ -105,15 +106,6 @@ class InFlightBudget:
         return freed
 
 
-# Which budget a task type draws on: one per provider (family of provider jobs with one limit).
-BUDGET_FAMILY = {
-    "fullstory.users": "fullstory",
-    "fullstory.events": "fullstory",
-    "fullstory.segment_export": "fullstory-exports",
-    "keboola.table_export": "keboola",
-}
-
-
 class Budgets:
     """Each provider's own in-flight budget (limits by family; a limit of 0 turns that budget off)."""
 
@@ -123,7 +115,8 @@ class Budgets:
         }
 
     def for_type(self, task_type: str) -> InFlightBudget | None:
-        return self._budgets.get(BUDGET_FAMILY.get(task_type, ""))
+        """The budget a task type draws on (its family in tracker.catalogue); None when it has none or it is off."""
+        return self._budgets.get(catalogue.budget_family(task_type) or "")
 
     def release_everywhere(self, lease_id: str) -> None:
         """For a job whose execution is gone: whichever budget its task held, give the slot back."""

@@ -15,18 +15,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tracker import layout
+from tracker import catalogue, layout
 from tracker.access import owner_id
 from tracker.batching import BatchBody, BatchSplitter
 from tracker.config import Settings
 from tracker.executions import execution_arn, execution_name, start_execution
 from tracker.finalize import Finalizer
 from tracker.ingest import InputError, Rejected, detect_format, read_requests
-from tracker.model import JOB_TYPES, JobState, now_iso
+from tracker.model import JobState, now_iso
 from tracker.s3io import S3StreamWriter, s3_uri
 from tracker.store import JobStore
 
-INBOX_PREFIXES = {"inbox/users/": "fullstory.users", "inbox/events/": "fullstory.events"}
 UNKNOWN_TYPE = "unknown"
 
 
@@ -39,10 +38,6 @@ class Upload:
     etag: str | None
     size: int
     principal: str
-
-
-def job_type_for_key(key: str) -> str | None:
-    return next((t for prefix, t in INBOX_PREFIXES.items() if key.startswith(prefix)), None)
 
 
 def job_id_for_upload(upload: Upload) -> str:
@@ -91,7 +86,7 @@ class Intake:
     def accept_upload(self, upload: Upload) -> tuple[str, bool]:
         """Record the job for an inbox upload and run intake; (job id, False) for a duplicate event."""
         job_id = job_id_for_upload(upload)
-        job_type = job_type_for_key(upload.key) or UNKNOWN_TYPE
+        job_type = catalogue.type_for_key(upload.key) or UNKNOWN_TYPE
         source = {
             "bucket": upload.bucket,
             "key": upload.key,
@@ -134,11 +129,13 @@ class Intake:
     # -- steps -------------------------------------------------------------------------------
     def _ingest(self, job: dict[str, Any]) -> None:
         job_id, job_type, source = job["id"], job["type"], job["source"]
-        if job_type not in JOB_TYPES:
+        if job_type not in catalogue.BATCH_TYPES:
             raise InputError(
                 "unknown_prefix",
-                f"{source['key']!r} is not under a known prefix; upload to one of " + ", ".join(INBOX_PREFIXES),
+                f"{source['key']!r} is not under a known prefix; upload to one of "
+                + ", ".join(catalogue.INBOX_PREFIXES),
             )
+        rules = catalogue.row_rules(job_type)
         fmt = detect_format(source.get("format_key") or source["key"])
         get_kwargs: dict[str, Any] = {"Bucket": source["bucket"], "Key": source["key"]}
         if source.get("version"):
@@ -176,7 +173,7 @@ class Intake:
         rejected = S3StreamWriter(results, rejected_key, s3=self._s3)
         try:
             for item in read_requests(
-                obj["Body"], fmt, job_type, max_uncompressed_bytes=self._settings.max_uncompressed_bytes
+                obj["Body"], fmt, rules, max_uncompressed_bytes=self._settings.max_uncompressed_bytes
             ):
                 rows_in += 1
                 if isinstance(item, Rejected):
