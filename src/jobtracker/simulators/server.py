@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -286,7 +287,7 @@ class Simulator(Generic[ConfigT]):
 
 def run_until_interrupted(simulator: Simulator[Any]) -> None:
     """Blocking entry point behind ``jobtracker simulate NAME``: print where it serves (and the certificate
-    to trust with --tls), serve until Ctrl-C."""
+    to trust with --tls), serve until Ctrl-C or SIGTERM, then remove a temporary certificate."""
     simulator._bind()
     print(f"{simulator.title} on {simulator.base_url}", flush=True)
     if simulator.certificate_file is not None:
@@ -295,5 +296,7 @@ def run_until_interrupted(simulator: Simulator[Any]) -> None:
             f"TLS certificate {cert} (self-signed; trust it: curl --cacert {cert}, REQUESTS_CA_BUNDLE={cert})",
             flush=True,
         )
+    if threading.current_thread() is threading.main_thread():  # `kill` stops it as cleanly as Ctrl-C
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     with contextlib.suppress(KeyboardInterrupt):
         simulator.serve_forever()
