@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
@@ -281,8 +282,16 @@ class Simulator(Generic[ConfigT]):
             time.sleep(fault.seconds)
         if fault is not None and fault.kind == "malformed":
             status, payload, headers = self.malformed_answer
-        response = Response(payload, status=status, headers={"Content-Type": "application/json", **headers})
-        return response(environ, start_response)
+        headers = {"Content-Type": "application/json", **headers}
+        return Response(payload, status=_status_line(status), headers=headers)(environ, start_response)
+
+
+def _status_line(status: int) -> str:
+    """``404 Not Found`` as servers write it (Werkzeug would write ``404 NOT FOUND``)."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
 
 
 def run_until_interrupted(simulator: Simulator[Any]) -> None:
