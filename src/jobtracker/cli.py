@@ -56,6 +56,22 @@ def simulate() -> None:
     """Provider simulators on 127.0.0.1 (not deployed)."""
 
 
+def _tls_options(command: Any) -> Any:
+    """--tls and --tls-dir, the same for every simulator."""
+    command = click.option(
+        "--tls-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="With --tls: write cert.pem and key.pem here (default: a temporary directory removed on exit).",
+    )(command)
+    return click.option(
+        "--tls",
+        is_flag=True,
+        help="Serve HTTPS with a fresh self-signed certificate for 127.0.0.1 and localhost; its path is printed "
+        "(trust it: curl --cacert PATH, REQUESTS_CA_BUNDLE=PATH).",
+    )(command)
+
+
 @simulate.command("fullstory")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8900, show_default=True, type=int)
@@ -92,18 +108,7 @@ def simulate() -> None:
     "results, download (segment exports); :Nx hits only the first N.",
 )
 @click.option("--fault-seed", default=None, type=int, help="Seed of the fault dice, for repeatable runs.")
-@click.option(
-    "--tls",
-    is_flag=True,
-    help="Serve HTTPS with a fresh self-signed certificate for 127.0.0.1 and localhost; its path is printed "
-    "(trust it: curl --cacert PATH, REQUESTS_CA_BUNDLE=PATH).",
-)
-@click.option(
-    "--tls-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="With --tls: write cert.pem and key.pem here (default: a temporary directory removed on exit).",
-)
+@_tls_options
 def simulate_fullstory(
     host: str,
     port: int,
@@ -162,18 +167,7 @@ def simulate_fullstory(
     help="As for fullstory, plus maintenance[:rate] (503 with Retry-After); repeatable.",
 )
 @click.option("--fault-seed", default=None, type=int, help="Seed of the fault dice, for repeatable runs.")
-@click.option(
-    "--tls",
-    is_flag=True,
-    help="Serve HTTPS with a fresh self-signed certificate for 127.0.0.1 and localhost; its path is printed "
-    "(trust it: curl --cacert PATH, REQUESTS_CA_BUNDLE=PATH).",
-)
-@click.option(
-    "--tls-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="With --tls: write cert.pem and key.pem here (default: a temporary directory removed on exit).",
-)
+@_tls_options
 def simulate_keboola(
     host: str,
     port: int,
