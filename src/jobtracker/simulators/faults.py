@@ -1,11 +1,13 @@
 """Injected failures shared by the provider simulators: the ``--fault`` grammar and the dice that decide
 which request a fault hits.
 
-A fault is a claim about how a real service fails, not about our code: throttling with and without
-``Retry-After`` (FullStory "Rate Limiting", Keboola "Rate Limits"), a 5xx, a connection lost after the
-provider acted (so only the answer is lost), a slow or garbled answer, a job that never ends, a paging
-token that repeats. Each simulator names the requests a fault may target (:meth:`Simulator.fault_targets`)
-and renders its injected errors in its own error format; this module knows only the grammar and the dice.
+A fault is a claim about how a real service fails, not about our code: throttling with ``Retry-After``
+(FullStory's 429 carries it, ../shared/DESIGN.md "FullStory facts") and without it (`429-bare`: a
+client's fallback when the header is missing), a 5xx, a connection lost after the provider acted (so
+only the answer is lost: the reason FullStory offers Idempotency-Key), a slow or garbled answer, a job
+that never ends, a paging token that repeats. Each simulator names the requests a fault may target
+(:meth:`Simulator.fault_targets`) and renders its injected errors in its own error format; this module
+knows only the grammar and the dice.
 """
 
 from __future__ import annotations

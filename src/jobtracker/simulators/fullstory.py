@@ -256,7 +256,9 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
 
     title = "FullStory simulator"
     server_name = "FullStorySimulator/1.0"
-    # FullStory's error body is {"code", "message"} (developer.fullstory.com "Errors").
+    # FullStory's errors are {"message", "code"} (specs/fullstory/users.swagger.json
+    # fullstory.v2.apierror.ErrorResponse), codes such as too_many_requests and server_error
+    # (../shared/DESIGN.md "FullStory facts").
     injected_errors = {
         "500": ("server_error", "Injected fault: server error"),
         "429": ("too_many_requests", "Injected fault: throttled"),

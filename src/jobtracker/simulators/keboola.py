@@ -70,7 +70,8 @@ BROKEN_TABLE = "in.c-main.broken"  # exists, but every export of it ends in stat
 EXPORT_FORMATS = ("rfc", "escaped", "raw")
 TERMINAL = ("success", "error")
 FILE_MAX_AGE_DAYS = 15
-# 503 + Retry-After while a stack is under maintenance (Keboola Storage API "Maintenance" answer).
+# Fault kinds: the shared ones, plus `maintenance`, a stack's 503 + Retry-After (../shared/DESIGN.md
+# "Keboola Storage facts"); no `repeat-token`: nothing is paged.
 FAULT_KINDS = (*REQUEST_FAULTS, "maintenance", *(kind for kind in JOB_FAULTS if kind != "repeat-token"))
 _FIRST_JOB_ID = 900_000_001
 _FIRST_FILE_ID = 1_200_000_001
@@ -252,7 +253,8 @@ class KeboolaSimulator(Simulator[KeboolaSimulatorConfig]):
 
     title = "Keboola simulator"
     server_name = "KeboolaSimulator/1.0"
-    # Storage API errors are {"error", "code", "status": "error", "exceptionId"} (kbcstorage's fixtures).
+    # Storage API errors are {"error", "code", "status": "error", "exceptionId"}, as the official kbcstorage
+    # client's fixtures show (see the module docstring).
     injected_errors = {
         "500": ("APPLICATION_ERROR", "Injected fault: internal server error"),
         "429": ("storage.tooManyRequests", "Injected fault: too many requests"),
