@@ -59,6 +59,22 @@ def simulate() -> None:
     """Provider simulators on 127.0.0.1 (not deployed)."""
 
 
+def _tls_options(command: Any) -> Any:
+    """--tls and --tls-dir, the same for every simulator."""
+    command = click.option(
+        "--tls-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="With --tls: write cert.pem and key.pem here (default: a temporary directory removed on exit).",
+    )(command)
+    return click.option(
+        "--tls",
+        is_flag=True,
+        help="Serve HTTPS with a fresh self-signed certificate for 127.0.0.1 and localhost; its path is printed "
+        "(trust it: curl --cacert PATH, REQUESTS_CA_BUNDLE=PATH).",
+    )(command)
+
+
 @simulate.command("fullstory")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8900, show_default=True, type=int)
@@ -91,9 +107,11 @@ def simulate() -> None:
     multiple=True,
     metavar="SPEC",
     help="Inject failures, repeatable: 429:0.3, 429-bare:0.2, 500:0.1, reset:0.05, slow:2s, malformed:0.05, "
-    "stuck, repeat-token; KIND@submit|status|pages limits the target, :Nx hits only the first N.",
+    "stuck, repeat-token; KIND@TARGET limits it to submit, status, pages (batch imports) or export, operation, "
+    "results, download (segment exports); :Nx hits only the first N.",
 )
 @click.option("--fault-seed", default=None, type=int, help="Seed of the fault dice, for repeatable runs.")
+@_tls_options
 def simulate_fullstory(
     host: str,
     port: int,
@@ -105,8 +123,10 @@ def simulate_fullstory(
     retry_after: int,
     faults: tuple[str, ...],
     fault_seed: int | None,
+    tls: bool,
+    tls_dir: Path | None,
 ) -> None:
-    """FullStory v2 users/events batch import API."""
+    """FullStory v2 users/events batch import API and segment exports."""
     from jobtracker.simulators.fullstory import SimulatorConfig, parse_fault, serve
 
     try:
@@ -126,6 +146,8 @@ def simulate_fullstory(
         ),
         host=host,
         port=port,
+        tls=tls,
+        tls_dir=tls_dir,
     )
 
 
@@ -147,7 +169,8 @@ def simulate_fullstory(
     metavar="SPEC",
     help="As for fullstory, plus maintenance[:rate] (503 with Retry-After); repeatable.",
 )
-@click.option("--fault-seed", default=None, type=int)
+@click.option("--fault-seed", default=None, type=int, help="Seed of the fault dice, for repeatable runs.")
+@_tls_options
 def simulate_keboola(
     host: str,
     port: int,
@@ -157,6 +180,8 @@ def simulate_keboola(
     download_ttl: float,
     faults: tuple[str, ...],
     fault_seed: int | None,
+    tls: bool,
+    tls_dir: Path | None,
 ) -> None:
     """Keboola Storage API: table export-async, storage jobs, files (demo table in.c-main.users)."""
     from jobtracker.simulators.keboola import KeboolaSimulatorConfig, parse_keboola_fault, serve
@@ -176,6 +201,8 @@ def simulate_keboola(
         ),
         host=host,
         port=port,
+        tls=tls,
+        tls_dir=tls_dir,
     )
 
 
