@@ -467,7 +467,11 @@ def _api_auth_problems(transformed: dict[str, Any], expected_routes: set[tuple[s
         body = res.get("Properties", {}).get("Body", {})
         iam_schemes = {
             scheme
-            for scheme, spec in body.get("securityDefinitions", {}).items()
+            # Swagger 2.0 keeps them in securityDefinitions, OpenAPI 3 (OpenApiVersion) in components.
+            for scheme, spec in {
+                **body.get("securityDefinitions", {}),
+                **body.get("components", {}).get("securitySchemes", {}),
+            }.items()
             if spec.get("x-amazon-apigateway-authtype") == "awsSigv4"
         }
         for path, methods in body.get("paths", {}).items():
