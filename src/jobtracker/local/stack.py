@@ -40,6 +40,8 @@ NOT_EMULATED = {
     "AWS::Logs::LogGroup": "handlers log to the local process",
     "AWS::CloudWatch::Alarm": "no CloudWatch metrics offline",
     "AWS::KMS::Key": "moto's SNS does not encrypt; the key only matters to CloudWatch in AWS",
+    "AWS::IAM::Role": "moto enforces no IAM; jobtracker.local.iam checks calls against the rendered roles",
+    "AWS::ApiGateway::Account": "an API Gateway account setting (logs role); the offline API logs locally",
 }
 
 # Called with each stack once its resources exist, before anything runs (jobtracker.local.iam watches
