@@ -188,3 +188,41 @@ def test_the_account_role_outlives_the_stack(rendered: dict[str, Any]) -> None:
         (role_name,) = set(_references(_taken_branches(role, resolver)))
         assert rendered["Resources"][role_name].get("DeletionPolicy") == "Retain", (name, role_name)
         assert json.dumps(rendered["Resources"][role_name]["Properties"]).count("apigateway.amazonaws.com") == 1
+
+
+# ------------------------------------------------------------------------------------------ roles
+
+# What SAM's convenience policy templates brought and no code path needs (S3CrudPolicy: lifecycle, ACLs,
+# deletes; DynamoDBCrudPolicy: Scan). The offline IAM check (tests/conftest.py) reports every granted
+# right no test used; these are the ones that must never come back.
+NEVER_NEEDED = {"s3:PutLifecycleConfiguration", "s3:PutObjectAcl", "s3:DeleteObject", "dynamodb:Scan"}
+
+
+def _role_statements(rendered: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    role = rendered["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
+    return [
+        statement
+        for policy in rendered["Resources"][role]["Properties"].get("Policies", [])
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_no_role_grants_rights_no_code_needs(rendered: dict[str, Any]) -> None:
+    granted = {
+        (function, action)
+        for function in _of_type(rendered, "AWS::Lambda::Function")
+        for statement in _role_statements(rendered, function)
+        for action in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+    }
+    assert {(f, a) for f, a in granted if a in NEVER_NEEDED} == set()
+
+
+def test_the_api_role_cannot_read_the_inbox(rendered: dict[str, Any]) -> None:
+    api_functions = [
+        name
+        for name, res in TEMPLATE["Resources"].items()
+        if any(e["Type"] == "Api" for e in res.get("Properties", {}).get("Events", {}).values())
+    ]
+    assert api_functions
+    for function in api_functions:
+        assert "InboxBucket" not in json.dumps(_role_statements(rendered, function)), function
