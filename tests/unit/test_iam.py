@@ -215,3 +215,25 @@ def test_statements_moto_cannot_evaluate_faithfully_are_refused_at_load(element:
 )
 def test_resources_are_reported_as_patterns(resource: str, pattern: str) -> None:
     assert shape(resource) == pattern
+
+
+def test_unused_names_actions_and_resources_no_call_needed() -> None:
+    from jobtracker.local.iam import CallRecorder
+
+    grants = _grants(
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObjectAcl"],
+            "Resource": ["arn:aws:s3:::b/*", "arn:aws:s3:::c/*"],
+        },
+        {"Effect": "Allow", "Action": "dynamodb:Scan", "Resource": TABLE},
+    )
+    recorder = CallRecorder()
+    recorder.grants = {g.key: g for g in grants}
+    _, matched = evaluate(grants, "s3:GetObject", "arn:aws:s3:::b/x")
+    recorder.used = {g.key for g in matched}
+    assert [(u["action"], u["resource"]) for u in recorder.unused()["Fn"]] == [
+        ("s3:PutObjectAcl", "arn:aws:s3:::b/*, arn:aws:s3:::c/*"),
+        ("(any)", "arn:aws:s3:::c/*"),
+        ("dynamodb:Scan", TABLE),
+    ]
