@@ -117,8 +117,12 @@ def test_a_refused_abort_leaves_the_provider_error_to_the_state_machine(offline,
     simulator = SimulatorConfig(polls_to_complete=2, page_size=2, faults=(parse_fault("repeat-token"),))
     with offline(sim=simulator) as session:
         aborts: list[str] = []
-        boto3.DEFAULT_SESSION.events.register("before-call.s3.AbortMultipartUpload", _refuse(aborts))
-        job = upload_and_wait(session, "inbox/users/refused-abort.ndjson", ndjson(users(5)))
+        refuse = _refuse(aborts)
+        boto3.DEFAULT_SESSION.events.register("before-call.s3.AbortMultipartUpload", refuse)
+        try:
+            job = upload_and_wait(session, "inbox/users/refused-abort.ndjson", ndjson(users(5)))
+        finally:
+            boto3.DEFAULT_SESSION.events.unregister("before-call.s3.AbortMultipartUpload", refuse)
         stack = session.stack
 
         assert aborts, "the collect never had an upload to abort"
