@@ -18,7 +18,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from jobtracker.local.callers import Caller, acting_as
-from jobtracker.local.iam import CallRecorder
+from jobtracker.local.iam import CallRecorder, StackView
 from jobtracker.simulators.fullstory import SimulatorConfig, parse_fault
 from tests.integration.helpers import ndjson, upload_and_wait, users
 
@@ -132,3 +132,22 @@ def test_a_refused_abort_leaves_the_provider_error_to_the_state_machine(offline,
         assert batch["error"]["code"] == "paging_loop"
         assert job["state"] == "FAILED"
         assert len([n for n in stack.notifications() if n["message"]["jobId"] == job["id"]]) == 1
+
+
+def test_a_missing_key_needs_list_bucket_to_answer_404_and_a_missing_bucket_does_not(offline, recorder) -> None:
+    with offline() as session:
+        stack = session.stack
+        s3 = stack.client("s3")
+        # A scope only this test's recorder knows: the session-wide check would (rightly) refuse the read
+        # of a bucket no role names.
+        view = StackView.of(stack)
+        view.scope = "missing-objects"
+        recorder._views[view.scope] = view
+        with acting_as(Caller(view.scope, next(iter(stack.functions)))):
+            with pytest.raises(s3.exceptions.NoSuchKey):
+                s3.get_object(Bucket=stack.inbox_bucket, Key="inbox/users/deleted-meanwhile.csv")
+            with pytest.raises(s3.exceptions.NoSuchBucket):
+                s3.get_object(Bucket="no-such-bucket-offline", Key="x")
+        recorder.check()
+        modelled = {(v.action, v.resource) for v in recorder.verdicts.values() if v.why}
+        assert modelled == {("s3:ListBucket", f"arn:aws:s3:::{stack.inbox_bucket}")}

@@ -603,9 +603,12 @@ class CallRecorder:
             context["jobtracker_iam"] = (caller, params.get("Bucket"))
         self._note(caller, prefix, model.name, params, origin)
 
-    def _after_s3_call(self, http_response: Any, model: Any, context: dict[str, Any], **_: Any) -> None:
+    def _after_s3_call(
+        self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any
+    ) -> None:
         noted = context.get("jobtracker_iam")
-        if noted and http_response is not None and http_response.status_code == 404:
+        missing_key = parsed.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")  # not NoSuchBucket
+        if noted and missing_key and http_response is not None and http_response.status_code == 404:
             caller, bucket = noted
             view = self._views.get(caller.scope)
             if view is not None:
