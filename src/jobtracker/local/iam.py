@@ -295,6 +295,7 @@ def _glob(pattern: str, ignore_case: bool) -> re.Pattern[str]:
     return re.compile(body, re.IGNORECASE if ignore_case else 0)
 
 
+@functools.cache
 def _statement_class() -> type:
     from moto.iam.access_control import IAMPolicyStatement
 
@@ -325,6 +326,7 @@ class Grant:
     action: str
     resource: str
     key: tuple[Any, ...]  # the same grant in every stack: (role, policy, statement, action, resource index)
+    statement: Any = field(default=None, compare=False, repr=False)  # moto's evaluator of this one grant
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -371,24 +373,20 @@ def role_grants(rendered: dict[str, Any], resolve: Callable[[Any], Any]) -> dict
                     )
                 for action in _as_list(statement["Action"]):
                     for resource_index, pattern in enumerate(_as_list(statement["Resource"])):
-                        grant = Grant(
-                            logical_id,
-                            policy,
-                            managed,
-                            statement["Effect"],
-                            action,
-                            pattern,
-                            (logical_id, policy, index, action, resource_index),
-                        )
-                        own.append(grant)
-                        _STATEMENTS[grant] = statement_class(
-                            {"Effect": statement["Effect"], "Action": action, "Resource": pattern}
+                        own.append(
+                            Grant(
+                                logical_id,
+                                policy,
+                                managed,
+                                statement["Effect"],
+                                action,
+                                pattern,
+                                (logical_id, policy, index, action, resource_index),
+                                statement_class({"Effect": statement["Effect"], "Action": action, "Resource": pattern}),
+                            )
                         )
         grants[logical_id] = own
     return grants
-
-
-_STATEMENTS: dict[Grant, Any] = {}
 
 
 def evaluate(grants: Iterable[Grant], action: str, resource: str) -> tuple[bool, list[Grant]]:
@@ -398,7 +396,7 @@ def evaluate(grants: Iterable[Grant], action: str, resource: str) -> tuple[bool,
 
     allowing = []
     for grant in grants:
-        result = _STATEMENTS[grant].is_action_permitted(action, resource)
+        result = grant.statement.is_action_permitted(action, resource)
         if result == PermissionResult.DENIED:
             return False, []
         if result == PermissionResult.PERMITTED:
