@@ -76,10 +76,19 @@ def test_every_function_that_ran_and_the_state_machine_are_checked_under_their_o
         assert ("sqs:DeleteMessage", stack.output("IntakeQueue", "Arn")) in seen[intake]
 
 
+def _known_only_to(recorder: CallRecorder, stack: Any, name: str) -> Caller:
+    """A caller in a scope only this test's recorder watches: what the test itself calls under a
+    function's name is none of the session-wide check's business."""
+    view = StackView.of(stack)
+    view.scope = name
+    recorder._views[name] = view
+    return Caller(name, next(iter(stack.functions)))
+
+
 def test_threads_and_pools_a_function_starts_act_as_that_function(offline, recorder) -> None:
     with offline() as session:
         stack = session.stack
-        caller = Caller(stack.scope, next(iter(stack.functions)))
+        caller = _known_only_to(recorder, stack, "threads")
         s3 = stack.client("s3")
 
         def list_inbox() -> None:
@@ -138,12 +147,7 @@ def test_a_missing_key_needs_list_bucket_to_answer_404_and_a_missing_bucket_does
     with offline() as session:
         stack = session.stack
         s3 = stack.client("s3")
-        # A scope only this test's recorder knows: the session-wide check would (rightly) refuse the read
-        # of a bucket no role names.
-        view = StackView.of(stack)
-        view.scope = "missing-objects"
-        recorder._views[view.scope] = view
-        with acting_as(Caller(view.scope, next(iter(stack.functions)))):
+        with acting_as(_known_only_to(recorder, stack, "missing-objects")):
             with pytest.raises(s3.exceptions.NoSuchKey):
                 s3.get_object(Bucket=stack.inbox_bucket, Key="inbox/users/deleted-meanwhile.csv")
             with pytest.raises(s3.exceptions.NoSuchBucket):
