@@ -9,6 +9,7 @@ running the real ASL), the real handlers in process, built from template.yaml.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from typing import Any
 
 import boto3
 
+from jobtracker.local.callers import Caller, acting_as, current_caller
 from jobtracker.local.lambdas import FunctionSpec, LambdaRuntime
 from jobtracker.local.template import Resolver, function_environment, load_template, substitute_definition
 
@@ -38,7 +40,14 @@ NOT_EMULATED = {
     "AWS::Logs::LogGroup": "handlers log to the local process",
     "AWS::CloudWatch::Alarm": "no CloudWatch metrics offline",
     "AWS::KMS::Key": "moto's SNS does not encrypt; the key only matters to CloudWatch in AWS",
+    "AWS::IAM::Role": "moto enforces no IAM; jobtracker.local.iam checks calls against the rendered roles",
+    "AWS::ApiGateway::Account": "an API Gateway account setting (logs role); the offline API logs locally",
 }
+
+# Called with each stack once its resources exist, before anything runs (jobtracker.local.iam watches
+# stacks this way to check their calls against their roles).
+STARTED: list[Callable[[OfflineStack], None]] = []
+_RUNS = itertools.count(1)
 
 
 class OfflineStack:
@@ -54,6 +63,7 @@ class OfflineStack:
     ) -> None:
         self.root = root
         self.stack_name = stack_name
+        self.scope = f"{stack_name}#{next(_RUNS)}"  # this run of the stack; names repeat from run to run
         self.api_key = api_key
         self.template = load_template(root / "template.yaml")
         self._parameter_overrides = {k: str(v) for k, v in (parameters or {}).items()}
@@ -107,7 +117,9 @@ class OfflineStack:
             self._ensure(logical_id)
         self._tap_topic()
         self._configure_runtime()
-        self.lambdas = LambdaRuntime(self.functions)
+        self.lambdas = LambdaRuntime(self.functions, scope=self.scope)
+        for listener in STARTED:
+            listener(self)
         boto3.DEFAULT_SESSION.events.register("before-call.lambda.Invoke", self.lambdas.on_lambda_invoke)
         if self._pump_sqs:
             for spec in self.functions.values():
@@ -409,6 +421,7 @@ class OfflineStack:
         from tracker import wiring
 
         parameters.clear_caches()
+        _per_function_parameter_caches()
         wiring.reset()
         # Handler modules share one Powertools Logger per process; in Lambda each container reads
         # POWERTOOLS_LOG_LEVEL when it starts, so apply this stack's level to the shared logger.
@@ -432,11 +445,14 @@ class OfflineStack:
         queue_name = queue_arn.rsplit(":", 1)[1]
         queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
         assert self.lambdas is not None
+        # Lambda polls and deletes with the function's own role; the rest here is emulation.
+        as_function = Caller(self.scope, spec.logical_id)
         while not self._stop.is_set():
             try:
-                received = sqs.receive_message(
-                    QueueUrl=queue_url, MaxNumberOfMessages=1, AttributeNames=["All"], WaitTimeSeconds=0
-                ).get("Messages", [])
+                with acting_as(as_function):
+                    received = sqs.receive_message(
+                        QueueUrl=queue_url, MaxNumberOfMessages=1, AttributeNames=["All"], WaitTimeSeconds=0
+                    ).get("Messages", [])
             except Exception as exc:  # the mock may be stopping
                 if not self._stop.is_set():
                     self.pump_errors.append(f"receive failed: {exc!r}")
@@ -460,7 +476,8 @@ class OfflineStack:
                         QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=1
                     )
                 else:
-                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                    with acting_as(as_function):
+                        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def _sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
@@ -475,6 +492,32 @@ def _sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
         "eventSourceARN": queue_arn,
         "awsRegion": REGION,
     }
+
+
+def _per_function_parameter_caches() -> None:
+    """In AWS each function caches the secrets it reads (Powertools Parameters) in its own execution
+    environment; here all functions share one process, so one function's cached secret would spare
+    another its own read, and that read's permission would never be exercised. One secrets provider
+    per calling function (the provider Powertools' get_secret uses) keeps the caches apart."""
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+
+    DEFAULT_PROVIDERS["secrets"] = _PerCaller(SecretsProvider)
+
+
+class _PerCaller:
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._instances: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        caller = current_caller()
+        with self._lock:
+            instance = self._instances.get(caller)
+            if instance is None:
+                instance = self._instances[caller] = self._make()
+        return getattr(instance, name)
 
 
 def _atomic_dynamodb_writes() -> Callable[[], None]:
