@@ -45,7 +45,9 @@ CHUNK_BYTES = 256 * 1024
 CREDENTIAL_ATTEMPTS = 3
 GCS_ENDPOINT = "https://storage.googleapis.com"
 AZURE_VERSION = "2021-08-06"  # x-ms-version of the Blob service REST API the GETs speak
-_AZURE_ENTRY = re.compile(r"^(?:https|azure)://(?P<account>[^/]*?)\.blob\.core\.windows\.net/(?P<container>[^/]+)/(?P<path>.+)$")
+_AZURE_ENTRY = re.compile(
+    r"^(?:https|azure)://(?P<account>[^/]*?)\.blob\.core\.windows\.net/(?P<container>[^/]+)/(?P<path>.+)$"
+)
 _ENTRY_SCHEMES = {"aws": "s3://", "gcp": "gs://"}
 # S3's answers to credentials it will not take: expired (ExpiredToken is a 400), revoked or wrong.
 _S3_REFUSALS = frozenset(
