@@ -163,6 +163,28 @@ def simulate_fullstory(
 )
 @click.option("--download-ttl", default=300.0, show_default=True, type=float, help="Seconds a file URL stays valid.")
 @click.option(
+    "--backend",
+    type=click.Choice(["aws", "azure", "gcp"]),
+    default="aws",
+    show_default=True,
+    help="The stack's file storage: S3 (served on --s3-port), Azure Blob Storage or GCS (on --port).",
+)
+@click.option(
+    "--s3-port",
+    default=8902,
+    show_default=True,
+    type=int,
+    help="The S3 file storage's port (any S3 client reaches it with AWS_ENDPOINT_URL_S3=http://127.0.0.1:PORT).",
+)
+@click.option("--unsliced", is_flag=True, help="Export tables as one file instead of slices and a manifest.")
+@click.option(
+    "--credentials-ttl",
+    default=3600.0,
+    show_default=True,
+    type=float,
+    help="Seconds the file storage credentials of a file detail stay valid.",
+)
+@click.option(
     "--fault",
     "faults",
     multiple=True,
@@ -178,12 +200,17 @@ def simulate_keboola(
     processing_seconds: float,
     polls_to_complete: int | None,
     download_ttl: float,
+    backend: str,
+    s3_port: int,
+    unsliced: bool,
+    credentials_ttl: float,
     faults: tuple[str, ...],
     fault_seed: int | None,
     tls: bool,
     tls_dir: Path | None,
 ) -> None:
-    """Keboola Storage API: table export-async, storage jobs, files (demo table in.c-main.users)."""
+    """Keboola Storage API: table export-async, storage jobs, files (demo table in.c-main.users). Exports are
+    headerless and sliced, as on Keboola's Snowflake and Redshift backends."""
     from jobtracker.simulators.keboola import KeboolaSimulatorConfig, parse_keboola_fault, serve
 
     try:
@@ -196,6 +223,9 @@ def simulate_keboola(
             polls_to_complete=polls_to_complete,
             processing_seconds=processing_seconds,
             download_ttl_seconds=download_ttl,
+            backend=backend,
+            sliced=not unsliced,
+            credentials_ttl_seconds=credentials_ttl,
             faults=parsed,
             fault_seed=fault_seed,
         ),
@@ -203,6 +233,7 @@ def simulate_keboola(
         port=port,
         tls=tls,
         tls_dir=tls_dir,
+        s3_port=s3_port if backend == "aws" else None,
     )
 
 
