@@ -198,7 +198,7 @@ class FileStorage:
         with self._lock:
             self.stats["refused"] += 1
 
-    def _served(self, backend: str, bucket: str, key: str, method: str, headers: Any) -> Answer | None:
+    def _served(self, backend: str, bucket: str, key: str, headers: Any) -> Answer | None:
         data = self.get(backend, bucket, key)
         if data is None:
             with self._lock:
@@ -218,10 +218,7 @@ class FileStorage:
             start, end = wanted
             status, body = 206, data[start : end + 1]
             answer_headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-        if method == "HEAD":
-            answer_headers["Content-Length"] = str(len(body))
-            body = b""
-        return status, body, answer_headers
+        return status, body, answer_headers  # for HEAD, Werkzeug sends the headers of this body without it
 
     # -- S3 ----------------------------------------------------------------------------------------------
     def s3_answer(self, method: str, raw_path: str, headers: Any) -> Answer:
@@ -235,7 +232,7 @@ class FileStorage:
             return refusal
         if bucket != S3_BUCKET:
             return _s3_error(404, "NoSuchBucket", "The specified bucket does not exist")
-        answer = self._served("aws", bucket, key, method, headers)
+        answer = self._served("aws", bucket, key, headers)
         return answer or _s3_error(404, "NoSuchKey", "The specified key does not exist.")
 
     def _s3_refusal(self, method: str, raw_path: str, headers: Any) -> Answer | None:
@@ -318,7 +315,7 @@ class FileStorage:
                 f"Signature not valid in the specified time frame: Expiry [{fields['se']}] - Current "
                 f"[{iso(self._clock())}]",
             )
-        answer = self._served("azure", container, blob, method, headers)
+        answer = self._served("azure", container, blob, headers)
         return answer or _abs_error(404, "BlobNotFound", "The specified blob does not exist.")
 
     # -- GCS ---------------------------------------------------------------------------------------------
@@ -339,7 +336,7 @@ class FileStorage:
         if grant is None or grant.backend != "gcp" or not self._use(grant):
             self._refused()
             return _gcs_error(401, "Invalid Credentials", reason="authError")
-        answer = self._served("gcp", bucket, name, method, headers)
+        answer = self._served("gcp", bucket, name, headers)
         return answer or _gcs_error(404, f"No such object: {bucket}/{name}", reason="notFound")
 
 
