@@ -128,6 +128,8 @@ class KeboolaSimulatorConfig:
     min_slices: int = 3  # ...and at least this many (one per unloading thread), some maybe empty
     credentials_ttl_seconds: float = 3600.0  # lifetime of the file storage credentials of a file detail
     credentials_uses: int | None = None  # test hook: credentials stop working after this many object reads
+    drop_slices: tuple[int, ...] = ()  # test hook: these slices (0-based) of the next files are never stored
+    manifest_body: bytes | None = None  # test hook: the next sliced files get this manifest instead
     # Where S3 objects go: None keeps them here, served on s3_port; a function giving a boto3 S3 client puts
     # them into that S3 (the offline stack's moto, where the tracker's own buckets are: one S3, as in AWS).
     s3_client: Callable[[], Any] | None = None
@@ -683,7 +685,8 @@ class KeboolaSimulator(Simulator[KeboolaSimulatorConfig]):
             if job.gzip:
                 data = gzip.compress(data, compresslevel=6, mtime=0)
             size += len(data)
-            self.storage.put(cfg.backend, container, slice_key, data)
+            if slice_keys.index(slice_key) not in cfg.drop_slices:
+                self.storage.put(cfg.backend, container, slice_key, data)
         file = _File(
             file_id,
             name,
@@ -700,7 +703,8 @@ class KeboolaSimulator(Simulator[KeboolaSimulatorConfig]):
             slice_keys,
         )
         if cfg.sliced:
-            file.manifest = json.dumps({"entries": [{"url": self._entry_url(file, k)} for k in slice_keys]}).encode()
+            entries = {"entries": [{"url": self._entry_url(file, k)} for k in slice_keys]}
+            file.manifest = cfg.manifest_body if cfg.manifest_body is not None else json.dumps(entries).encode()
             self.storage.put(cfg.backend, container, key + "manifest", file.manifest)
         job.out_bytes, job.out_bytes_uncompressed = size, uncompressed
         return file
