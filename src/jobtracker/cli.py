@@ -256,6 +256,13 @@ def local() -> None:
     is_flag=True,
     help="Local-dev switch: let unsigned requests (plain curl) into the API; by default, as in AWS, only SigV4.",
 )
+@click.option(
+    "--keboola-backend",
+    type=click.Choice(["aws", "azure", "gcp"]),
+    default="aws",
+    show_default=True,
+    help="The Keboola simulator's file storage: S3 (in the offline S3, at the AWS endpoint), Azure Blob or GCS.",
+)
 def local_up(
     api_port: int,
     aws_port: int,
@@ -264,10 +271,12 @@ def local_up(
     poll_seconds: int,
     batch_rows: int | None,
     allow_unsigned: bool,
+    keboola_backend: str,
 ) -> None:
     """Run the stack until Ctrl-C: `jobtracker submit FILE --local`, curl the API, or `aws --endpoint-url`."""
     from jobtracker.local.session import OfflineSession
     from jobtracker.simulators.fullstory import SimulatorConfig
+    from jobtracker.simulators.keboola import KeboolaSimulatorConfig
 
     parameters: dict[str, Any] = {
         "PollMinSeconds": poll_seconds,
@@ -283,12 +292,18 @@ def local_up(
         api_port=api_port,
         aws_port=aws_port,
         allow_unsigned=allow_unsigned,
+        keboola_config=KeboolaSimulatorConfig(backend=keboola_backend),
     )
     with session:
         stack = session.stack
         click.echo(f"REST API        {session.api.base_url if session.api else '-'}")
         click.echo(f"AWS endpoint    {session.aws_endpoint}   (any credentials; region us-east-1)")
         click.echo(f"FullStory sim   {session.simulator.base_url}")
+        click.echo(f"Keboola sim     {session.keboola.base_url}   (file storage: {keboola_backend})")
+        if keboola_backend == "aws":  # the export's slices are in the offline S3, beside the tracker's buckets
+            click.echo(f"Keboola files   AWS_ENDPOINT_URL_S3={session.aws_endpoint}   (e.g. for kbcstorage)")
+        elif keboola_backend == "gcp":
+            click.echo(f"Keboola files   STORAGE_EMULATOR_HOST={session.keboola.base_url}")
         click.echo(f"inbox bucket    {stack.inbox_bucket}")
         click.echo(f"results bucket  {stack.results_bucket}")
         click.echo(f"jobs table      {stack.output('JobsTable')}")
