@@ -152,20 +152,7 @@ class ProviderHttp:
         (``Accept-Encoding: gzip`` and no decoding: a ``.gz`` file stays the gzip it is)."""
         status = 0
         for _ in range(max(1, attempts)):
-            url = next_url()
-            try:
-                response = self.pool.request(
-                    "GET",
-                    url,
-                    headers={"Accept-Encoding": "gzip"},
-                    retries=False,
-                    redirect=False,
-                    timeout=self.timeout,
-                    preload_content=False,
-                    decode_content=False,
-                )
-            except urllib3.exceptions.HTTPError as exc:
-                raise ProviderTransientError(f"{what} unreachable: {type(exc).__name__}") from exc
+            response = self._get_stored(next_url(), {"Accept-Encoding": "gzip"}, what=what)
             if response.status == 200:
                 return response
             response.drain_conn()
@@ -218,19 +205,7 @@ class ProviderHttp:
         sent = {**headers, "Accept-Encoding": "identity"}
         if byte_range:
             sent["Range"] = f"bytes={byte_range}"
-        try:
-            response = self.pool.request(
-                "GET",
-                url,
-                headers=sent,
-                retries=False,
-                redirect=False,
-                timeout=self.timeout,
-                preload_content=False,
-                decode_content=False,
-            )
-        except urllib3.exceptions.HTTPError as exc:
-            raise ProviderTransientError(f"{what} unreachable: {type(exc).__name__}") from exc
+        response = self._get_stored(url, sent, what=what)
         if response.status in (200, 206):
             return response
         detail = _storage_error(response)
@@ -241,6 +216,22 @@ class ProviderHttp:
         if response.status == 404:
             raise ObjectMissing(summary)
         raise ProviderTransientError(summary)
+
+    def _get_stored(self, url: str, headers: dict[str, str], *, what: str) -> urllib3.BaseHTTPResponse:
+        """An unread GET answer of file storage: no redirects, no retries, the body kept as stored."""
+        try:
+            return self.pool.request(
+                "GET",
+                url,
+                headers=headers,
+                retries=False,
+                redirect=False,
+                timeout=self.timeout,
+                preload_content=False,
+                decode_content=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise ProviderTransientError(f"{what} unreachable: {type(exc).__name__}") from exc
 
     def object_head(self, url: str, headers: dict[str, str], *, what: str) -> bytes:
         """The object's first two bytes (a ranged GET; a store that ignores Range is cut off after them)."""
