@@ -325,7 +325,8 @@ BACKENDS = ("aws", "azure", "gcp")
 
 
 def _exported(make: Callable, params: dict | None = None, **config: Any) -> tuple[KeboolaSimulator, Any, str]:
-    sim, provider = make(polls_to_complete=1, **config)
+    # Signed URLs that outlive a slow machine: only the storage credentials expire in these tests.
+    sim, provider = make(polls_to_complete=1, **{"download_ttl_seconds": 3600, **config})
     job_id = provider.start(params or USERS, "k").provider_job_id
     assert _finish(provider, job_id).state == "COMPLETED"
     return sim, provider, job_id
