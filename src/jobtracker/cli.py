@@ -163,6 +163,28 @@ def simulate_fullstory(
 )
 @click.option("--download-ttl", default=300.0, show_default=True, type=float, help="Seconds a file URL stays valid.")
 @click.option(
+    "--backend",
+    type=click.Choice(["aws", "azure", "gcp"]),
+    default="aws",
+    show_default=True,
+    help="The stack's file storage: S3 (served on --s3-port), Azure Blob Storage or GCS (on --port).",
+)
+@click.option(
+    "--s3-port",
+    default=8902,
+    show_default=True,
+    type=int,
+    help="The S3 file storage's port (any S3 client reaches it with AWS_ENDPOINT_URL_S3=http://127.0.0.1:PORT).",
+)
+@click.option("--unsliced", is_flag=True, help="Export tables as one file instead of slices and a manifest.")
+@click.option(
+    "--credentials-ttl",
+    default=3600.0,
+    show_default=True,
+    type=float,
+    help="Seconds the file storage credentials of a file detail stay valid.",
+)
+@click.option(
     "--fault",
     "faults",
     multiple=True,
@@ -178,12 +200,17 @@ def simulate_keboola(
     processing_seconds: float,
     polls_to_complete: int | None,
     download_ttl: float,
+    backend: str,
+    s3_port: int,
+    unsliced: bool,
+    credentials_ttl: float,
     faults: tuple[str, ...],
     fault_seed: int | None,
     tls: bool,
     tls_dir: Path | None,
 ) -> None:
-    """Keboola Storage API: table export-async, storage jobs, files (demo table in.c-main.users)."""
+    """Keboola Storage API: table export-async, storage jobs, files (demo table in.c-main.users). Exports are
+    headerless and sliced, as on Keboola's Snowflake and Redshift backends."""
     from jobtracker.simulators.keboola import KeboolaSimulatorConfig, parse_keboola_fault, serve
 
     try:
@@ -196,6 +223,9 @@ def simulate_keboola(
             polls_to_complete=polls_to_complete,
             processing_seconds=processing_seconds,
             download_ttl_seconds=download_ttl,
+            backend=backend,
+            sliced=not unsliced,
+            credentials_ttl_seconds=credentials_ttl,
             faults=parsed,
             fault_seed=fault_seed,
         ),
@@ -203,6 +233,7 @@ def simulate_keboola(
         port=port,
         tls=tls,
         tls_dir=tls_dir,
+        s3_port=s3_port if backend == "aws" else None,
     )
 
 
@@ -225,6 +256,13 @@ def local() -> None:
     is_flag=True,
     help="Local-dev switch: let unsigned requests (plain curl) into the API; by default, as in AWS, only SigV4.",
 )
+@click.option(
+    "--keboola-backend",
+    type=click.Choice(["aws", "azure", "gcp"]),
+    default="aws",
+    show_default=True,
+    help="The Keboola simulator's file storage: S3 (in the offline S3, at the AWS endpoint), Azure Blob or GCS.",
+)
 def local_up(
     api_port: int,
     aws_port: int,
@@ -233,10 +271,12 @@ def local_up(
     poll_seconds: int,
     batch_rows: int | None,
     allow_unsigned: bool,
+    keboola_backend: str,
 ) -> None:
     """Run the stack until Ctrl-C: `jobtracker submit FILE --local`, curl the API, or `aws --endpoint-url`."""
     from jobtracker.local.session import OfflineSession
     from jobtracker.simulators.fullstory import SimulatorConfig
+    from jobtracker.simulators.keboola import KeboolaSimulatorConfig
 
     parameters: dict[str, Any] = {
         "PollMinSeconds": poll_seconds,
@@ -252,12 +292,18 @@ def local_up(
         api_port=api_port,
         aws_port=aws_port,
         allow_unsigned=allow_unsigned,
+        keboola_config=KeboolaSimulatorConfig(backend=keboola_backend),
     )
     with session:
         stack = session.stack
         click.echo(f"REST API        {session.api.base_url if session.api else '-'}")
         click.echo(f"AWS endpoint    {session.aws_endpoint}   (any credentials; region us-east-1)")
         click.echo(f"FullStory sim   {session.simulator.base_url}")
+        click.echo(f"Keboola sim     {session.keboola.base_url}   (file storage: {keboola_backend})")
+        if keboola_backend == "aws":  # the export's slices are in the offline S3, beside the tracker's buckets
+            click.echo(f"Keboola files   AWS_ENDPOINT_URL_S3={session.aws_endpoint}   (e.g. for kbcstorage)")
+        elif keboola_backend == "gcp":
+            click.echo(f"Keboola files   STORAGE_EMULATOR_HOST={session.keboola.base_url}")
         click.echo(f"inbox bucket    {stack.inbox_bucket}")
         click.echo(f"results bucket  {stack.results_bucket}")
         click.echo(f"jobs table      {stack.output('JobsTable')}")

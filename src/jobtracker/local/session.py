@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,8 @@ from jobtracker.local.api_gateway import OfflineApiServer, routes_from_template
 from jobtracker.local.stack import LOCAL_API_KEY, OfflineStack
 from jobtracker.simulators.fullstory import FullStorySimulator, SimulatorConfig
 from jobtracker.simulators.keboola import KeboolaSimulator, KeboolaSimulatorConfig
+
+_UNSET = object()
 
 
 @dataclass
@@ -34,6 +37,7 @@ class OfflineSession:
     api: OfflineApiServer | None = field(init=False, default=None)
     aws_endpoint: str | None = field(init=False, default=None)
     _moto_server: Any = field(init=False, default=None)
+    _saved_emulator_host: Any = field(init=False, default=_UNSET)
 
     def __enter__(self) -> OfflineSession:
         # Powertools warns on every invocation that publishes no metric; offline that is noise.
@@ -42,7 +46,7 @@ class OfflineSession:
         if config.api_key is None:
             config.api_key = LOCAL_API_KEY
         self.simulator = FullStorySimulator(config, port=self.simulator_port).start()
-        self.keboola = KeboolaSimulator(self.keboola_config or KeboolaSimulatorConfig()).start()
+        self.keboola = self._start_keboola()
         params = {
             "FullStoryBaseUrl": self.simulator.base_url,
             "LogLevel": "WARNING",
@@ -77,6 +81,27 @@ class OfflineSession:
             raise
         return self
 
+    def _start_keboola(self) -> KeboolaSimulator:
+        """The Keboola simulator and its file storage, reachable by the tracker in this process the way
+        Keboola's is in AWS. S3 (backend aws): the export's files go into the one offline S3 (moto), where
+        the tracker's own buckets are; in AWS too both are buckets of one S3, and a process-wide
+        AWS_ENDPOINT_URL_S3 here would also take the tracker's own S3 calls away from moto. Any outside
+        S3 client reaches them at the emulated AWS endpoint (``aws_port``). GCS (gcp): Google's standard
+        STORAGE_EMULATOR_HOST points at the simulator; Azure: the SAS connection string names it."""
+        config = self.keboola_config or KeboolaSimulatorConfig()
+        if config.backend == "aws" and config.s3_client is None:
+            import functools
+
+            import boto3
+
+            # Made on first use, once the stack's moto is running.
+            config.s3_client = functools.cache(lambda: boto3.client("s3", region_name="us-east-1"))
+        keboola = KeboolaSimulator(config).start()
+        if config.backend == "gcp":
+            self._saved_emulator_host = os.environ.get("STORAGE_EMULATOR_HOST")
+            os.environ["STORAGE_EMULATOR_HOST"] = keboola.base_url
+        return keboola
+
     def __exit__(self, *exc: object) -> None:
         if self._moto_server is not None:
             self._moto_server.stop()
@@ -85,3 +110,8 @@ class OfflineSession:
         self.stack.stop()
         self.simulator.stop()
         self.keboola.stop()
+        if self._saved_emulator_host is not _UNSET:
+            if self._saved_emulator_host is None:
+                os.environ.pop("STORAGE_EMULATOR_HOST", None)
+            else:
+                os.environ["STORAGE_EMULATOR_HOST"] = self._saved_emulator_host
