@@ -146,7 +146,7 @@ def test_the_token_goes_to_the_stack_only(make: Callable) -> None:
             self.seen.append((url, dict(kwargs.get("headers") or {})))
             return super().request(method, url, *args, **kwargs)
 
-    sim, _ = make(polls_to_complete=1)
+    sim, _ = make(polls_to_complete=1, download_ttl_seconds=3600)  # one download: no refresh on a slow machine
     pool = Recording(retries=False)
     provider = KeboolaStorageProvider(sim.base_url, "secret-token", pool=pool)
     job_id = provider.start(USERS, "k").provider_job_id

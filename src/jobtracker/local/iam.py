@@ -544,6 +544,8 @@ class CallRecorder:
     _views: dict[str, StackView] = field(default_factory=dict)
     _machines: dict[str, Caller] = field(default_factory=dict)
     _unmapped: Counter[tuple[Caller, str]] = field(default_factory=Counter)
+    # Calls signed with credentials handed to the code rather than the role's (not checked against it).
+    external_calls: Counter[tuple[Caller, str]] = field(default_factory=Counter)
     verdicts: dict[tuple[str, str, str, str], Verdict] = field(default_factory=dict)
     used: set[tuple[Any, ...]] = field(default_factory=set)
     grants: dict[tuple[Any, ...], Grant] = field(default_factory=dict)
@@ -562,6 +564,7 @@ class CallRecorder:
 
         entries = [
             ("before-parameter-build", self._before_parameter_build),
+            ("before-call", self._before_call),
             ("after-call.s3", self._after_s3_call),
         ]
         botocore.handlers.BUILTIN_HANDLERS.extend(entries)
@@ -595,11 +598,28 @@ class CallRecorder:
         caller = current_caller()
         if caller is None:
             return
-        origin = PRESIGN if context.get("is_presign_request") else CALL
         prefix = model.service_model.signing_name
-        if prefix == "s3" and model.name in ("GetObject", "HeadObject"):
+        if context.get("is_presign_request"):
+            self._note(caller, prefix, model.name, params, PRESIGN)
+            return
+        # Which credentials sign the call is known only at before-call (below).
+        context["jobtracker_iam_call"] = (caller, prefix, model.name, dict(params))
+
+    def _before_call(self, model: Any, request_signer: Any, context: dict[str, Any], **_: Any) -> None:
+        pending = context.pop("jobtracker_iam_call", None)
+        if pending is None:
+            return
+        caller, prefix, operation, params = pending
+        credentials = getattr(request_signer, "_credentials", None)
+        if getattr(credentials, "method", None) == "explicit":
+            # Signed with credentials the code was handed (e.g. Keboola's federation token for its file
+            # storage), not with the function's role: AWS authorizes it against that principal, not ours.
+            with self._lock:
+                self.external_calls[(caller, f"{prefix}:{operation}")] += 1
+            return
+        if prefix == "s3" and operation in ("GetObject", "HeadObject"):
             context["jobtracker_iam"] = (caller, params.get("Bucket"))
-        self._note(caller, prefix, model.name, params, origin)
+        self._note(caller, prefix, operation, params, CALL)
 
     def _after_s3_call(
         self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any
@@ -773,7 +793,10 @@ class CallRecorder:
                 "refused": [v.describe() for v in verdicts if not v.allowed],
                 "unused": unused.get(role, []),
             }
-        return {"calls": self.calls, "roles": table}
+        external: dict[str, dict[str, int]] = {}
+        for (caller, operation), count in sorted(self.external_calls.items(), key=lambda item: str(item[0])):
+            external.setdefault(caller.logical_id, {})[operation] = count
+        return {"calls": self.calls, "roles": table, "signedWithHandedCredentials": external}
 
 
 def _start_in_context(original: Callable[..., Any]) -> Callable[..., Any]:
