@@ -613,7 +613,11 @@ def test_csv_columns_properties_and_required_columns_come_from_the_rules() -> No
         (2, {"sku": "a-1", "lines": [1, 2], "attributes": {"size": "L", "colour": "red"}})
     ]
     error, _ = read_error(b"colour\nred\n", "csv", ORDERS)
-    assert (error.code, error.message) == ("missing_column", "A CSV of orders needs a 'sku' column.")
+    assert (error.code, error.message) == (
+        "missing_column",
+        "A CSV of orders needs a 'sku' column; the header, read with a comma (,) as the delimiter, has 1 column: "
+        "'colour'.",
+    )
     items = read(b'sku,attributes\na,"[1]"\n', "csv", ORDERS)
     assert [(i.code, i.reason) for i in items] == [("invalid_type", "Column 'attributes' must hold a JSON object.")]
 
