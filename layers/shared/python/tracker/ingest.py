@@ -554,7 +554,8 @@ def _open(
         raise InputError("unsupported_format", f"The file is {found[0]}, not {kind} text: {found[1]}.")
     codec, bom = _text_encoding(head)
     head = head[len(bom) :]
-    if codec == "utf-8" and head.count(0) * 100 > len(head):
+    nuls = head.count(0) if codec == "utf-8" else 0
+    if nuls >= 16 and nuls * 100 > len(head):  # a stray NUL or two is the readers' business (one row)
         raise InputError(
             "unsupported_format",
             f"The file is binary data (its first bytes hold many NUL bytes), not {kind} text: {_EXPORT_ADVICE}.",
@@ -1009,17 +1010,33 @@ def _csv_problem(exc: csv.Error) -> str:
     return next((plain for fragment, plain in _CSV_PROBLEMS if fragment in text), text)
 
 
+def _first_bad_byte(text: str) -> str:
+    """Where a line decoded with surrogateescape first held a byte that is not UTF-8: " (byte 0xE9 at character
+    4)", or "" when the text at hand does not show it."""
+    where = next((i for i, char in enumerate(text) if "\udc80" <= char <= "\udcff"), None)
+    if where is None:
+        return ""
+    return f" (byte 0x{ord(text[where]) - 0xDC00:02X} at character {where + 1})"
+
+
 def _undecodable_header(name: str, text: str) -> InputError:
     """The header is not text in the file's encoding: say which encoding it was read as and what it seems to be."""
     if name != "UTF-8":
         return InputError(_invalid_text_code(name), f"The CSV header is not valid {name} (an unpaired surrogate).")
-    where = next((i for i, char in enumerate(text) if "\udc80" <= char <= "\udcff"), 0)
-    byte = ord(text[where]) - 0xDC00 if text else 0
     return InputError(
         "invalid_utf8",
-        f"The CSV header is not valid UTF-8 (byte 0x{byte:02X} at character {where + 1}): the file is in another "
-        'encoding, probably Windows-1252 or ISO-8859-1 ("ANSI"). Save it as "CSV UTF-8 (Comma delimited)" (or as '
-        '"Unicode Text", UTF-16) and upload it again.',
+        f"The CSV header is not valid UTF-8{_first_bad_byte(text)}: the file is in another encoding, probably "
+        'Windows-1252 or ISO-8859-1 ("ANSI"). Save it as "CSV UTF-8 (Comma delimited)" (or as "Unicode Text", '
+        "UTF-16) and upload it again.",
+    )
+
+
+def _undecodable_line(name: str, number: int, text: str) -> str:
+    if name != "UTF-8":
+        return f"Line {number} is not valid {name} (an unpaired surrogate)."
+    return (
+        f"Line {number} is not valid UTF-8{_first_bad_byte(text)}: the file may be in Windows-1252 or "
+        "ISO-8859-1; save it as UTF-8."
     )
 
 
@@ -1223,7 +1240,9 @@ def _read_csv(
             )
             continue
         if feed.bad_line >= start:
-            yield Rejected(start, _invalid_text_code(name), f"Line {feed.bad_line} is not valid {name}.", feed.text())
+            index = feed.bad_line - start  # pending holds the record's lines (its first 1 KiB)
+            reason = _undecodable_line(name, feed.bad_line, feed.pending[index] if index < len(feed.pending) else "")
+            yield Rejected(start, _invalid_text_code(name), reason, feed.text())
             continue
         if not record or not any(record):
             continue  # blank line, or a row of empty cells
