@@ -206,12 +206,20 @@ class RowRules:
 
 # --- format detection ---------------------------------------------------------------------------
 
-_KINDS: dict[str, FormatKind] = {"csv": "csv", "ndjson": "ndjson", "jsonl": "ndjson", "json": "json"}
+# .tsv and .txt are delimited text read as CSV (Excel's "Unicode Text" is a tab-separated .txt).
+_KINDS: dict[str, FormatKind] = {
+    "csv": "csv",
+    "tsv": "csv",
+    "txt": "csv",
+    "ndjson": "ndjson",
+    "jsonl": "ndjson",
+    "json": "json",
+}
 
 
 def detect_format(key: str) -> InputFormat:
-    """Format from the object key's suffix (case-insensitive): .csv, .ndjson, .jsonl, .json, each
-    optionally followed by .gz."""
+    """Format from the object key's suffix (case-insensitive): .csv (.tsv, .txt: delimited text too),
+    .ndjson, .jsonl, .json, each optionally followed by .gz."""
     name = key.rsplit("/", 1)[-1].lower()
     compressed = name.endswith(".gz")
     if compressed:
@@ -221,7 +229,7 @@ def detect_format(key: str) -> InputFormat:
     if kind is None:
         raise InputError(
             "unsupported_format",
-            f"Cannot tell the format of {key!r}: the name must end in .csv, .ndjson, .jsonl or .json, "
+            f"Cannot tell the format of {key!r}: the name must end in .csv (or .tsv, .txt), .ndjson, .jsonl or .json, "
             "optionally followed by .gz.",
         )
     return InputFormat(kind=kind, gzip=compressed)
@@ -428,7 +436,7 @@ def unsupported_upload(key: str, error: InputError, stream: BinaryIO) -> InputEr
     if found is None:
         return error
     what, advice = found
-    return InputError("unsupported_format", f"{key!r} is {what}: {advice}. {error.message}")
+    return InputError("unsupported_format", f"{key!r} is {what}: {advice}.")
 
 
 def _take(read: Callable[[int], bytes], size: int) -> bytes:
