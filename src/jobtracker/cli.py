@@ -6,6 +6,7 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from tracker import catalogue
@@ -206,6 +207,26 @@ def simulate_keboola(
     )
 
 
+def _endpoint_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An http(s) base URL (scheme and host, optionally a port), without a trailing slash."""
+    if value is None:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise click.BadParameter(f"{value!r} is not a base URL like https://api.fullstory.com or http://127.0.0.1:8900")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _secret_file(path: Path | None, option: str) -> str | None:
+    """A key or token kept in a file (never on the command line, where `ps` and shell history show it)."""
+    if path is None:
+        return None
+    secret = path.read_text(encoding="utf-8").strip()
+    if not secret or "\n" in secret:
+        raise click.BadParameter(f"{path} must hold one non-empty line", param_hint=option)
+    return secret
+
+
 @main.group()
 def local() -> None:
     """The offline stack (moto + simulator + the real handlers and ASL)."""
@@ -225,6 +246,33 @@ def local() -> None:
     is_flag=True,
     help="Local-dev switch: let unsigned requests (plain curl) into the API; by default, as in AWS, only SigV4.",
 )
+@click.option(
+    "--fullstory-url",
+    callback=_endpoint_url,
+    default=None,
+    metavar="URL",
+    help="Talk to this FullStory-compatible endpoint (a staging proxy, a recorded replay, https://api.fullstory.com) "
+    "instead of starting the simulator.",
+)
+@click.option(
+    "--fullstory-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the FullStory API key the stack sends (default: the offline demo key).",
+)
+@click.option(
+    "--keboola-url",
+    callback=_endpoint_url,
+    default=None,
+    metavar="URL",
+    help="Talk to this Keboola stack (e.g. https://connection.keboola.com) instead of starting the simulator.",
+)
+@click.option(
+    "--keboola-token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the Keboola Storage API token the stack sends (default: an offline demo token).",
+)
 def local_up(
     api_port: int,
     aws_port: int,
@@ -233,8 +281,16 @@ def local_up(
     poll_seconds: int,
     batch_rows: int | None,
     allow_unsigned: bool,
+    fullstory_url: str | None,
+    fullstory_key_file: Path | None,
+    keboola_url: str | None,
+    keboola_token_file: Path | None,
 ) -> None:
-    """Run the stack until Ctrl-C: `jobtracker submit FILE --local`, curl the API, or `aws --endpoint-url`."""
+    """Run the stack until Ctrl-C: `jobtracker submit FILE --local`, curl the API, or `aws --endpoint-url`.
+
+    With --fullstory-url / --keboola-url the stack talks to that endpoint instead of its own simulator (which
+    is then not started); the key / token file's content goes into the stack's secret.
+    """
     from jobtracker.local.session import OfflineSession
     from jobtracker.simulators.fullstory import SimulatorConfig
 
@@ -245,19 +301,38 @@ def local_up(
     }
     if batch_rows:
         parameters["MaxBatchRequests"] = batch_rows
+    fullstory_key = _secret_file(fullstory_key_file, "--fullstory-key-file")
     session = OfflineSession(
         parameters=parameters,
-        simulator_config=SimulatorConfig(polls_to_complete=None, processing_seconds=processing_seconds),
+        # Given a key file and no URL, the simulator accepts that key only (try a key before pointing at the API).
+        simulator_config=SimulatorConfig(
+            polls_to_complete=None, processing_seconds=processing_seconds, api_key=fullstory_key
+        ),
         simulator_port=simulator_port,
         api_port=api_port,
         aws_port=aws_port,
         allow_unsigned=allow_unsigned,
+        fullstory_url=fullstory_url,
+        stack_api_key=fullstory_key,
+        keboola_url=keboola_url,
+        keboola_token=_secret_file(keboola_token_file, "--keboola-token-file"),
     )
-    with session:
+    try:
+        session.__enter__()
+    except ValueError as exc:  # e.g. a URL the template's parameter refuses
+        raise click.UsageError(str(exc)) from None
+    try:
         stack = session.stack
         click.echo(f"REST API        {session.api.base_url if session.api else '-'}")
         click.echo(f"AWS endpoint    {session.aws_endpoint}   (any credentials; region us-east-1)")
-        click.echo(f"FullStory sim   {session.simulator.base_url}")
+        if session.simulator is not None:
+            click.echo(f"FullStory sim   {session.simulator.base_url}")
+        else:
+            click.echo(f"FullStory       {fullstory_url}   (not the simulator)")
+        if session.keboola is not None:
+            click.echo(f"Keboola sim     {session.keboola.base_url}")
+        else:
+            click.echo(f"Keboola         {keboola_url}   (not the simulator)")
         click.echo(f"inbox bucket    {stack.inbox_bucket}")
         click.echo(f"results bucket  {stack.results_bucket}")
         click.echo(f"jobs table      {stack.output('JobsTable')}")
@@ -278,6 +353,8 @@ def local_up(
             threading.Event().wait()
         except KeyboardInterrupt:
             click.echo("stopping", err=True)
+    finally:
+        session.__exit__()
 
 
 @main.command()
