@@ -95,11 +95,25 @@ def _tls_options(command: Any) -> Any:
 )
 @click.option("--page-size", default=1000, show_default=True, type=int)
 @click.option(
+    "--running-limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Batches processed at once (per org); later ones are accepted and wait, PROCESSING.",
+)
+@click.option(
     "--in-progress-limit",
     default=200,
     show_default=True,
     type=int,
-    help="Answer 429 to new batches while this many are PROCESSING.",
+    help="Answer 429 to new batches once this many are in progress (waiting or running).",
+)
+@click.option(
+    "--operations-limit",
+    default=500_000,
+    show_default=True,
+    type=int,
+    help="Answer 429 to new batches once the batches in progress hold this many requests.",
 )
 @click.option("--retry-after", default=1, show_default=True, type=int, help="Retry-After seconds on 429.")
 @click.option(
@@ -120,7 +134,9 @@ def simulate_fullstory(
     processing_seconds: float,
     polls_to_complete: int | None,
     page_size: int,
+    running_limit: int,
     in_progress_limit: int,
+    operations_limit: int,
     retry_after: int,
     faults: tuple[str, ...],
     fault_seed: int | None,
@@ -140,7 +156,9 @@ def simulate_fullstory(
             polls_to_complete=polls_to_complete,
             processing_seconds=processing_seconds,
             page_size=page_size,
+            running_limit=running_limit,
             in_progress_limit=in_progress_limit,
+            operations_limit=operations_limit,
             retry_after_seconds=retry_after,
             faults=parsed,
             fault_seed=fault_seed,
