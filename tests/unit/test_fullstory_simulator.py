@@ -731,12 +731,55 @@ def test_server_survives_bad_input_and_keeps_connections_usable(
     assert sim.stats["batch_posts"] == 1
 
 
-def test_v2beta_events_alias(sim_client: tuple[FullStorySimulator, Client]) -> None:
+@pytest.mark.parametrize(("kind", "row"), [("events", {"name": "A"}), ("users", {"uid": "a"})])
+def test_v2beta_alias(sim_client: tuple[FullStorySimulator, Client], kind: str, row: dict[str, Any]) -> None:
+    """Both Swagger specs list the batch routes under /v2beta as well as /v2."""
     _, client = sim_client
-    status, body, _ = client.request("POST", "/v2beta/events/batch", {"requests": [{"name": "A"}]})
+    status, body, _ = client.request("POST", f"/v2beta/{kind}/batch", {"requests": [row]})
     assert status == 200
-    assert client.status("events", body["job"]["id"])["job"]["id"] == body["job"]["id"]
-    assert client.request("POST", "/v2beta/users/batch", {"requests": []})[0] == 404
+    assert client.status(kind, body["job"]["id"])["job"]["id"] == body["job"]["id"]
+
+
+def test_a_key_without_the_permission_gets_403(make_sim: Callable) -> None:
+    _, client = make_sim(forbidden_keys=("read-only",))
+    status, body, _ = client.request(
+        "POST", "/v2/users/batch", {"requests": []}, headers={"Authorization": "Basic read-only"}
+    )
+    assert (status, body) == (403, {"code": "forbidden", "message": "insufficient permissions"})
+
+
+def test_include_schema_is_a_bool(sim_client: tuple[FullStorySimulator, Client]) -> None:
+    _, client = sim_client
+    job = client.submit("users", [{"uid": "a"}])
+    client.poll_until_done("users", job["id"])
+    for value in ("true", "false", "1", "F"):
+        assert client.request("GET", f"/v2/users/batch/{job['id']}/imports?include_schema={value}")[0] == 200
+    status, body, _ = client.request("GET", f"/v2/users/batch/{job['id']}/imports?include_schema=maybe")
+    assert (status, body["code"]) == (400, "invalid_argument")
+
+
+@pytest.mark.parametrize(
+    ("row", "outcome"),
+    [
+        ({"name": "A", "session": {"id": "1:2"}}, None),
+        ({"name": "A", "session": {"id": "1:2"}, "user": {"uid": "u"}}, "user is not accepted with session.id"),
+        ({"name": "A", "session": {"use_most_recent": True}, "user": {"uid": "u"}}, None),
+        ({"name": "A", "session": {"use_most_recent": True}}, "session.use_most_recent needs a user"),
+        ({"name": "A", "session": {"use_most_recent": False}}, None),
+    ],
+)
+def test_documented_session_and_user_rules(
+    sim_client: tuple[FullStorySimulator, Client], row: dict[str, Any], outcome: str | None
+) -> None:
+    _, client = sim_client
+    job = client.submit("events", [row])
+    done = client.poll_until_done("events", job["id"])
+    if outcome is None:
+        assert (done["imports"], done["errors"]) == (1, 0)
+    else:
+        (page,) = client.all_pages("events", job["id"], "errors")
+        assert page["results"][0]["code"] == "invalid_parameter"
+        assert outcome in page["results"][0]["message"]
 
 
 def test_stats_snapshot_and_stop(sim_client: tuple[FullStorySimulator, Client]) -> None:

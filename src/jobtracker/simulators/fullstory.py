@@ -105,6 +105,8 @@ class SimulatorConfig:
     in_progress_limit: int = 200  # once this many batches are in progress (queued + running), batch POSTs get 429
     operations_limit: int = 500_000  # once in-progress batches hold this many requests, batch POSTs get 429
     retry_after_seconds: int = 1  # Retry-After header value on 429
+    # Keys of the org that lack the permission these calls need: 403 forbidden (documented on every route).
+    forbidden_keys: tuple[str, ...] = ()
     throttle_first_submits: int = 0  # answer 429 to the first N batch POSTs (test hook)
     faults: tuple[Fault, ...] = ()  # injected failures, see Fault and parse_fault
     fault_seed: int | None = None  # seed of the fault dice, for repeatable runs
@@ -413,18 +415,21 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
         if answer is not None:
             return answer
         match = _ROUTE.match(parts.path)
-        if not match or (match["version"] == "v2beta" and match["kind"] != "events"):
+        if not match:  # v2beta serves users and events alike (both Swagger specs list /v2beta/.../batch)
             raise ApiError(404, "resource_not_found", f"No such resource: {parts.path}")
         allowed = "POST" if match["job"] is None else "GET"
         if method != allowed:
             raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {parts.path}", {"Allow": allowed})
         self._authenticate(headers.get("Authorization"))
+        self._authorize(headers.get("Authorization"))
         kind = match["kind"]
         if match["job"] is None:
             return self._create_batch(kind, headers.get("Idempotency-Key"), body)
         query = parse_qs(parts.query, keep_blank_values=True)
         if match["listing"] is None:
             return self._get_status(kind, match["job"])
+        if match["listing"] == "imports":
+            _query_bool(query, "include_schema")
         return self._get_page(kind, match["job"], match["listing"], query.get("page_token", [""])[-1])
 
     def _authenticate(self, header: str | None) -> None:
@@ -438,6 +443,12 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
         expected = self.config.api_key
         if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
             raise ApiError(401, "unauthorized", "access is unauthorized: invalid API key")
+
+    def _authorize(self, header: str | None) -> None:
+        """After authentication: a key in ``forbidden_keys`` lacks the permission (the specs' 403 example)."""
+        key = (header or "").strip().split(" ", 1)[-1].strip()
+        if key in self.config.forbidden_keys:
+            raise ApiError(403, "forbidden", "insufficient permissions")
 
     def _throttle(self, reason: str) -> ApiError:
         self._stats["throttled"] += 1
@@ -684,6 +695,7 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
             if route is _DOWNLOAD_ROUTE:  # a signed URL: no API key, see _download
                 return self._download(unquote(match["id"]), headers)
             self._authenticate(headers.get("Authorization"))
+            self._authorize(headers.get("Authorization"))
             if route is _EXPORTS_ROUTE:
                 return self._create_export(headers.get("Idempotency-Key"), body)
             base = self.public_base(headers)
@@ -1029,6 +1041,15 @@ def _decide_event(row: dict[str, Any], shared: dict[str, Any] | None) -> tuple[s
         problem = _string_field_problem(user, "uid", MAX_UID_LENGTH)
         if problem:
             return "invalid_parameter", f"user.{problem}"
+    session = row.get("session")
+    if isinstance(session, dict):
+        # events.swagger.json, UserIdRequest: "If `session.id` is provided, the `session.id` is enough to identify
+        # a session ... and `user` will not be accepted." SessionIdRequest.use_most_recent: "If set to `true`, a
+        # `user` is required."
+        if session.get("id") and user is not None:
+            return "invalid_parameter", "user is not accepted with session.id: the session identifies the user"
+        if session.get("use_most_recent") is True and user is None:
+            return "invalid_parameter", "session.use_most_recent needs a user"
     props = row.get("properties")
     if props is not None:
         problem = _properties_problem(props)
@@ -1063,6 +1084,22 @@ def _parse_batch_body(kind: str, body: bytes) -> dict[str, Any]:
     if kind == "events" and shared is not None and not isinstance(shared, dict):
         raise ApiError(400, "invalid_argument", "shared must be an object")
     return payload
+
+
+# Go's strconv.ParseBool, which parses bool query parameters behind FullStory's protobuf-generated API (the
+# specs are generated from protobuf: google.protobuf.NullValue, fullstory.v2.* message names).
+_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True}
+_BOOLS.update({"0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False})
+
+
+def _query_bool(query: dict[str, list[str]], name: str) -> bool | None:
+    """A documented boolean query parameter (e.g. ``include_schema``): absent, a bool, or a 400."""
+    values = query.get(name)
+    if not values:
+        return None
+    if values[-1] not in _BOOLS:
+        raise ApiError(400, "invalid_argument", f"{name} must be true or false, got {values[-1]!r}")
+    return _BOOLS[values[-1]]
 
 
 def _encode_page_token(job_id: str, listing: str, offset: int) -> str:
