@@ -1,4 +1,10 @@
-"""Starts the whole offline world together: FullStory simulator, offline stack, REST API, AWS endpoint."""
+"""Starts the whole offline world together: FullStory simulator, offline stack, REST API, AWS endpoint.
+
+The stack may talk to any FullStory- or Keboola-compatible endpoint instead of its own simulator (a
+staging proxy, a recorded replay, the real API from a laptop): ``fullstory_url`` / ``keboola_url`` go
+into the ``FullStoryBaseUrl`` / ``KeboolaStacks`` parameters, the key / token into the secrets the stack
+creates, and the simulator that is replaced is not started.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobtracker.local.api_gateway import OfflineApiServer, routes_from_template
-from jobtracker.local.stack import LOCAL_API_KEY, OfflineStack
+from jobtracker.local.stack import LOCAL_API_KEY, LOCAL_KEBOOLA_TOKEN, OfflineStack
 from jobtracker.simulators.fullstory import FullStorySimulator, SimulatorConfig
 from jobtracker.simulators.keboola import KeboolaSimulator, KeboolaSimulatorConfig
 
@@ -31,9 +37,16 @@ class OfflineSession:
     # The local-dev switch: let unsigned requests (plain curl) into the offline API.
     allow_unsigned: bool = False
     keboola_config: KeboolaSimulatorConfig | None = None
+    # Another FullStory-compatible endpoint in place of the simulator (not started then); its key is
+    # stack_api_key (default: the offline demo key).
+    fullstory_url: str | None = None
+    # Another Keboola-compatible stack in place of the Keboola simulator (not started then), and the token
+    # the stack's Keboola secret holds (default: the Keboola simulator's, else an offline demo token).
+    keboola_url: str | None = None
+    keboola_token: str | None = None
     stack: OfflineStack = field(init=False)
-    simulator: FullStorySimulator = field(init=False)
-    keboola: KeboolaSimulator = field(init=False)
+    simulator: FullStorySimulator | None = field(init=False, default=None)  # None with fullstory_url
+    keboola: KeboolaSimulator | None = field(init=False, default=None)  # None with keboola_url
     api: OfflineApiServer | None = field(init=False, default=None)
     aws_endpoint: str | None = field(init=False, default=None)
     _moto_server: Any = field(init=False, default=None)
@@ -45,20 +58,36 @@ class OfflineSession:
         config = self.simulator_config or SimulatorConfig(processing_seconds=0.0, polls_to_complete=2)
         if config.api_key is None:
             config.api_key = LOCAL_API_KEY
-        self.simulator = FullStorySimulator(config, port=self.simulator_port).start()
-        self.keboola = self._start_keboola()
-        params = {
-            "FullStoryBaseUrl": self.simulator.base_url,
-            "LogLevel": "WARNING",
-            # Offline every principal of the local account is an admin (uploads through the emulated
-            # endpoint carry no principal); pass AdminPrincipals to try the per-caller model.
-            "AdminPrincipals": "arn:aws:iam::123456789012:",
-            "KeboolaStacks": self.keboola.base_url,
-            **self.parameters,
-        }
-        self.stack = OfflineStack(
-            parameters=params, api_key=self.stack_api_key or config.api_key, retry_time_scale=self.retry_time_scale
-        )
+        keboola_config = self.keboola_config or KeboolaSimulatorConfig()
+        try:
+            if self.fullstory_url is None:
+                self.simulator = FullStorySimulator(config, port=self.simulator_port).start()
+            if self.keboola_url is None:
+                self.keboola = self._start_keboola()
+            params = {
+                "FullStoryBaseUrl": self.simulator.base_url if self.simulator else self.fullstory_url,
+                "LogLevel": "WARNING",
+                # Offline every principal of the local account is an admin (uploads through the emulated
+                # endpoint carry no principal); pass AdminPrincipals to try the per-caller model.
+                "AdminPrincipals": "arn:aws:iam::123456789012:",
+                "KeboolaStacks": self.keboola.base_url if self.keboola else self.keboola_url,
+                **self.parameters,
+            }
+            fullstory_key = self.stack_api_key or (config.api_key if self.simulator else LOCAL_API_KEY)
+            keboola_token = self.keboola_token or (keboola_config.token if self.keboola else None)
+            self.stack = OfflineStack(
+                parameters=params,
+                api_key=fullstory_key,
+                # Each secret holds its own provider's credential: a FullStory key never reaches a Keboola stack.
+                secrets={
+                    "FullStoryApiKeySecretArn": fullstory_key,
+                    "KeboolaTokenSecretArn": keboola_token or LOCAL_KEBOOLA_TOKEN,
+                },
+                retry_time_scale=self.retry_time_scale,
+            )
+        except BaseException:
+            self._stop_simulators()
+            raise
         try:
             self.stack.start()
             if self.api_port is not None:
@@ -108,10 +137,15 @@ class OfflineSession:
         if self.api is not None:
             self.api.stop()
         self.stack.stop()
-        self.simulator.stop()
-        self.keboola.stop()
+        self._stop_simulators()
         if self._saved_emulator_host is not _UNSET:
             if self._saved_emulator_host is None:
                 os.environ.pop("STORAGE_EMULATOR_HOST", None)
             else:
                 os.environ["STORAGE_EMULATOR_HOST"] = self._saved_emulator_host
+
+    def _stop_simulators(self) -> None:
+        if self.simulator is not None:
+            self.simulator.stop()
+        if self.keboola is not None:
+            self.keboola.stop()

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 LOCAL_API_KEY = "offline-demo-key"
+LOCAL_KEBOOLA_TOKEN = "offline-demo-token"
 
 # Types the offline stack deliberately does not emulate, and why.
 NOT_EMULATED = {
@@ -57,6 +58,7 @@ class OfflineStack:
         parameters: dict[str, Any] | None = None,
         stack_name: str = "jobtracker-local",
         api_key: str = LOCAL_API_KEY,
+        secrets: Mapping[str, str] | None = None,
         root: Path = REPO_ROOT,
         pump_sqs: bool = True,
         retry_time_scale: float = 1.0,
@@ -65,6 +67,9 @@ class OfflineStack:
         self.stack_name = stack_name
         self.scope = f"{stack_name}#{next(_RUNS)}"  # this run of the stack; names repeat from run to run
         self.api_key = api_key
+        # What each secret the stack creates holds, by the template parameter it stands in for (e.g.
+        # KeboolaTokenSecretArn); a secret not named here holds api_key.
+        self.secrets = dict(secrets or {})
         self.template = load_template(root / "template.yaml")
         self._parameter_overrides = {k: str(v) for k, v in (parameters or {}).items()}
         self.physical: dict[str, dict[str, Any]] = {}
@@ -361,9 +366,19 @@ class OfflineStack:
         return {"Ref": arn, "TopicName": name, "TopicArn": arn}
 
     def _build_AWS_SecretsManager_Secret(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:
-        # Offline the stack fills the secret itself with the key the local simulator expects.
-        arn = self.client("secretsmanager").create_secret(Name=name, SecretString=self.api_key)["ARN"]
+        # Offline the stack fills the secret itself with the credential the endpoint it talks to expects.
+        value = self.secrets.get(self._secret_parameter(logical_id) or "", self.api_key)
+        arn = self.client("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
         return {"Ref": arn, "Id": arn}
+
+    def _secret_parameter(self, logical_id: str) -> str | None:
+        """The parameter a created secret stands in for: the template creates it under a condition
+        ``!Equals [!Ref <parameter>, ""]`` (the secret ARN parameter left empty)."""
+        condition = self.template["Resources"][logical_id].get("Condition")
+        test = self.template.get("Conditions", {}).get(condition, {}).get("Fn::Equals") if condition else None
+        if isinstance(test, list) and len(test) == 2 and test[1] == "" and isinstance(test[0], dict):
+            return test[0].get("Ref")
+        return None
 
     def _build_AWS_Serverless_Function(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:
         arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
