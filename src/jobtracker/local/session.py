@@ -28,7 +28,7 @@ class OfflineSession:
     # The local-dev switch: let unsigned requests (plain curl) into the offline API.
     allow_unsigned: bool = False
     keboola_config: KeboolaSimulatorConfig | None = None
-    stack: OfflineStack = field(init=False)
+    stack: OfflineStack = field(init=False, default=None)  # type: ignore[assignment]
     simulator: FullStorySimulator = field(init=False)
     keboola: KeboolaSimulator = field(init=False)
     api: OfflineApiServer | None = field(init=False, default=None)
@@ -52,10 +52,21 @@ class OfflineSession:
             "KeboolaStacks": self.keboola.base_url,
             **self.parameters,
         }
-        self.stack = OfflineStack(
-            parameters=params, api_key=self.stack_api_key or config.api_key, retry_time_scale=self.retry_time_scale
-        )
         try:
+            if self.aws_port is not None:
+                # First, so the stack's functions reach S3 through it and presign URLs that point at it.
+                from moto.server import ThreadedMotoServer
+
+                self._moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
+                self._moto_server.start()
+                host, port = self._moto_server.get_host_and_port()
+                self.aws_endpoint = f"http://{host}:{port}"
+            self.stack = OfflineStack(
+                parameters=params,
+                api_key=self.stack_api_key or config.api_key,
+                retry_time_scale=self.retry_time_scale,
+                aws_endpoint=self.aws_endpoint,
+            )
             self.stack.start()
             if self.api_port is not None:
                 assert self.stack.lambdas is not None
@@ -65,23 +76,17 @@ class OfflineSession:
                     port=self.api_port,
                     allow_unsigned=self.allow_unsigned,
                 ).start()
-            if self.aws_port is not None:
-                from moto.server import ThreadedMotoServer
-
-                self._moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
-                self._moto_server.start()
-                host, port = self._moto_server.get_host_and_port()
-                self.aws_endpoint = f"http://{host}:{port}"
         except BaseException:
             self.__exit__()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._moto_server is not None:
-            self._moto_server.stop()
         if self.api is not None:
             self.api.stop()
-        self.stack.stop()
+        if getattr(self, "stack", None) is not None:
+            self.stack.stop()
+        if self._moto_server is not None:
+            self._moto_server.stop()
         self.simulator.stop()
         self.keboola.stop()

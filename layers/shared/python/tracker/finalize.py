@@ -14,7 +14,7 @@ from typing import Any
 from tracker import layout
 from tracker.catalogue import is_operation, is_track
 from tracker.config import Settings
-from tracker.model import Accounting, BatchState, JobState, now_iso
+from tracker.model import Accounting, BatchState, JobState, closed, now_iso
 from tracker.notify import publish_job_notification
 from tracker.report import CodeCounter, render_report
 from tracker.s3io import S3StreamWriter, iter_object_chunks, s3_uri
@@ -34,7 +34,7 @@ class Finalizer:
         job = self._store.get_job(job_id)
         if job is None:
             raise ValueError(f"job {job_id} does not exist")
-        if JobState(job["state"]).terminal:
+        if closed(job):
             self._notify_once(job)
             return {"jobId": job_id, "state": job["state"]}
 
@@ -117,6 +117,9 @@ class Finalizer:
             "polls": sum(int(b.get("polls", 0)) for b in batches),
             "expiresAt": int(time.time()) + self._settings.retention_days * 86400,
         }
+        # Before the job's own final write: a finalize that stops in between runs again (the job is not
+        # closed yet) instead of leaving batch items that never expire.
+        self._store.expire_batches(job_id, [int(b["index"]) for b in batches], fields["expiresAt"])
         if report_key:
             fields["reportKey"] = report_key
         if error:
@@ -129,7 +132,7 @@ class Finalizer:
     def fail_job(self, job_id: str, code: str, message: str) -> dict[str, Any]:
         """A job-level error before or outside the batches (bad file, unknown prefix, finalize crash)."""
         job = self._store.get_job(job_id)
-        if job is not None and not JobState(job["state"]).terminal and not job.get("error"):
+        if job is not None and not closed(job) and not job.get("error"):
             self._store.update_job(job_id, {"error": {"code": code, "message": message}})
         return self.finalize(job_id)
 
