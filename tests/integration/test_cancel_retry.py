@@ -146,8 +146,10 @@ def test_cancel_does_the_same_small_work_for_a_job_of_50_batches_as_for_one_of_2
                 and any(b.get("polls") for b in stack.list_batches(job_id)),
                 what=f"the job of {size} batches running",
             )
-            answers = []
-            work[size] = calls.during(lambda job_id=job_id: answers.append(post(session, f"/jobs/{job_id}/cancel")))
+            answers: list[tuple[int, dict]] = []
+            work[size] = calls.during(
+                lambda job_id=job_id, answers=answers: answers.append(post(session, f"/jobs/{job_id}/cancel"))
+            )
             status, job = answers[0]
             assert (status, job["state"], job["error"]["code"]) == (200, "FAILED", "cancelled")
             jobs[size] = job_id

@@ -42,7 +42,7 @@ def test_batch_items_expire_with_their_job_and_shared_records_never(offline):
     sim = SimulatorConfig(polls_to_complete=1, faults=(parse_fault("stuck"),))
     with offline(sim=sim, api=True, MaxBatchRequests=2) as session:
         stack = session.stack
-        status, created = post(session, "/jobs", {"type": "fullstory.users", "requests": users(6)})
+        _, created = post(session, "/jobs", {"type": "fullstory.users", "requests": users(6)})
         job_id = created["id"]
         stack.wait_until(
             lambda: len(stack.list_batches(job_id)) == 3 and all(b.get("polls") for b in stack.list_batches(job_id)),
@@ -124,7 +124,8 @@ def test_an_execution_name_that_is_taken_fails_the_job_at_once(offline, monkeypa
             ),
             what="the foreign execution to end and its event to be handled",
         )
-        status, created = post(session, "/jobs", {"type": "fullstory.users", "requests": users(1)}, {"Idempotency-Key": key})
+        body = {"type": "fullstory.users", "requests": users(1)}
+        status, created = post(session, "/jobs", body, {"Idempotency-Key": key})
         assert (status, created["id"]) == (202, job_id)
         job = stack.wait_for_job(job_id)
         assert (job["state"], job["error"]["code"]) == ("FAILED", "execution_name_taken")
