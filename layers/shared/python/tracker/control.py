@@ -146,8 +146,11 @@ class JobControl:
             # A late event about an execution the job has moved past (e.g. before a retry): nothing to close.
             return {"jobId": job_id, "state": job["state"] if job else None, "ignored": True}
         self.release_leases(job_id)
+        if closed(job):  # its own Finalize closed it (e.g. a job that ended FAILED): only the leases were left
+            return {"jobId": job_id, "state": job["state"]}
         return self._finalizer.fail_job(
             job_id,
             ENDED_EXECUTION_CODES.get(status, "execution_failed"),
             f"execution {status.lower()}" + (f": {error}" if error else ""),
+            run_id=arn,
         )

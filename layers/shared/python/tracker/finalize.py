@@ -30,10 +30,16 @@ class Finalizer:
         self._s3 = s3
         self._sns = sns
 
-    def finalize(self, job_id: str, *, execution_error: dict[str, str] | None = None) -> dict[str, Any]:
+    def finalize(
+        self, job_id: str, *, execution_error: dict[str, str] | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """`run_id`: finalize only while that execution still runs the job (the EventBridge backstop for an
+        ended execution must never close a retry that started meanwhile)."""
         job = self._store.get_job(job_id)
         if job is None:
             raise ValueError(f"job {job_id} does not exist")
+        if run_id is not None and job.get("runId") != run_id:
+            return {"jobId": job_id, "state": job["state"], "ignored": True}
         if closed(job):
             self._notify_once(job)
             return {"jobId": job_id, "state": job["state"]}
@@ -124,17 +130,25 @@ class Finalizer:
             fields["reportKey"] = report_key
         if error:
             fields["error"] = error
-        self._store.update_job(job_id, fields)
+        if run_id is None:
+            self._store.update_job(job_id, fields)
+        elif not self._store.update_job_of_run(job_id, run_id, fields):
+            return {"jobId": job_id, "state": JobState.RUNNING.value, "ignored": True}
         if self._notify_once({**job, **fields}):
             _record_outcome(state, accounting, fields["polls"])
         return {"jobId": job_id, "state": state.value}
 
-    def fail_job(self, job_id: str, code: str, message: str) -> dict[str, Any]:
-        """A job-level error before or outside the batches (bad file, unknown prefix, finalize crash)."""
+    def fail_job(self, job_id: str, code: str, message: str, *, run_id: str | None = None) -> dict[str, Any]:
+        """A job-level error before or outside the batches (bad file, unknown prefix, finalize crash, an
+        execution that ended abnormally: `run_id`, see finalize)."""
         job = self._store.get_job(job_id)
+        error = {"error": {"code": code, "message": message}}
         if job is not None and not closed(job) and not job.get("error"):
-            self._store.update_job(job_id, {"error": {"code": code, "message": message}})
-        return self.finalize(job_id)
+            if run_id is None:
+                self._store.update_job(job_id, error)
+            elif not self._store.update_job_of_run(job_id, run_id, error):
+                return {"jobId": job_id, "state": job["state"], "ignored": True}
+        return self.finalize(job_id, run_id=run_id)
 
     def _write_report(
         self, job_id: str, job: dict[str, Any], manifest: dict[str, Any], provider_codes: CodeCounter

@@ -317,6 +317,8 @@ class Intake:
                 if JobState(current.get("state", "PENDING")).terminal and not closed(current):
                     self._finalizer.finalize(job_id)  # cancelled while intake ran: closed here, never started
                 return
+            if self._execution_exists(current["runId"]):
+                return  # a redelivered message: the execution runs the job
             run_id = current["runId"]  # an earlier attempt marked it RUNNING and stopped before starting it
         deadline = int(job.get("deadline") or time.time() + self._settings.max_job_seconds)
         try:

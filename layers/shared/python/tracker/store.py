@@ -99,6 +99,12 @@ class JobStore:
     def update_job(self, job_id: str, fields: dict[str, Any], *, condition: str | None = None) -> bool:
         return self._update({"pk": _pk(job_id), "sk": JOB_SK}, fields, condition=condition)
 
+    def update_job_of_run(self, job_id: str, run_id: str, fields: dict[str, Any]) -> bool:
+        """SET `fields` only while the job is still run by `run_id`; False once a retry gave it another run."""
+        return self._update(
+            {"pk": _pk(job_id), "sk": JOB_SK}, fields, condition="runId = :run", condition_values={":run": run_id}
+        )
+
     def mark_running(self, job_id: str, run_id: str, started_at: str) -> bool:
         """PENDING -> RUNNING; False when the job already moved on (a redelivered intake message)."""
         try:
@@ -313,6 +319,7 @@ class JobStore:
         *,
         condition: str | None,
         append: dict[str, list[Any]] | None = None,
+        condition_values: dict[str, Any] | None = None,
     ) -> bool:
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values = {f":v{i}": _dynamo(value) for i, value in enumerate(fields.values())}
@@ -330,6 +337,7 @@ class JobStore:
         }
         if condition:
             kwargs["ConditionExpression"] = condition
+            values.update(condition_values or {})
         try:
             self._table.update_item(**kwargs)
         except self._table.meta.client.exceptions.ConditionalCheckFailedException:
