@@ -169,6 +169,23 @@ def test_a_late_event_about_an_earlier_execution_of_the_job_is_ignored(offline):
         assert session.stack.get_job(job["id"])["state"] == "COMPLETED"
 
 
+def test_closing_an_ended_execution_never_closes_the_run_that_replaced_it(offline):
+    """The backstop read the job while the ended execution still ran it, then a retry started another run:
+    its finalize must leave the new run alone (the final writes are conditional on the job's runId)."""
+    from tracker import wiring
+
+    with offline() as session:
+        job = upload_and_wait(session, "inbox/users/replaced.ndjson", ndjson(users(1)))
+        store = wiring.store()
+        store.update_job(job["id"], {"state": "RUNNING", "runId": job["runId"] + "-next", "finishedAt": None})
+        answer = wiring.finalizer().fail_job(job["id"], "execution_failed", "late", run_id=job["runId"])
+        assert answer["ignored"] is True
+        still = session.stack.get_job(job["id"])
+        assert (still["state"], still["runId"]) == ("RUNNING", job["runId"] + "-next")
+        assert "error" not in still
+        assert len(session.stack.notifications()) == 1
+
+
 def test_submit_after_a_lost_answer_does_not_send_the_batch_again(offline):
     with offline() as session:
         job = upload_and_wait(session, "inbox/users/once.ndjson", ndjson(users(2)))
