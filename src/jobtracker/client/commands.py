@@ -472,7 +472,8 @@ def results(target_flags: dict[str, Any], job_id: str, out_dir: Path | None, as_
 
 
 def _download_report(target: Target, job_id: str, manifest_url: str | None, out: Path) -> Path | str:
-    """report.html sits beside manifest.json; the API lists only the four data files, so it is read from S3."""
+    """report.html sits beside manifest.json; when the API lists none (finalize writes it best effort), it is
+    looked for in S3 there."""
     from jobtracker.client.target import bucket_and_key
 
     if manifest_url:
