@@ -100,7 +100,7 @@ def test_seed_running_state_and_the_download_url_shape(make) -> None:
 
 
 def test_params_aliases_and_the_idempotency_key(make) -> None:
-    sim, provider = make(operation_polls_to_complete=1)
+    sim, provider = make(operation_polls_to_complete=1, export_idempotency=True)
     params = {"segmentId": "everyone", "type": "individuals", "format": "json", "fields": ["UserEmail"], "extra": 1}
     first = provider.start(params, "same-key")
     again = provider.start(params, "same-key")
