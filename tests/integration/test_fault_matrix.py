@@ -62,7 +62,7 @@ CASES = [
         "paging token repeats: paging stops, rows never listed are named",
         ("repeat-token",),
         expect_unlisted=5,
-        expect_warnings=("listing_ended_early", "unlisted_rows"),
+        expect_warnings=("count_mismatch", "listing_ended_early", "unlisted_rows"),
         sim={"page_size": 1},
     ),
     Case("500 on every call", ("500:1.0",), expect_state="FAILED", expect_code="provider_unavailable"),
