@@ -25,6 +25,17 @@ the docs' example. With ``results_shape="downloadUrl"`` a completed operation ca
 ``results.downloadUrl`` instead of the official ``results.searchExportId`` (a fresh URL on every GET).
 Counters for this workflow are in :attr:`FullStorySimulator.operation_stats` (``stats`` keeps its keys).
 
+Idempotency-Key (developer.fullstory.com "Idempotent Requests"): the first answer to a keyed batch POST is
+saved -- a success, or a 500 (an injected ``500`` fault is the endpoint failing while it executed) -- and
+replayed for 24 hours of the simulator's idempotency ``clock`` (settable); 429s are not saved; a same-key
+request overlapping one still executing (``submit_execution_seconds``) saves nothing and answers 409; a
+different body under a known key is a 400. Create Export documents no key: keyed export POSTs each start an
+export unless ``export_idempotency`` is set. ``GET /operations/v1`` lists operations ("List Operation").
+Counters: ``stats`` ``replayed_posts``, ``replayed_failures`` (saved 500s answered again), ``key_conflicts``.
+
+The users import is an upsert (seed 002 "Asynchronous Workflows": 104 imports, 103 records listed): a
+batch's requests sharing a ``uid`` fold into one listed record while the status counts every request.
+
 Serving, faults (``--fault``, see :mod:`jobtracker.simulators.faults`) and ``--tls`` are shared with the other
 simulators (:mod:`jobtracker.simulators.server`); this module is FullStory's API only.
 """
@@ -347,7 +358,8 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
     @property
     def operation_stats(self) -> dict[str, int]:
         """Snapshot of the segment-export counters (kept apart so ``stats`` keeps its keys):
-        operations_created, replayed_exports (Idempotency-Key replays), operation_gets,
+        operations_created, replayed_exports (Idempotency-Key replays, with ``export_idempotency``),
+        operation_lists (GET /operations/v1), operation_gets,
         result_location_gets (GET /search/v1/exports/{id}/results), downloads (files served) and
         expired_downloads (403s on an expired URL). Injected faults count in ``stats["faults"]``."""
         with self._lock:
