@@ -78,7 +78,8 @@ class _Rows:
         position = len(self.fate)
         self.fate.append(None)
         self.keys.append(key)
-        self.by_digest[digest].append(position)
+        if digest:  # b"": nothing will be looked up by content
+            self.by_digest[digest].append(position)
         self.by_key[key].append(position)
 
     def take(self, digest: bytes, key: Any) -> int | None:
@@ -99,15 +100,15 @@ def reconcile(
 ) -> Reconciliation:
     """Match the rows sent in one batch (``kind``: users or events) to its listed imports and errors."""
     users = kind == "users"
+    item_key = _ERROR_ITEM_KEY[kind]
+    # Errors are few, so they are read first: without any, no row needs hashing by content.
+    echoes = [record.get(item_key) if isinstance(record, dict) else None for record in errors]
     rows = _Rows()
     for request in sent:
-        rows.add(_digest(request), _uid(request) if users else _event_signature(request))
-    result = Reconciliation(rows=len(rows.fate))
+        rows.add(_digest(request) if echoes else b"", _uid(request) if users else _event_signature(request))
+    result = Reconciliation(rows=len(rows.fate), listed_errors=len(echoes))
 
-    item_key = _ERROR_ITEM_KEY[kind]
-    for record in errors:
-        result.listed_errors += 1
-        echoed = record.get(item_key) if isinstance(record, dict) else None
+    for echoed in echoes:
         key = _uid(echoed) if users else _event_signature(echoed)
         position = rows.take(_digest(echoed), key)
         if position is None:
