@@ -132,10 +132,12 @@ class ProviderHttp:
             raise ProviderAuthError(
                 f"{self.name} refused {self._credential} ({status} {error.summary})",
                 code="unauthorized" if status == 401 else "forbidden",
-            )
+            ).answered(status, error.code)
         if status >= 500:
-            raise ProviderTransientError(f"{self.name} answered {status} {error.summary}")
-        raise ProviderRejectedError(f"{self.name} answered {status} {error.detail}", code=error.code or None)
+            raise ProviderTransientError(f"{self.name} answered {status} {error.summary}").answered(status, error.code)
+        raise ProviderRejectedError(
+            f"{self.name} answered {status} {error.detail}", code=error.code or None
+        ).answered(status, error.code)
 
     def json(self, response: urllib3.BaseHTTPResponse) -> Any:
         """The answer's JSON; a body that is not JSON is a transient error (a proxy's HTML page, a cut body)."""
