@@ -21,7 +21,7 @@ from tracker.config import settings
 from tracker.control import ControlError, JobControl
 from tracker.jobs_api import PRESIGNED_URL_SECONDS, ApiError, JobsApi
 from tracker.model import JOB_TYPES, storage_job_view
-from tracker.observability import logger, metrics, tracer
+from tracker.observability import logger, metrics
 
 
 class _Resolver(APIGatewayRestResolver):
@@ -379,7 +379,6 @@ def unexpected(exc: Exception) -> Response:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(_json_body(event), context)

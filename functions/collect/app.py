@@ -6,11 +6,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from tracker import wiring
 from tracker.messages import CollectRequest
-from tracker.observability import logger, metrics, tracer
+from tracker.observability import logger, metrics
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = CollectRequest.model_validate(event)

@@ -9,13 +9,12 @@ from pydantic import TypeAdapter
 from tracker import wiring
 from tracker.executions import job_id_of_execution
 from tracker.messages import ExecutionStatusChange, FinalizeRequest, StepFailure
-from tracker.observability import logger, metrics, tracer
+from tracker.observability import logger, metrics
 
 _request = TypeAdapter(FinalizeRequest | ExecutionStatusChange)
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = _request.validate_python(event)

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tracker import idempotency, wiring
 from tracker.intake import Upload
 from tracker.messages import ApiJobMessage, parse_intake_message
-from tracker.observability import logger, metrics, tracer
+from tracker.observability import logger, metrics
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -26,7 +26,6 @@ def take_in_upload(upload: dict[str, Any]) -> dict[str, Any]:
     return {"jobId": job_id, "created": created}
 
 
-@tracer.capture_method
 def handle_message(record: SQSRecord) -> None:
     message = parse_intake_message(record.body)
     if message is None:
@@ -44,7 +43,6 @@ def handle_message(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     idempotency.UPLOAD.register_lambda_context(context)

@@ -53,8 +53,7 @@ _BOTO3 = _MODULE.format(layer=str(Path(__file__).resolve().parents[3] / "layers"
 # What the handlers import at their top level, timed alone the same way (cumulative: a module's own
 # imports included), to show where an import-time budget goes.
 MODULES = (
-    "tracker.observability",  # Powertools Logger, Metrics and Tracer (which imports aws_xray_sdk)
-    "aws_xray_sdk.core",
+    "tracker.observability",  # Powertools Logger and Metrics (no Tracer: no X-Ray SDK)
     "aws_lambda_powertools.utilities.parser",
     "aws_lambda_powertools.event_handler",
     "pydantic",
