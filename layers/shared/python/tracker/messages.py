@@ -108,7 +108,8 @@ class Phase(StrEnum):
     """Where a batch stands after a step; the ASL's Choice states route on it (tests/contract/test_asl_phases.py
     checks that every phase a step answers is routed to the step it means, and that the ASL tests for no other)."""
 
-    THROTTLED = "throttled"  # the submit was refused (429, or the org budget is full): wait, submit again
+    QUEUED = "queued"  # the org budget is full: sleep until a release wakes the batch (WaitForSlot), then submit
+    THROTTLED = "throttled"  # the provider refused the submit (429): wait, submit again
     POLLING = "polling"  # the provider job runs: wait `nextPollSeconds`, check again
     DONE = "done"  # the provider job finished: collect its results
     RESULTS_PENDING = "results_pending"  # results not ready yet (202): wait, collect again
@@ -170,6 +171,14 @@ class BatchTask(BaseModel):
     def for_state_machine(self) -> dict[str, Any]:
         """The JSON the state machine carries on (absent rather than null fields)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class SlotWaitRequest(_Lenient):
+    """The submit function's input from the WaitForSlot state: sleep until a budget slot is granted."""
+
+    action: Literal["wait_for_slot"]
+    task: BatchTask
+    task_token: str = Field(alias="taskToken", min_length=1)
 
 
 class CollectRequest(_Lenient):

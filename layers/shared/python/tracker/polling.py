@@ -22,10 +22,13 @@ little as possible.
 *Before a provider job runs* (a throttled submit, results not ready yet: no ``elapsed_seconds``) the
 wait is exponential from ``min_seconds``, capped at ``max_seconds``, with equal jitter.
 
-In both regimes: a provider's Retry-After is a floor; waits stay within [min_seconds, max_seconds]
-(both 0: poll immediately, as the offline tests do); the wait never overshoots the job's deadline by
-more than a second; jitter spreads batches started together (while running it only ever shortens a
-wait, so the lag bound holds).
+In both regimes: a provider's Retry-After is a floor up to max_seconds; waits stay within
+[min_seconds, max_seconds] (both 0: poll immediately, as the offline tests do), also when a Retry-After
+asks for more: a running batch renews its budget lease on every poll, and the lease is sized for
+waits of at most PollMaxSeconds (tracker.budget), so a longer wait would let the lease lapse while the
+provider still holds the job and over-book the budget (a poll that comes early is answered 429 again,
+and waits again); the wait never overshoots the job's deadline by more than a second; jitter spreads
+batches started together (while running it only ever shortens a wait, so the lag bound holds).
 """
 
 from __future__ import annotations
@@ -176,7 +179,7 @@ def next_wait_seconds(
         # Whole seconds, rounded down so the end is never seen later than planned; then the limits.
         wait = min(max(math.floor(wait), math.ceil(min_seconds)), max_seconds)
     if facts.retry_after is not None:
-        wait = max(wait, math.ceil(facts.retry_after))
+        wait = max(wait, min(math.ceil(facts.retry_after), math.floor(max_seconds)))
     wait = min(wait, math.floor(max(facts.seconds_to_deadline, 0)) + 1)
     return max(0, math.ceil(wait))
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from tracker import aws, catalogue
 from tracker.batch_tasks import BatchTasks
-from tracker.budget import Budgets
+from tracker.budget import Budgets, StepFunctionsWaker
 from tracker.config import settings
 from tracker.finalize import Finalizer
 from tracker.intake import Intake
@@ -37,7 +37,8 @@ def intake() -> Intake:
 def budgets() -> Budgets:
     """Every provider's in-flight budget, one per budget family of the catalogue."""
     s = settings()
-    return Budgets(aws.table(s.jobs_table), catalogue.budget_limits(s))
+    waker = StepFunctionsWaker(lambda: aws.client("stepfunctions"))
+    return Budgets(aws.table(s.jobs_table), catalogue.budget_limits(s), waker)
 
 
 @cache
