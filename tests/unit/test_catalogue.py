@@ -16,6 +16,7 @@ from tracker.catalogue import Kind, ParamsError
 from tracker.ingest import RowRules
 from tracker.scheduling import Limits
 
+from jobtracker.bench.memory import MemorySlotStore
 from jobtracker.local.settings import template_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,7 +104,7 @@ def test_budgets_are_one_per_family_sized_by_the_settings() -> None:
         "keboola": Limits(SETTINGS.keboola_in_flight_budget),
     }
     off = dataclasses.replace(SETTINGS, export_in_flight_budget=0)
-    budgets = Budgets(table=None, limits=catalogue.budget_limits(off))
+    budgets = Budgets(catalogue.budget_limits(off), lambda family: MemorySlotStore())
     users, events = (budgets.for_type(name) for name in catalogue.BATCH_TYPES)
     assert users is not None and users is events  # FullStory's batch imports share one budget
     assert budgets.for_type("fullstory.segment_export") is None  # a limit of 0 turns a budget off

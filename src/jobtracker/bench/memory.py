@@ -15,10 +15,12 @@ import itertools
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from tracker.scheduling import Lease, Limits, Waiter
+from tracker.store import DURATION_CACHE_SECONDS, duration_slot
 
 
 class RequestLog:
@@ -28,15 +30,16 @@ class RequestLog:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.write_units = 0
-        self.read_units = 0
+        self.read_units = 0.0
 
     def write(self, operation: str, item: Any) -> None:
         self.calls[f"dynamodb.{operation}"] += 1
         self.write_units += max(1, math.ceil(_size(item) / 1024))
 
-    def read(self, operation: str, items: Any) -> None:
+    def read(self, operation: str, items: Any, *, consistent: bool = True) -> None:
         self.calls[f"dynamodb.{operation}"] += 1
-        self.read_units += max(1, math.ceil(_size(items) / 4096))
+        units = max(1, math.ceil(_size(items) / 4096))
+        self.read_units += units if consistent else units / 2  # an eventually consistent read is half a unit
 
     def s3(self, operation: str) -> None:
         self.calls[f"s3.{operation}"] += 1
@@ -50,11 +53,14 @@ class InMemoryRecords:
     """tracker.batch_tasks.BatchRecords on dicts: jobs by id, batches by (job id, index). Like DynamoDB's
     UpdateItem, an update SETs the given attributes and appends to list attributes."""
 
-    def __init__(self, log: RequestLog | None = None) -> None:
+    def __init__(self, log: RequestLog | None = None, *, clock: Callable[[], float] | None = None) -> None:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.batches: dict[tuple[str, int], dict[str, Any]] = {}
         self.durations: dict[tuple[str, str], dict[str, float]] = {}
         self.log = log or RequestLog()
+        # With a clock, durations are read at most every DURATION_CACHE_SECONDS, as JobStore does per container.
+        self._clock = clock
+        self._read: dict[tuple[str, str], tuple[float, tuple[float, ...]]] = {}
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         job = self.jobs.get(job_id)
@@ -77,12 +83,19 @@ class InMemoryRecords:
         return True
 
     def duration_history(self, job_type: str, size_class: str) -> tuple[float, ...]:
-        history = tuple(self.durations.get((job_type, size_class), {}).values())
-        self.log.read("Query", history)
+        key = (job_type, size_class)
+        cached = self._read.get(key)
+        if self._clock is not None and cached is not None and self._clock() - cached[0] < DURATION_CACHE_SECONDS:
+            return cached[1]
+        history = tuple(self.durations.get(key, {}).values())
+        self.log.read("GetItem", history, consistent=False)
+        if self._clock is not None:
+            self._read[key] = (self._clock(), history)
         return history
 
     def record_duration(self, job_type: str, size_class: str, seconds: float, *, sample_id: str) -> None:
-        self.durations.setdefault((job_type, size_class), {})[sample_id] = seconds
+        """Like JobStore: one of DURATION_SLOTS slots per type and size class, chosen by the sample id."""
+        self.durations.setdefault((job_type, size_class), {})[duration_slot(sample_id)] = seconds
         self.log.write("UpdateItem", {"sample": sample_id, "seconds": seconds})
 
 

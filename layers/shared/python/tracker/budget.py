@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from tracker import catalogue
 from tracker.config import MAX_POLL_SECONDS
-from tracker.scheduling import Lease, Limits, SlotScheduler, Waiter, WakeResult
+from tracker.scheduling import Lease, Limits, SlotScheduler, SlotStore, Waiter, Waker, WakeResult
 
 log = logging.getLogger(__name__)
 
@@ -228,23 +229,26 @@ class StepFunctionsWaker:
 
 
 class Budgets:
-    """Each provider family's budget (tracker.catalogue: limits by family; a limit of 0 turns it off)."""
+    """Each provider family's budget (tracker.catalogue: limits by family; 0 slots turns one off), its
+    records in `store(family)`: DynamoDB in AWS (`DynamoSlotStore`), memory in the bench's simulation."""
 
     def __init__(
         self,
-        table: Any,
         limits: dict[str, Limits],
-        waker: StepFunctionsWaker | None = None,
+        store: Callable[[str], SlotStore],
+        waker: Waker | None = None,
         *,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._budgets = {
             family: SlotScheduler(
-                DynamoSlotStore(table, family),
+                store(family),
                 limit,
                 waker,
                 lease_seconds=lease_seconds,
                 wait_seconds=WAIT_FOR_SLOT_SECONDS,
+                clock=clock,
             )
             for family, limit in limits.items()
             if limit.slots > 0

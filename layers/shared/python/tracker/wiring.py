@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from tracker import aws, catalogue
 from tracker.batch_tasks import BatchTasks
-from tracker.budget import Budgets, StepFunctionsWaker
+from tracker.budget import Budgets, DynamoSlotStore, StepFunctionsWaker
 from tracker.config import settings
 from tracker.finalize import Finalizer
 from tracker.intake import Intake
@@ -38,7 +38,7 @@ def budgets() -> Budgets:
     """Every provider's in-flight budget, one per budget family of the catalogue."""
     s = settings()
     waker = StepFunctionsWaker(lambda: aws.client("stepfunctions"))
-    return Budgets(aws.table(s.jobs_table), catalogue.budget_limits(s), waker)
+    return Budgets(catalogue.budget_limits(s), lambda family: DynamoSlotStore(aws.table(s.jobs_table), family), waker)
 
 
 @cache
