@@ -17,6 +17,7 @@ from tracker.config import Settings
 from tracker.messages import BatchTask, Phase
 from tracker.providers.base import (
     JobStatus,
+    NdjsonPage,
     OperationStatus,
     ResultFile,
     ResultsNotReady,
@@ -61,6 +62,11 @@ class ScriptedImport:
             self.not_ready -= 1
             raise ResultsNotReady()
         yield from pages_of(self.results[kind], 2)
+
+    def ndjson_pages(self, provider_job_id: str, kind: str) -> Iterator[NdjsonPage]:
+        # Compact JSON, one record a line: what FullStory's pages hold (tests/unit/test_fullstory_provider.py).
+        for page in self.pages(provider_job_id, kind):
+            yield NdjsonPage(b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in page), len(page))
 
 
 @dataclass

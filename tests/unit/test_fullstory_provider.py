@@ -138,6 +138,38 @@ def test_pages_follow_next_page_token_and_stop_on_a_repeated_one(canned):
     assert raised.value.code == "paging_loop"
 
 
+def test_ndjson_pages_are_the_records_as_sent_one_a_line(canned):
+    # Key order, spacing, escapes and a record spread over several lines, as a JSON encoder may send them.
+    first = (
+        b'{ "next_page_token" : "a", "total_records": "3",\n "results" : [ {"uid":"u1","name":"Zo\\u00eb"} ,\n'
+        b'{\n  "uid": "u2",\n  "props": {"a": [1, 2]}\n}\n] }'
+    )
+    canned.then(200, first).then(200, {"results": [{"uid": "u3"}]})
+    pages = list(provider(canned).ndjson_pages("j", "imports"))
+    assert [page.count for page in pages] == [2, 1]
+    assert pages[0].lines == b'{"uid":"u1","name":"Zo\\u00eb"}\n{"uid":"u2","props":{"a":[1,2]}}\n'
+    assert [json.loads(line) for page in pages for line in page.lines.splitlines()] == [
+        {"uid": "u1", "name": "Zo\u00eb"},
+        {"uid": "u2", "props": {"a": [1, 2]}},
+        {"uid": "u3"},
+    ]
+    assert canned.requests[1]["path"].endswith("/imports?page_token=a")
+
+
+def test_ndjson_pages_refuse_what_pages_refuse(canned):
+    canned.then(200, {"results": [], "next_page_token": "same"}).then(200, {"results": [], "next_page_token": "same"})
+    with pytest.raises(ProviderRejectedError) as raised:
+        list(provider(canned).ndjson_pages("j", "errors"))
+    assert raised.value.code == "paging_loop"
+    for body in (b'{"results": [{"a": 1}', b'["results"]', b'{"results": {"a": 1}}', b'{"results": []} trailing'):
+        for _ in range(4):  # every retry in place gets the same broken page
+            canned.then(200, body)
+        with pytest.raises(ProviderTransientError):
+            list(provider(canned).ndjson_pages("j", "imports"))
+    canned.then(200, {"total_records": "0"})
+    assert [(p.lines, p.count) for p in provider(canned).ndjson_pages("j", "imports")] == [(b"", 0)]
+
+
 def test_pages_202_means_not_ready_and_a_long_429_is_throttled(canned):
     canned.then(202, b"{}").then(429, b"", **{"Retry-After": "60"})
     with pytest.raises(ResultsNotReady):

@@ -45,7 +45,7 @@ from tracker.batch_tasks import BatchTasks
 from tracker.budget import DEFAULT_LEASE_SECONDS, Budgets
 from tracker.config import Settings
 from tracker.messages import BatchTask
-from tracker.providers.base import JobStatus, OperationStatus, ResultFile, Submitted, Throttled
+from tracker.providers.base import JobStatus, NdjsonPage, OperationStatus, ResultFile, Submitted, Throttled
 from tracker.scheduling import WakeResult
 from tracker.store import duration_slot
 
@@ -197,8 +197,8 @@ class SimImport:
             return JobStatus("COMPLETED", True, imports=job.rows)
         return JobStatus("PROCESSING", False)
 
-    def pages(self, provider_job_id: str, kind: str) -> Iterator[list[dict[str, Any]]]:
-        yield []  # the rows themselves are the export benchmark's business
+    def ndjson_pages(self, provider_job_id: str, kind: str) -> Iterator[NdjsonPage]:
+        yield NdjsonPage(b"", 0)  # the rows themselves are the export benchmark's business
 
 
 class SimExport:

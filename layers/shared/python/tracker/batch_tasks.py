@@ -344,8 +344,8 @@ class BatchTasks:
             key = layout.batch_result_key(job_id, kind, index)
             writer = S3StreamWriter(self._settings.results_bucket, key, s3=self._s3)
             try:
-                for page in provider.pages(task.providerJobId, kind):
-                    writer.write_records(page)
+                for page in provider.ndjson_pages(task.providerJobId, kind):
+                    writer.write_lines(page.lines, page.count)
             except ResultsNotReady:
                 writer.abort()
                 return self._past_deadline(task) or self._retry_later(task, Phase.RESULTS_PENDING)

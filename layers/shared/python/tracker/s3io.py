@@ -58,6 +58,12 @@ class S3StreamWriter:
         self.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
         self.lines += 1
 
+    def write_lines(self, lines: bytes, count: int) -> None:
+        """`count` NDJSON lines, already encoded, each ending in a newline (a provider's page as it came)."""
+        if lines:
+            self.write(lines)
+            self.lines += count
+
     def write_records(self, records: Iterable[Any]) -> None:
         """A page at a time: one encode call and one buffer append for the whole page."""
         encode = _ENCODER.encode

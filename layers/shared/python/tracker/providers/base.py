@@ -29,6 +29,14 @@ class JobStatus:
     errors: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class NdjsonPage:
+    """One page of results as NDJSON: `count` records, one a line, each line ending in a newline."""
+
+    lines: bytes
+    count: int
+
+
 class ResultsNotReady(Exception):
     """The provider answered 202: the job's results cannot be paged yet."""
 
@@ -40,6 +48,10 @@ class BatchProvider(Protocol):
 
     def pages(self, provider_job_id: str, kind: ResultKind) -> Iterator[list[dict]]:
         """Yield result pages in order; raises ResultsNotReady before the first page when not ready."""
+        ...
+
+    def ndjson_pages(self, provider_job_id: str, kind: ResultKind) -> Iterator[NdjsonPage]:
+        """The same pages as NDJSON, ready to store (what collect writes)."""
         ...
 
 

@@ -7,15 +7,17 @@ tracker.providers.http's; what is FullStory's own is here.
 
 from __future__ import annotations
 
+import json
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import urllib3
 
 from tracker.errors import ProviderRejectedError, ProviderThrottledError, ProviderTransientError
-from tracker.providers.base import JobStatus, ResultKind, ResultsNotReady, Submitted, Throttled
+from tracker.providers.base import JobStatus, NdjsonPage, ResultKind, ResultsNotReady, Submitted, Throttled
 from tracker.providers.fullstory.client import fullstory_http
 from tracker.providers.http import POOL
 
@@ -72,20 +74,27 @@ class FullStoryBatchProvider:
         )
 
     def pages(self, provider_job_id: str, kind: ResultKind) -> Iterator[list[dict]]:
-        """Pages in order. The next page is fetched in the background while the caller writes the
-        current one (paging is mostly waiting for FullStory; writing is mostly CPU and S3)."""
+        """Pages of records, decoded, in order."""
+        for records, _ in self._paging(provider_job_id, kind, _decoded):
+            yield records
+
+    def ndjson_pages(self, provider_job_id: str, kind: ResultKind) -> Iterator[NdjsonPage]:
+        """The same pages as NDJSON: each record's JSON as FullStory sent it, one a line. Collect writes these
+        bytes to S3 as they are; decoding every record and encoding it again cost more than the rest of
+        paging (README, Performance)."""
+        for lines, count in self._paging(provider_job_id, kind, _as_ndjson):
+            yield NdjsonPage(lines, count)
+
+    def _paging(self, provider_job_id: str, kind: str, parse: PageParser) -> Iterator[tuple[Any, int]]:
+        """(page, records) in order, each page read by `parse`. The next page is fetched in the background
+        while the caller writes the current one (paging is mostly waiting for FullStory; writing is mostly
+        CPU and S3)."""
         url = f"{self._root}/{provider_job_id}/{kind}"
         seen_tokens: set[str] = set()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="page-prefetch") as prefetch:
-            upcoming = prefetch.submit(self._page, url, None, kind, provider_job_id)
+            upcoming = prefetch.submit(self._page, url, None, kind, provider_job_id, parse)
             while True:
-                payload = upcoming.result()
-                results = payload.get("results")
-                if results is None:
-                    results = []
-                if not isinstance(results, list):
-                    raise ProviderTransientError(f"FullStory {kind} page has no results list")
-                token = payload.get("next_page_token") or None
+                page, count, token = upcoming.result()
                 if token is not None:
                     if token in seen_tokens:
                         # A token that comes back would page forever; stop loudly instead.
@@ -93,14 +102,16 @@ class FullStoryBatchProvider:
                             f"FullStory repeated next_page_token while paging {kind}", code="paging_loop"
                         )
                     seen_tokens.add(token)
-                    upcoming = prefetch.submit(self._page, url, token, kind, provider_job_id)
-                yield results
+                    upcoming = prefetch.submit(self._page, url, token, kind, provider_job_id, parse)
+                yield page, count
                 if token is None:
                     return
 
-    def _page(self, url: str, token: str | None, kind: str, provider_job_id: str) -> dict[str, Any]:
-        """One page, retried in place a few times on a transient error or a short 429: a 50-page
-        collect should not start over from page one because one page hiccupped. Past these retries
+    def _page(
+        self, url: str, token: str | None, kind: str, provider_job_id: str, parse: PageParser
+    ) -> tuple[Any, int, str | None]:
+        """One page, read by `parse`, retried in place a few times on a transient error or a short 429: a
+        50-page collect should not start over from page one because one page hiccupped. Past these retries
         the named error goes to the state machine, which retries the whole step."""
         for attempt in range(PAGE_RETRIES + 1):
             last_try = attempt == PAGE_RETRIES
@@ -114,15 +125,102 @@ class FullStoryBatchProvider:
                     continue
                 if response.status == 202:
                     raise ResultsNotReady(f"FullStory {kind} for job {provider_job_id} not ready (202)")
-                payload = self._http.json(response)
-                if not isinstance(payload, dict):
-                    raise ProviderTransientError(f"FullStory {kind} page is not a JSON object")
-                return payload
+                return parse(response.data, kind)
             except ProviderTransientError:
                 if last_try:
                     raise
                 time.sleep(PAGE_BACKOFF_SECONDS * 2**attempt)
         raise AssertionError("unreachable")
+
+
+# A page's body -> (its records in the reader's form, how many, next_page_token or None).
+PageParser = Callable[[bytes, str], tuple[Any, int, "str | None"]]
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _decoded(body: bytes, kind: str) -> tuple[list[dict], int, str | None]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProviderTransientError(f"FullStory answered malformed JSON paging {kind}") from exc
+    if not isinstance(payload, dict):
+        raise ProviderTransientError(f"FullStory {kind} page is not a JSON object")
+    results = payload.get("results")
+    if results is None:
+        results = []
+    if not isinstance(results, list):
+        raise ProviderTransientError(f"FullStory {kind} page has no results list")
+    return results, len(results), payload.get("next_page_token") or None
+
+
+def _as_ndjson(body: bytes, kind: str) -> tuple[bytes, int, str | None]:
+    """The page's `results` as NDJSON without decoding and encoding each record again: the top-level object is
+    walked member by member (JSONDecoder.raw_decode, the C scanner json.loads uses) and each record is cut
+    out of the page as it stands. A record FullStory spread over several lines is written compact instead,
+    so every record stays one line. The same checks as `_decoded`."""
+    try:
+        text = body.decode("utf-8")
+        lines, count, token = _walk_page(text, kind)
+    except (ValueError, UnicodeDecodeError, IndexError) as exc:
+        raise ProviderTransientError(f"FullStory answered malformed JSON paging {kind}") from exc
+    return lines, count, token
+
+
+def _walk_page(text: str, kind: str) -> tuple[bytes, int, str | None]:
+    scan, space = _DECODER.raw_decode, _SPACE.match
+    at = space(text, 0).end()
+    if text[at] != "{":
+        raise ProviderTransientError(f"FullStory {kind} page is not a JSON object")
+    lines: list[str] = []
+    token = None
+    at = space(text, at + 1).end()
+    while text[at] != "}":
+        key, at = scan(text, at)
+        at = space(text, at).end()
+        if text[at] != ":":
+            raise ValueError("expected ':'")
+        at = space(text, at + 1).end()
+        if key == "results" and text[at] == "[":
+            at = space(text, at + 1).end()
+            append = lines.append
+            while text[at] != "]":
+                end = scan(text, at)[1]
+                append(text[at:end])
+                if text[end] == ",":  # compact JSON, as FullStory sends it: no whitespace to skip
+                    at = end + 1
+                    if text[at] in " \t\n\r":
+                        at = space(text, at).end()
+                    continue
+                at = space(text, end).end()
+                if text[at] == ",":
+                    at = space(text, at + 1).end()
+                elif text[at] != "]":
+                    raise ValueError("expected ',' or ']'")
+            at += 1
+        else:
+            value, at = scan(text, at)
+            if key == "results" and value is not None:
+                raise ProviderTransientError(f"FullStory {kind} page has no results list")
+            if key == "next_page_token":
+                token = value or None
+        at = space(text, at).end()
+        if text[at] == ",":
+            at = space(text, at + 1).end()
+        elif text[at] != "}":
+            raise ValueError("expected ',' or '}'")
+    if space(text, at + 1).end() != len(text):
+        raise ValueError("data after the page")
+    if not lines:
+        return b"", 0, token
+    ndjson = "\n".join(lines)
+    if ndjson.count("\n") != len(lines) - 1 or "\r" in ndjson:
+        # A record spread over several lines (pretty-printed JSON): written compact, so each stays one line.
+        ndjson = "\n".join(
+            line if "\n" not in line and "\r" not in line else json.dumps(json.loads(line), separators=(",", ":"))
+            for line in lines
+        )
+    return (ndjson + "\n").encode(), len(lines), token
 
 
 def _count(value: Any) -> int:
