@@ -10,13 +10,15 @@ import json
 import re
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tracker.executions import ExecutionInput
-from tracker.intake import Upload
+
+if TYPE_CHECKING:  # intake (and what it imports) is the intake function's; the batch functions never need it
+    from tracker.intake import Upload
 
 
 class _Lenient(BaseModel):
@@ -51,6 +53,8 @@ class S3EventRecord(_Lenient):
     user_identity: _UserIdentity = Field(default_factory=_UserIdentity, alias="userIdentity")
 
     def upload(self) -> Upload:
+        from tracker.intake import Upload
+
         return Upload(
             bucket=self.s3.bucket.name,
             # S3 URL-encodes keys in notifications (spaces arrive as '+').

@@ -9,12 +9,12 @@ from tracker import aws, catalogue
 from tracker.batch_tasks import BatchTasks
 from tracker.budget import Budgets, DynamoSlotStore, StepFunctionsWaker
 from tracker.config import settings
-from tracker.finalize import Finalizer
-from tracker.intake import Intake
 from tracker.store import JobStore
 
 if TYPE_CHECKING:  # imported where built: the batch functions, polled thousands of times, never need them
     from tracker.control import JobControl
+    from tracker.finalize import Finalizer
+    from tracker.intake import Intake
     from tracker.jobs_api import JobsApi
 
 
@@ -25,11 +25,15 @@ def store() -> JobStore:
 
 @cache
 def finalizer() -> Finalizer:
+    from tracker.finalize import Finalizer
+
     return Finalizer(settings(), store(), aws.client("s3"), aws.client("sns"))
 
 
 @cache
 def intake() -> Intake:
+    from tracker.intake import Intake
+
     return Intake(settings(), store(), aws.client("s3"), aws.client("stepfunctions"), finalizer())
 
 
