@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from tracker.batch_tasks import STEP_PHASES
+from tracker.batch_tasks import STEP_PHASES, TASK_STEPS
 from tracker.executions import ExecutionInput, ManifestRef
 from tracker.messages import BatchTask, Phase
 
@@ -31,13 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ASL_PATH = ROOT / "statemachine" / "job.asl.json"
 
 # The step of tracker.batch_tasks a Task state runs: (function placeholder, Payload action) -> step.
-STEP_OF_TASK = {
-    ("SubmitFunctionArn", None): "submit",
-    ("SubmitFunctionArn", "wait_for_slot"): "wait_for_slot",
-    ("StatusFunctionArn", None): "check",
-    ("CollectFunctionArn", "collect"): "collect",
-    ("CollectFunctionArn", "batch_failed"): "record_failure",
-}
+STEP_OF_TASK = TASK_STEPS
 BATCH_STEP_FUNCTIONS = {function for function, _ in STEP_OF_TASK}
 END = "the end of the batch"
 # What the state machine must do with each phase: (wait `nextPollSeconds` first?, the step that runs next).

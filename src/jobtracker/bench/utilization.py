@@ -41,7 +41,7 @@ from typing import Any
 
 from tracker import batch_tasks as batch_tasks_module
 from tracker import catalogue, layout
-from tracker.batch_tasks import BatchTasks
+from tracker.batch_tasks import TASK_STEPS, BatchTasks
 from tracker.budget import DEFAULT_LEASE_SECONDS, Budgets
 from tracker.config import Settings
 from tracker.messages import BatchTask
@@ -61,15 +61,6 @@ BASE_SECONDS, PER_ROW_SECONDS, DURATION_SIGMA = 20.0, 0.012, 0.35  # batch run t
 LAMBDA_SECONDS = {"submit": 0.4, "wait_for_slot": 0.1, "check": 0.15, "collect": 2.0, "record_failure": 0.1}
 TRANSITION_SECONDS = 0.05
 WAKE_SECONDS = 0.3
-# The step a Task state runs, by (function placeholder, Payload action), as tests/contract/test_asl_phases.py
-# maps them.
-STEP_OF_TASK = {
-    ("SubmitFunctionArn", None): "submit",
-    ("SubmitFunctionArn", "wait_for_slot"): "wait_for_slot",
-    ("StatusFunctionArn", None): "check",
-    ("CollectFunctionArn", "collect"): "collect",
-    ("CollectFunctionArn", "batch_failed"): "record_failure",
-}
 EXPORT_TYPE = "fullstory.segment_export"
 IMPORT_TYPE = "fullstory.users"
 
@@ -311,7 +302,7 @@ class StateMachine:
         function = str(params["FunctionName"]).strip("${}")
         payload = params.get("Payload")
         action = payload.get("action") if isinstance(payload, dict) else None
-        step = STEP_OF_TASK[(function, action)]
+        step = TASK_STEPS[(function, action)]
         self.invocations[step] += 1
         task = BatchTask.model_validate(child.task)
         if str(state["Resource"]).endswith(".waitForTaskToken"):

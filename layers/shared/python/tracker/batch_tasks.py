@@ -74,6 +74,16 @@ def idempotency_key(job_id: str, index: int) -> str:
     return f"{job_id}-b{index:05d}"
 
 
+# The step each Task state of statemachine/job.asl.json runs: (its function's placeholder, its Payload's
+# `action`) -> the BatchTasks method (tests/contract/test_asl_phases.py; the bench's simulation runs them).
+TASK_STEPS: dict[tuple[str, str | None], str] = {
+    ("SubmitFunctionArn", None): "submit",
+    ("SubmitFunctionArn", "wait_for_slot"): "wait_for_slot",
+    ("StatusFunctionArn", None): "check",
+    ("CollectFunctionArn", "collect"): "collect",
+    ("CollectFunctionArn", "batch_failed"): "record_failure",
+}
+
 Step = Callable[["BatchTasks", BatchTask], BatchTask]
 # The phases each step may answer, declared beside the step (@_answers); the Choice state after the step's
 # Task in statemachine/job.asl.json must route every one of them (tests/contract/test_asl_phases.py).
