@@ -160,7 +160,7 @@ def run(config: Config, root: Path = ROOT, out: Path | None = None, log: Any = p
                 repeat=config.repeat,
             )
             results[key], details[key] = _split(section, REQUIRED["ingest"])
-        log(f"results export: {config.export_rows:,} rows through the FullStory simulator into S3 (moto)")
+        log(f"results export: {config.export_rows:,} rows from the FullStory simulator into S3 (moto, its own process)")
         section = export.measure(
             workdir / f"users-{config.export_rows}.ndjson", config.export_rows, repeat=config.repeat
         )
