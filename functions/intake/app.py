@@ -56,14 +56,24 @@ def handle_message(body: str, context: LambdaContext) -> None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """SQS partial batch response (the event source reports batch item failures): a message that fails comes
-    back later, the others are deleted. Written out rather than Powertools' BatchProcessor, whose import
+    back later, the others are deleted; when every message failed the invocation fails, as Powertools'
+    BatchProcessor does, so Lambda counts the error. Written out rather than that processor, whose import
     (its event models, asyncio) costs about three quarters of `import boto3` on every cold start for what
     is, at BatchSize 1 (template.yaml), a loop over one record."""
-    failures = []
-    for record in event.get("Records", []):
+    records = event.get("Records", [])
+    failures, errors = [], []
+    for record in records:
         try:
             handle_message(record["body"], context)
-        except Exception:
+        except Exception as exc:
             logger.exception("intake message failed; SQS delivers it again", extra={"message_id": record["messageId"]})
             failures.append({"itemIdentifier": record["messageId"]})
+            errors.append((type(exc), exc, exc.__traceback__))
+    if records and len(failures) == len(records):
+        from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+        raise BatchProcessingError(
+            msg=f"All records failed processing. {len(errors)} individual errors logged separately below.",
+            child_exceptions=errors,
+        )
     return {"batchItemFailures": failures}
