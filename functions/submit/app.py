@@ -6,8 +6,14 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from tracker import wiring
+from tracker.batch_tasks import BatchTasks
 from tracker.messages import BatchTask, Phase, SlotWaitRequest
 from tracker.observability import logger, metrics
+
+
+def _steps() -> BatchTasks:
+    """The batch steps this function runs (built on first use by tracker.wiring)."""
+    return wiring.batch_tasks()
 
 
 @logger.inject_lambda_context
@@ -18,11 +24,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if event.get("action") == "wait_for_slot":
         request = SlotWaitRequest.model_validate(event)
         logger.append_keys(job_id=request.task.jobId, batch=request.task.batch.index)
-        wiring.batch_tasks().wait_for_slot(request.task, request.task_token)
+        _steps().wait_for_slot(request.task, request.task_token)
         return None  # a .waitForTaskToken task ends with the token's SendTaskSuccess, not with this answer
     task = BatchTask.model_validate(event)
     logger.append_keys(job_id=task.jobId, batch=task.batch.index)
-    answer = wiring.batch_tasks().submit(task)
+    answer = _steps().submit(task)
     if answer.phase == Phase.QUEUED:
         metrics.add_metric(name="BudgetWaits", unit=MetricUnit.Count, value=1)
     elif answer.phase == Phase.THROTTLED:

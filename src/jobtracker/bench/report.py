@@ -86,7 +86,8 @@ def render(results: dict[str, Any]) -> Group:
     cold.add_column("ms", justify="right")
     cold.add_column("x import boto3", justify="right")
     for name, ms in imports["handlers"].items():
-        cold.add_row(name, _n(ms, 1), f"{ms / imports['boto3_ms']:.2f}")
+        ratio = details.get("import_time", {}).get("ratios", {}).get(name, ms / imports["boto3_ms"])
+        cold.add_row(name, _n(ms, 1), f"{ratio:.2f}")
     if modules:
         cold.add_section()
         for name, ms in modules.items():

@@ -6,12 +6,13 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from tracker import aws, catalogue
-from tracker.batch_tasks import BatchTasks
 from tracker.budget import Budgets, DynamoSlotStore, StepFunctionsWaker
 from tracker.config import settings
 from tracker.store import JobStore
 
-if TYPE_CHECKING:  # imported where built: the batch functions, polled thousands of times, never need them
+if TYPE_CHECKING:  # imported where built: each function needs only some of them (the batch functions import
+    # tracker.batch_tasks themselves; the API, intake and finalize never do)
+    from tracker.batch_tasks import BatchTasks
     from tracker.control import JobControl
     from tracker.finalize import Finalizer
     from tracker.intake import Intake
@@ -47,6 +48,8 @@ def budgets() -> Budgets:
 
 @cache
 def batch_tasks() -> BatchTasks:
+    from tracker.batch_tasks import BatchTasks
+
     return BatchTasks(settings(), store(), aws.client("s3"), catalogue.provider_for, budgets())
 
 
