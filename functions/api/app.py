@@ -39,7 +39,8 @@ class _Resolver(APIGatewayRestResolver):
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         # The document's route is registered by the first request for it: Powertools' enable_swagger
         # imports its OpenAPI models when called.
-        if not self._document_served and str(event.get("path", "")).rstrip("/") == self.document_path:
+        # `resource` is the route API Gateway matched (a custom domain's base path is in `path`, not there).
+        if not self._document_served and event.get("resource", event.get("path")) == self.document_path:
             self._serve_document()
         return super().resolve(event, context)
 
