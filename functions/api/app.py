@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -22,21 +21,46 @@ from tracker.control import ControlError, JobControl
 from tracker.jobs_api import PRESIGNED_URL_SECONDS, ApiError, JobsApi
 from tracker.limits import MAX_INLINE_BODY_BYTES
 from tracker.model import JOB_TYPES, storage_job_view
-from tracker.observability import logger, metrics, tracer
+from tracker.observability import logger, metrics
 
 
 class _Resolver(APIGatewayRestResolver):
-    """Serves the document with the answer models of tracker.api_models, imported only here: they are
-    what /openapi describes, and creating them costs every cold start ~50 ms the other routes do not need.
+    """Serves the document (GET /openapi) with the answer models of tracker.api_models and its security
+    scheme, all imported only when the document is asked for: they are what /openapi describes, and
+    Powertools' OpenAPI models alone cost every cold start about three quarters of `import boto3`, which
+    the other routes do not need.
 
     A request that fails validation is answered 400 {code, message} (invalid_request, below), never with
     the 422 HTTPValidationError Powertools adds to every route of its document, so those are left out
     (a route's own 422, an Idempotency-Key reused, stays)."""
 
+    document_path = "/openapi"
+    _document_served = False
+
+    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        # The document's route is registered by the first request for it: Powertools' enable_swagger
+        # imports its OpenAPI models when called.
+        # `resource` is the route API Gateway matched (a custom domain's base path is in `path`, not there).
+        if not self._document_served and event.get("resource", event.get("path")) == self.document_path:
+            self._serve_document()
+        return super().resolve(event, context)
+
+    def _serve_document(self) -> None:
+        self._document_served = True
+        self.enable_swagger(
+            path=self.document_path,
+            title="jobtracker API",
+            version="1.0.0",
+            description="Track provider batch jobs (FullStory imports and exports, Keboola table exports). "
+            "Errors are {code, message}. GET /openapi?format=json is this document.",
+            security=[{"sigv4": []}],  # the scheme itself: get_openapi_schema
+        )
+
     def get_openapi_schema(self, **kwargs: Any) -> Any:
         from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
         from tracker.api_models import answer_schemas
 
+        kwargs["security_schemes"] = {"sigv4": _sigv4()}
         document = super().get_openapi_schema(**kwargs).model_dump(by_alias=True, exclude_none=True, mode="json")
         for path_item in document["paths"].values():
             for operation in (path_item[m] for m in ("get", "put", "post", "delete", "patch") if m in path_item):
@@ -51,27 +75,23 @@ class _Resolver(APIGatewayRestResolver):
         return OpenAPI.model_validate(document)
 
 
-# API Gateway's own convention for IAM (SigV4) auth in OpenAPI (x-amazon-apigateway-authtype).
-SIGV4 = APIKey.model_validate(
-    {
-        "type": "apiKey",
-        "name": "Authorization",
-        "in": APIKeyIn.header,
-        "description": "AWS Signature Version 4 (service execute-api) with IAM credentials: the API uses "
-        "AWS_IAM authorization, so sign every request (awscurl, botocore SigV4Auth, aws-sigv4 clients).",
-        "x-amazon-apigateway-authtype": "awsSigv4",
-    }
-)
+def _sigv4() -> Any:
+    """API Gateway's own convention for IAM (SigV4) auth in OpenAPI (x-amazon-apigateway-authtype)."""
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+
+    return APIKey.model_validate(
+        {
+            "type": "apiKey",
+            "name": "Authorization",
+            "in": APIKeyIn.header,
+            "description": "AWS Signature Version 4 (service execute-api) with IAM credentials: the API uses "
+            "AWS_IAM authorization, so sign every request (awscurl, botocore SigV4Auth, aws-sigv4 clients).",
+            "x-amazon-apigateway-authtype": "awsSigv4",
+        }
+    )
+
+
 app = _Resolver(enable_validation=True)
-app.enable_swagger(
-    path="/openapi",
-    title="jobtracker API",
-    version="1.0.0",
-    description="Track provider batch jobs (FullStory imports and exports, Keboola table exports). "
-    "Errors are {code, message}. GET /openapi?format=json is this document.",
-    security_schemes={"sigv4": SIGV4},
-    security=[{"sigv4": []}],
-)
 
 JobType = Literal[catalogue.NAMES]  # type: ignore[valid-type]
 FileJobType = Literal[catalogue.BATCH_TYPES]  # type: ignore[valid-type]
@@ -430,7 +450,6 @@ def unexpected(exc: Exception) -> Response:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return _inline_too_large(event) or app.resolve(_json_body(event), context)

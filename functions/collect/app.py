@@ -5,16 +5,21 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from tracker import wiring
+from tracker.batch_tasks import BatchTasks
 from tracker.messages import CollectRequest
-from tracker.observability import logger, metrics, tracer
+from tracker.observability import logger, metrics
+
+
+def _steps() -> BatchTasks:
+    """The batch steps this function runs (built on first use by tracker.wiring)."""
+    return wiring.batch_tasks()
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = CollectRequest.model_validate(event)
     logger.append_keys(job_id=request.task.jobId, batch=request.task.batch.index)
-    tasks = wiring.batch_tasks()
+    tasks = _steps()
     answer = tasks.collect(request.task) if request.action == "collect" else tasks.record_failure(request.task)
     return answer.for_state_machine()

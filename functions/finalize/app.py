@@ -17,13 +17,12 @@ from tracker.messages import (
     StepFailure,
     parse_intake_message,
 )
-from tracker.observability import logger, metrics, tracer
+from tracker.observability import logger, metrics
 
 _request: TypeAdapter[FinalizeEvent] = TypeAdapter(FinalizeEvent)
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = _request.validate_python(event)

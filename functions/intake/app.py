@@ -1,34 +1,39 @@
 """Intake: SQS (fed by inbox uploads and by the API) -> one job per file, batches in S3, execution started."""
 
+from collections.abc import Callable
 from dataclasses import asdict
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from tracker import idempotency, wiring
+from tracker import wiring
 from tracker.intake import Upload
 from tracker.messages import ApiJobMessage, parse_intake_message
-from tracker.observability import logger, metrics, tracer
-
-processor = BatchProcessor(event_type=EventType.SQS)
+from tracker.observability import logger, metrics
 
 
-@idempotent_function(
-    data_keyword_argument="upload", config=idempotency.UPLOAD, persistence_store=idempotency.persistence()
-)
-def take_in_upload(upload: dict[str, Any]) -> dict[str, Any]:
-    """Once per upload: a redelivered event replays this answer; one arriving while the first is still
-    being taken in fails and comes back later through SQS."""
-    job_id, created = wiring.intake().accept_upload(Upload(**upload))
-    return {"jobId": job_id, "created": created}
+@cache
+def take_in_upload() -> Callable[..., dict[str, Any]]:
+    """Once per upload: a redelivered event replays the answer; one arriving while the first is still being
+    taken in fails and comes back later through SQS. Powertools Idempotency (and boto3 behind its
+    DynamoDB layer) is imported on the first upload, like every other AWS client of the tracker: the
+    import alone costs about three quarters of `import boto3` on every cold start."""
+    from aws_lambda_powertools.utilities.idempotency import idempotent_function
+    from tracker import idempotency
+
+    @idempotent_function(
+        data_keyword_argument="upload", config=idempotency.UPLOAD, persistence_store=idempotency.persistence()
+    )
+    def take_in(upload: dict[str, Any]) -> dict[str, Any]:
+        job_id, created = wiring.intake().accept_upload(Upload(**upload))
+        return {"jobId": job_id, "created": created}
+
+    return take_in
 
 
-@tracer.capture_method
-def handle_message(record: SQSRecord) -> None:
-    message = parse_intake_message(record.body)
+def handle_message(body: str, context: LambdaContext) -> None:
+    message = parse_intake_message(body)
     if message is None:
         logger.info("ignoring s3:TestEvent")
         return
@@ -37,8 +42,12 @@ def handle_message(record: SQSRecord) -> None:
         logger.info("api job taken in", extra={"job_id": message.job_id})
         metrics.add_metric(name="JobsStarted", unit=MetricUnit.Count, value=1)
         return
+    take_in = take_in_upload()
+    from tracker import idempotency  # imported by take_in_upload() already
+
+    idempotency.UPLOAD.register_lambda_context(context)
     for upload in message:
-        outcome = take_in_upload(upload=asdict(upload))
+        outcome = take_in(upload=asdict(upload))
         duplicate = not outcome["created"]  # the upload's job already existed (or its answer was replayed)
         logger.info("upload taken in", extra={"job_id": outcome["jobId"], "key": upload.key, "duplicate": duplicate})
         metrics.add_metric(name="UploadsTakenIn", unit=MetricUnit.Count, value=1)
@@ -46,8 +55,27 @@ def handle_message(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    idempotency.UPLOAD.register_lambda_context(context)
-    return process_partial_response(event=event, record_handler=handle_message, processor=processor, context=context)
+    """SQS partial batch response (the event source reports batch item failures): a message that fails comes
+    back later, the others are deleted; when every message failed the invocation fails, as Powertools'
+    BatchProcessor does, so Lambda counts the error. Written out rather than that processor, whose import
+    (its event models, asyncio) costs about three quarters of `import boto3` on every cold start for what
+    is, at BatchSize 1 (template.yaml), a loop over one record."""
+    records = event.get("Records", [])
+    failures, errors = [], []
+    for record in records:
+        try:
+            handle_message(record["body"], context)
+        except Exception as exc:
+            logger.exception("intake message failed; SQS delivers it again", extra={"message_id": record["messageId"]})
+            failures.append({"itemIdentifier": record["messageId"]})
+            errors.append((type(exc), exc, exc.__traceback__))
+    if records and len(failures) == len(records):
+        from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+        raise BatchProcessingError(
+            msg=f"All records failed processing. {len(errors)} individual errors logged separately below.",
+            child_exceptions=errors,
+        )
+    return {"batchItemFailures": failures}

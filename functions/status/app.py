@@ -5,18 +5,23 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from tracker import wiring
+from tracker.batch_tasks import BatchTasks
 from tracker.messages import BatchTask
-from tracker.observability import logger, metrics, tracer
+from tracker.observability import logger, metrics
+
+
+def _steps() -> BatchTasks:
+    """The batch steps this function runs (built on first use by tracker.wiring)."""
+    return wiring.batch_tasks()
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Validated with the pydantic model directly: Powertools' event_parser would add ~100 ms of imports
     # (its envelopes and AWS event models) to every cold start of a function polled thousands of times.
     task = BatchTask.model_validate(event)
     logger.append_keys(job_id=task.jobId, batch=task.batch.index)
-    answer = wiring.batch_tasks().check(task)
+    answer = _steps().check(task)
     metrics.add_metric(name="Polls", unit=MetricUnit.Count, value=1)
     return answer.for_state_machine()

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from tracker.batch_tasks import STEP_PHASES
+from tracker.batch_tasks import STEP_PHASES, TASK_STEPS
 from tracker.executions import ExecutionInput, ManifestRef
 from tracker.messages import BatchTask, Phase
 
@@ -31,16 +31,12 @@ ROOT = Path(__file__).resolve().parents[2]
 ASL_PATH = ROOT / "statemachine" / "job.asl.json"
 
 # The step of tracker.batch_tasks a Task state runs: (function placeholder, Payload action) -> step.
-STEP_OF_TASK = {
-    ("SubmitFunctionArn", None): "submit",
-    ("StatusFunctionArn", None): "check",
-    ("CollectFunctionArn", "collect"): "collect",
-    ("CollectFunctionArn", "batch_failed"): "record_failure",
-}
+STEP_OF_TASK = TASK_STEPS
 BATCH_STEP_FUNCTIONS = {function for function, _ in STEP_OF_TASK}
 END = "the end of the batch"
 # What the state machine must do with each phase: (wait `nextPollSeconds` first?, the step that runs next).
 MEANING: dict[Phase, tuple[bool, str]] = {
+    Phase.QUEUED: (False, "wait_for_slot"),
     Phase.THROTTLED: (True, "submit"),
     Phase.POLLING: (True, "check"),
     Phase.DONE: (False, "collect"),
@@ -177,6 +173,30 @@ def phase_problems(definition: dict[str, Any], step_phases: Mapping[str, frozens
     return problems
 
 
+def slot_wait_problems(definition: dict[str, Any]) -> list[str]:
+    """A batch waiting for a budget slot sleeps in a `.waitForTaskToken` task of the wait_for_slot step, which
+    gets the task and its token, keeps the task as it was, and goes back to submit when woken or timed out."""
+    problems = []
+    for scope, states, name, step in _step_tasks(definition):
+        if step != "wait_for_slot":
+            continue
+        where, state = f"{scope}{name}", states[name]
+        if not str(state.get("Resource", "")).endswith(".waitForTaskToken"):
+            problems.append(f"{where} is not a .waitForTaskToken task: nothing would keep it asleep")
+        payload = state.get("Parameters", {}).get("Payload", {})
+        if payload.get("task.$") != "$" or payload.get("taskToken.$") != "$$.Task.Token":
+            problems.append(f"{where} does not pass the task and its token ($$.Task.Token): {payload}")
+        if "ResultPath" not in state or state["ResultPath"] is not None:
+            problems.append(f"{where} replaces the task with what wakes it (ResultPath must be null)")
+        submit = {n for _, st, n, s in _step_tasks(definition) if s == "submit" and st is states}
+        timeout = [c for c in state.get("Catch", []) if "States.Timeout" in c.get("ErrorEquals", [])]
+        if state.get("Next") not in submit:
+            problems.append(f"{where} wakes into {state.get('Next')!r}, not into submit")
+        if not timeout or timeout[0].get("Next") not in submit or timeout[0].get("ResultPath", "$") is not None:
+            problems.append(f"{where} does not go back to submit, task unchanged, when its wait times out")
+    return problems
+
+
 def _select(selector: dict[str, Any], execution_input: dict[str, Any], item: Any) -> dict[str, Any]:
     """The ItemSelector evaluated as Step Functions does, for the paths it uses: `$.name` (the execution
     input) and `$$.Map.Item.Value` (the manifest item); anything else raises."""
@@ -230,6 +250,30 @@ def test_every_phase_has_a_meaning_and_some_step_answers_it():
 
 def test_the_map_hands_every_batch_step_a_valid_task(definition):
     assert item_selector_problems(definition) == []
+
+
+def test_a_batch_waiting_for_a_slot_sleeps_on_its_token_and_wakes_into_submit(definition):
+    assert slot_wait_problems(definition) == []
+    assert any(step == "wait_for_slot" for *_, step in _step_tasks(definition))
+
+
+SLOT_WAIT_MUTATIONS: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
+    ("plain-invoke", lambda d: _inner(d)["WaitForSlot"].update(Resource="arn:aws:states:::lambda:invoke"), "asleep"),
+    ("no-token", lambda d: _inner(d)["WaitForSlot"]["Parameters"]["Payload"].pop("taskToken.$"), "token"),
+    ("result-kept", lambda d: _inner(d)["WaitForSlot"].pop("ResultPath"), "ResultPath must be null"),
+    ("wakes-into-check", lambda d: _inner(d)["WaitForSlot"].update(Next="CheckBatch"), "not into submit"),
+    ("timeout-fails", lambda d: _inner(d)["WaitForSlot"]["Catch"].pop(0), "when its wait times out"),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"), [m[1:] for m in SLOT_WAIT_MUTATIONS], ids=[m[0] for m in SLOT_WAIT_MUTATIONS]
+)
+def test_slot_wait_check_detects_seeded_defect(definition, mutate, expected):
+    broken = copy.deepcopy(definition)
+    mutate(broken)
+    problems = slot_wait_problems(broken)
+    assert any(expected in p for p in problems), problems
 
 
 def test_routes_take_the_default_only_where_the_default_is_meant(definition):

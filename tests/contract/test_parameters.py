@@ -18,7 +18,12 @@ from typing import Any
 
 import pytest
 from tracker import limits
-from tracker.budget import DEFAULT_LEASE_SECONDS, HEALTHY_RENEWAL_GAP_SECONDS, POLL_TASK_SECONDS
+from tracker.budget import (
+    DEFAULT_LEASE_SECONDS,
+    HEALTHY_RENEWAL_GAP_SECONDS,
+    POLL_TASK_SECONDS,
+    WAIT_FOR_SLOT_SECONDS,
+)
 from tracker.config import MAX_POLL_SECONDS
 from tracker.polling import PollFacts, next_wait_seconds
 
@@ -39,6 +44,7 @@ MAX_DISTRIBUTED_MAP_CONCURRENCY = 10_000
 # (developer.fullstory.com, "Create Batch Import", Special Batch Rate Limits).
 FULLSTORY_RUNNING_BATCHES = 100
 FULLSTORY_THROTTLED_FROM = 200
+FULLSTORY_THROTTLED_FROM_OPERATIONS = 500_000  # "... or 500,000 individual operations" (rows) in progress
 # DynamoDB: an item holds at most 400 KB. A budget's leases are one map in one item; an entry is a lease
 # id (a job id and a batch number, under 40 characters) and its expiry (a number, at most 21 bytes).
 DYNAMODB_ITEM_BYTES = 400 * 1024
@@ -77,14 +83,22 @@ def _bound(template: dict[str, Any], name: str, key: str) -> float:
 
 
 def _functions_invoked_by_poll_tasks(asl: dict[str, Any]) -> dict[str, int | None]:
-    """TimeoutSeconds of each task of the batch loop that submits or polls (by its function placeholder)."""
-    child = next(s for s in asl["States"].values() if s.get("Type") == "Map")["ItemProcessor"]["States"]
+    """TimeoutSeconds of each task of the batch loop that submits or polls (by its function placeholder); the
+    task that sleeps until a budget slot is granted (`.waitForTaskToken`) is not one of them."""
     found = {}
-    for state in child.values():
+    for state in _batch_states(asl).values():
         function = str(state.get("Parameters", {}).get("FunctionName", ""))
-        if function in ("${SubmitFunctionArn}", "${StatusFunctionArn}"):
+        if function in ("${SubmitFunctionArn}", "${StatusFunctionArn}") and not _sleeps(state):
             found[function] = state.get("TimeoutSeconds")
     return found
+
+
+def _batch_states(asl: dict[str, Any]) -> dict[str, Any]:
+    return next(s for s in asl["States"].values() if s.get("Type") == "Map")["ItemProcessor"]["States"]
+
+
+def _sleeps(state: dict[str, Any]) -> bool:
+    return str(state.get("Resource", "")).endswith(".waitForTaskToken")
 
 
 class _ShortestWaits(random.Random):
@@ -172,6 +186,12 @@ def _bound_problems(template: dict[str, Any], asl: dict[str, Any]) -> list[str]:
             f"task of {function} may run {seconds} s, longer than the lease allows ({POLL_TASK_SECONDS} s)",
         )
     check(DEFAULT_LEASE_SECONDS > HEALTHY_RENEWAL_GAP_SECONDS, "the lease does not outlive a healthy gap")
+    # A batch waiting for a slot sleeps as long as tracker.budget plans (its stale-waiter sweep counts on it).
+    sleeps = [state.get("TimeoutSeconds") for state in _batch_states(asl).values() if _sleeps(state)]
+    check(
+        sleeps == [WAIT_FOR_SLOT_SECONDS],
+        f"the batch loop's slot wait times out after {sleeps}, not tracker.budget's {WAIT_FOR_SLOT_SECONDS} s",
+    )
 
     # History events of one batch's child execution at the fastest polling for the longest job.
     fixed_events, per_poll = history_events_of_definition(asl)
@@ -215,6 +235,14 @@ def _bound_problems(template: dict[str, Any], asl: dict[str, Any]) -> list[str]:
     check(
         _bound(template, "OrgInFlightBudget", "MaxValue") < FULLSTORY_THROTTLED_FROM,
         "OrgInFlightBudget may reach the point where FullStory answers 429 to everything",
+    )
+    check(
+        _bound(template, "OrgOperationsBudget", "MaxValue") <= FULLSTORY_THROTTLED_FROM_OPERATIONS,
+        "OrgOperationsBudget may pass the rows in progress at which FullStory answers 429 to everything",
+    )
+    check(
+        _bound(template, "OrgOperationsBudget", "MinValue") >= _bound(template, "MaxBatchRequests", "MaxValue"),
+        "OrgOperationsBudget may be smaller than one batch: such a batch would wait for a slot forever",
     )
     for name in ("OrgInFlightBudget", "ExportInFlightBudget", "KeboolaInFlightBudget"):
         check(_bound(template, name, "MinValue") == 0, f"{name}: 0 (budget off) should be allowed")
@@ -321,6 +349,9 @@ SEEDED_DEFECTS = [
     ("short-retention", _set("RetentionDays", "MinValue", 1), "working files expire"),
     ("unlimited-map", _set("InFlightBudget", "MinValue", 0), "no limit"),
     ("org-budget-429", _set("OrgInFlightBudget", "MaxValue", 200), "429"),
+    ("operations-429", _set("OrgOperationsBudget", "MaxValue", 600_000), "rows in progress"),
+    ("operations-below-a-batch", _set("OrgOperationsBudget", "MinValue", 10_000), "wait for a slot forever"),
+    ("short-slot-wait", lambda t, a: _batch_states(a)["WaitForSlot"].update(TimeoutSeconds=60), "slot wait"),
     ("lease-item-too-big", _set("KeboolaInFlightBudget", "MaxValue", 10_000), "one DynamoDB item"),
     ("rows-above-fullstory", _set("MaxBatchRequests", "MaxValue", 60_000), "rows per batch"),
     ("body-below-one-line", _set("MaxBatchBytes", "MinValue", 2**20), "largest size the reader accepts"),

@@ -8,7 +8,7 @@ from typing import Any
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from tracker.budget import InFlightBudget
+from tracker.scheduling import SlotScheduler
 
 from jobtracker.local.session import OfflineSession
 
@@ -56,7 +56,7 @@ def sigv4_headers(
     return dict(request.headers)
 
 
-def fullstory_batch_budget() -> InFlightBudget:
+def fullstory_batch_budget() -> SlotScheduler:
     """The running offline stack's in-flight budget of FullStory batch imports (OrgInFlightBudget)."""
     from tracker import wiring
 

@@ -9,7 +9,7 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from pydantic import TypeAdapter
 from tracker.intake import Upload, job_id_for_upload
-from tracker.messages import BatchTask, CollectRequest, FinalizeEvent
+from tracker.messages import BatchTask, CollectRequest, FinalizeEvent, SlotWaitRequest
 from tracker.model import now_iso
 
 from jobtracker.local.stack import REPO_ROOT
@@ -39,7 +39,7 @@ def test_every_sample_event_is_named_after_its_function_and_accepted_by_its_inpu
     """events/<function>-*.json: `sam local invoke <Function> -e events/<file>` takes it as its input."""
     code_dirs = {Path(res["Properties"]["CodeUri"]).name for res in _template_functions().values()}
     inputs = {
-        "submit": BatchTask,
+        "submit": TypeAdapter(BatchTask | SlotWaitRequest),
         "status": BatchTask,
         "collect": CollectRequest,
         "finalize": TypeAdapter(FinalizeEvent),

@@ -12,11 +12,13 @@ import pytest
 from pydantic import ValidationError
 from tracker import layout
 from tracker.batch_tasks import STEP_PHASES, BatchTasks, UndeclaredPhaseError, idempotency_key
+from tracker.budget import DEFAULT_LEASE_SECONDS
 from tracker.config import Settings
 from tracker.errors import ProviderThrottledError, ProviderTransientError
 from tracker.messages import BatchTask, Phase
 from tracker.providers.base import (
     JobStatus,
+    NdjsonPage,
     OperationStatus,
     ResultFile,
     ResultPage,
@@ -27,7 +29,7 @@ from tracker.providers.base import (
 from tracker.providers.fullstory.reconcile import reconcile
 
 from jobtracker.local.settings import template_settings
-from tests.unit.fakes import Clock, CountingSlots, InMemoryObjects, InMemoryRecords, OneBudget
+from tests.unit.fakes import Clock, InMemoryObjects, InMemoryRecords, OneBudget
 
 DAY = 86_400
 JOB = "job-1"
@@ -92,6 +94,14 @@ class ScriptedImport:
     def reconcile(self, sent: Any, imports: Any, errors: Any) -> Any:
         return reconcile("users", sent, imports, errors)
 
+    def ndjson_pages(
+        self, provider_job_id: str, kind: str, *, after: str | None = None, seen: Any = ()
+    ) -> Iterator[NdjsonPage]:
+        # Compact JSON, one record a line: what FullStory's pages hold (tests/unit/test_fullstory_provider.py).
+        for page in self.pages(provider_job_id, kind, after=after, seen=seen):
+            lines = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in page)
+            yield NdjsonPage(lines, len(page), page.resume_token, page.ended_early, page.total)
+
 
 @dataclass
 class ScriptedExport:
@@ -124,7 +134,7 @@ class Harness:
     provider: Any
     records: InMemoryRecords
     objects: InMemoryObjects
-    slots: CountingSlots
+    slots: OneBudget
     clock: Clock
     built: list[tuple[Any, ...]]  # the provider factory's calls
 
@@ -146,14 +156,14 @@ def harness(provider: Any = None, *, slots: int = 5, steps: type[BatchTasks] = B
     records, objects, clock = InMemoryRecords(), InMemoryObjects(), Clock()
     records.jobs[JOB] = {"id": JOB, "operationParams": {"segment": "everyone"}}
     objects.put_object(Bucket=RESULTS, Key=layout.batch_key(JOB, 1), Body=BODY, ContentType="application/json")
-    budget = CountingSlots(slots)
+    budget = OneBudget(slots, clock)
     built: list[tuple[Any, ...]] = []
 
     def factory(task_type: str, settings: Settings, *params: Any) -> Any:
         built.append((task_type, *params))
         return provider
 
-    tasks = steps(SETTINGS, records, objects, factory, OneBudget(budget), clock=clock)
+    tasks = steps(SETTINGS, records, objects, factory, budget, clock=clock)
     return Harness(tasks, provider, records, objects, budget, clock, built)
 
 
@@ -168,6 +178,12 @@ def _submit_accepted() -> tuple[Harness, BatchTask]:
 
 def _submit_throttled() -> tuple[Harness, BatchTask]:
     h = harness(ScriptedImport(submits=[Throttled(17.0)]))
+    return h, h.task()
+
+
+def _submit_queued() -> tuple[Harness, BatchTask]:
+    h = harness(slots=1)
+    h.slots.take("job-other-b00001")
     return h, h.task()
 
 
@@ -219,6 +235,7 @@ def _caught_failure() -> tuple[Harness, BatchTask]:
 
 PHASE_CASES: list[tuple[str, Phase, Callable[[], tuple[Harness, BatchTask]]]] = [
     ("submit", Phase.POLLING, _submit_accepted),
+    ("submit", Phase.QUEUED, _submit_queued),
     ("submit", Phase.THROTTLED, _submit_throttled),
     ("submit", Phase.FAILED, _past_deadline),
     ("check", Phase.POLLING, _check_running),
@@ -273,7 +290,7 @@ def test_a_batch_goes_from_submit_through_checks_to_collected():
     assert (task.phase, task.attempt) == (Phase.POLLING, 1)
     assert task.poll.since == submitted_at and task.poll.last == h.clock()
     assert h.record()["polls"] == 1 and len(h.record()["pollTimes"]) == 1
-    assert h.slots.renewals == [LEASE]
+    assert h.slots.store.held()[LEASE].expires == h.clock() + DEFAULT_LEASE_SECONDS  # renewed by the poll
 
     h.clock.advance(task.nextPollSeconds)
     task = h.steps.check(task)
@@ -312,14 +329,36 @@ def test_a_submit_whose_answer_was_lost_polls_the_accepted_job_instead_of_sendin
     assert h.provider.calls == []
 
 
-def test_a_full_budget_waits_like_a_429_without_calling_the_provider():
+def test_a_full_budget_queues_the_batch_without_calling_the_provider():
     h = harness(slots=1)
-    h.slots.acquire("job-other-b00001")
+    h.slots.take("job-other-b00001")
     task = h.steps.submit(h.task())
-    assert (task.phase, task.attempt) == (Phase.THROTTLED, 1)
-    assert 5 <= task.nextPollSeconds <= 10  # the first backoff step: PollMinSeconds doubled, with jitter
+    assert (task.phase, task.attempt, task.nextPollSeconds) == (Phase.QUEUED, 1, 0)  # no backoff: it sleeps
     assert h.record()["budgetWaits"] == 1
     assert h.provider.calls == [] and h.slots.holders == {"job-other-b00001"}
+    assert h.slots.waiters == {LEASE}
+
+
+def test_a_queued_batch_sleeps_with_its_token_and_the_release_wakes_it_into_a_submit():
+    h = harness(slots=1)
+    h.slots.take("job-other-b00001")
+    task = h.steps.submit(h.task())
+    h.steps.wait_for_slot(task, "token-1")
+    assert h.slots.waker.woken == []  # still full: it sleeps
+    h.slots.scheduler.release("job-other-b00001")  # the other batch ended
+    assert h.slots.waker.woken == ["token-1"] and h.slots.holders == {LEASE} and h.slots.waiters == set()
+    task = h.steps.submit(task)  # WaitForSlot's Next: the batch already holds its slot
+    assert (task.phase, task.providerJobId) == (Phase.POLLING, "p-1")
+
+
+def test_a_slot_granted_before_the_batch_fell_asleep_wakes_it_at_once():
+    h = harness(slots=1)
+    h.slots.take("job-other-b00001")
+    task = h.steps.submit(h.task())
+    h.slots.scheduler.release("job-other-b00001")  # granted while no token was recorded yet: nobody to wake
+    assert h.slots.waker.woken == [] and h.slots.holders == {LEASE}
+    h.steps.wait_for_slot(task, "token-1")
+    assert h.slots.waker.woken == ["token-1"]  # it wakes itself instead of sleeping on a held slot
 
 
 def test_a_429_on_submit_gives_the_slot_back_and_waits_at_least_retry_after():
@@ -336,7 +375,7 @@ def test_a_429_on_submit_gives_the_slot_back_and_waits_at_least_retry_after():
 
 def test_a_batch_past_its_deadline_fails_with_deadline_exceeded_and_frees_its_slot():
     h, task = _past_deadline()
-    h.slots.acquire(LEASE)
+    h.slots.take(LEASE, JOB)
     answer = h.steps.check(task)
     assert answer.phase == Phase.FAILED and answer.error.code == "deadline_exceeded"
     assert h.record()["batchState"] == "FAILED" and h.record()["error"]["code"] == "deadline_exceeded"
@@ -350,6 +389,18 @@ def test_a_throttled_status_call_keeps_polling_and_writes_nothing():
     assert (task.phase, task.attempt) == (Phase.POLLING, 1) and task.nextPollSeconds >= 30
     assert task.poll.since == h.clock() - 5
     assert h.record() == {}
+
+
+def test_a_throttled_status_call_renews_the_lease_and_never_waits_past_poll_max_seconds():
+    # While FullStory throttles, the batch still runs there: its slot must not lapse and go to another.
+    h = harness(ScriptedImport(statuses=[Throttled(3600.0)]), slots=1)
+    h.slots.take(LEASE, JOB)
+    h.clock.advance(DEFAULT_LEASE_SECONDS - 1)
+    task = h.steps.check(h.task(providerJobId="p-1", nextPollSeconds=5))
+    assert h.slots.store.held()[LEASE].expires == h.clock() + DEFAULT_LEASE_SECONDS
+    assert task.nextPollSeconds == SETTINGS.poll_max_seconds  # Retry-After 3600 asks too much: capped
+    h.clock.advance(task.nextPollSeconds)
+    assert not h.slots.take("job-other-b00001")  # the lease outlived the wait
 
 
 def test_progress_reports_give_the_poll_clock_a_rate():
@@ -402,7 +453,7 @@ def test_an_export_is_started_from_the_jobs_params_and_its_file_streamed_into_th
 # -- a caught error -------------------------------------------------------------------------------------
 def test_a_caught_handler_error_becomes_the_batchs_error_and_frees_its_slot():
     h = harness()
-    h.slots.acquire(LEASE)
+    h.slots.take(LEASE, JOB)
     cause = json.dumps({"errorMessage": "[unauthorized] key refused", "errorType": "ProviderAuthError"})
     task = h.steps.record_failure(h.task(failure={"Error": "ProviderAuthError", "Cause": cause}))
     assert task.phase == Phase.FAILED and task.error.model_dump(exclude_none=True) == {

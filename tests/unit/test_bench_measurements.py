@@ -105,9 +105,39 @@ def _results(ratio=0.8, handlers_ms=100.0):
         "import_time": {"boto3_ms": 100.0, "handlers": {"status": handlers_ms}, "max_ratio": handlers_ms / 100},
     }
     results["polling"]["policies"]["fixed_10s"]["median_polls"] = 60
+    run = {
+        "jobs": 1,
+        "batches": 740,
+        "makespan_s": 52_000.0,
+        "makespan_over_ideal": 10.5,
+        "makespan_over_caps_ideal": 1.06,
+        "mean_busy_slots": 9.5,
+        "tracker_429s": 0,
+        "max_first_start_wait_s": 0.0,
+    }
+    mix = {**run, "jobs": 10, "max_first_start_wait_s": 300.0}
+    utilization = {
+        "one_big_job": run,
+        "job_mix": mix,
+        "small_behind_big": {"first_start_wait_s": 200.0, "batch_time_s": 600.0, "run": dict(run)},
+        "many_small_jobs": {**run, "jobs": 400, "batches": 400},
+        "one_big_job_in_5000_row_batches": dict(run),
+    }
+    results["utilization"] = {
+        name: {key: utilization[name][key] for key in keys} for name, keys in bench.UTILIZATION_KEYS.items()
+    }
+    results["cost"] = {
+        "import_1m_rows_usd": 0.02,
+        "export_6h_usd": 0.005,
+        "fixed_10s_import_1m_rows_usd": 0.1,
+        "fixed_60s_import_1m_rows_usd": 0.03,
+        "ratio_vs_fixed_10s": 0.2,
+        "prices_date": "2026-12-01",
+    }
     details = {
         "polling": {"policies": {"tracker": {"share_in_budget": 0.97}}},
         "results_export": {"peak_rss_mb_one_batch": 95.0},
+        "utilization": utilization,
     }
     return results, details
 
@@ -116,7 +146,14 @@ def test_goals_judge_each_figure_against_its_limit():
     results, details = _results(ratio=0.5, handlers_ms=200.0)
     goals = bench.goals(results, details)
     failed = {name for name, goal in goals.items() if not goal["met"]}
-    assert failed == {"results_export_ratio", "import_time_max_ratio"}
+    assert failed == {
+        "results_export_ratio",
+        "import_time_max_ratio",
+        "utilization_one_big_job_makespan_over_ideal",
+        "utilization_job_mix_makespan_over_ideal",
+    }
+    assert goals["utilization_small_behind_big_first_start_wait_s"] == {"value": 200.0, "limit": 600.0, "met": True}
+    assert goals["cost_ratio_vs_fixed_10s"]["met"] and goals["utilization_tracker_429s"]["met"]
     assert goals["polling_median_polls"] == {"value": 10, "limit": 20.0, "met": True}
 
 
@@ -125,6 +162,12 @@ def test_results_json_holds_exactly_the_required_keys_in_each_required_section()
     assert set(results["ingest"]) == set(bench.REQUIRED["ingest"])
     assert set(results["results_export"]) == set(bench.REQUIRED["results_export"])
     assert set(results["import_time"]) == set(bench.REQUIRED["import_time"])
+    assert set(results["cost"]) == set(bench.REQUIRED["cost"])
+    assert {name: set(section) for name, section in results["utilization"].items()} == {
+        "one_big_job": {"batches", "makespan_over_ideal", "mean_busy_slots", "tracker_429s"},
+        "job_mix": {"jobs", "makespan_over_ideal", "mean_busy_slots", "tracker_429s", "max_first_start_wait_s"},
+        "small_behind_big": {"first_start_wait_s", "batch_time_s"},
+    }
     section = {"rows": 1, "ratio": 2.0, "extra": 3}
     assert bench._split(section, ("rows", "ratio")) == ({"rows": 1, "ratio": 2.0}, {"extra": 3})
 
@@ -140,5 +183,6 @@ def test_the_report_renders_every_section():
     out = io.StringIO()
     Console(file=out, width=140).print(render(results))
     text = out.getvalue()
-    for needle in ("Polling", "ingest NDJSON", "ingest CSV", "results export", "status", "Goals"):
+    needles = ("Polling", "Utilization", "(d) 400", "ingest NDJSON", "ingest CSV", "results export", "status", "Goals")
+    for needle in needles:
         assert needle in text

@@ -1,4 +1,5 @@
-"""The in-flight budget against DynamoDB (moto): conditional writes never over-book it."""
+"""The in-flight budget against DynamoDB (moto): conditional writes never over-book it, in slots or in rows,
+waiters are granted in fair order and woken, and a lease outlives every healthy gap between renewals."""
 
 from __future__ import annotations
 
@@ -13,13 +14,17 @@ from tracker.budget import (
     HEALTHY_RENEWAL_GAP_SECONDS,
     LEASE_MARGIN_SECONDS,
     POLL_TASK_SECONDS,
-    InFlightBudget,
+    WAIT_FOR_SLOT_SECONDS,
+    DynamoSlotStore,
 )
 from tracker.polling import PollFacts, next_wait_seconds
+from tracker.scheduling import Limits, SlotScheduler
 
+from jobtracker.bench.memory import MemorySlotStore
 from jobtracker.local.settings import template_settings
 from jobtracker.local.stack import REPO_ROOT, _atomic_dynamodb_writes
 from jobtracker.local.template import load_template
+from tests.unit.fakes import Clock, RecordingWaker
 
 
 @pytest.fixture
@@ -42,41 +47,120 @@ def table():
     restore()
 
 
-def test_acquire_up_to_the_limit_then_refuse(table):
-    budget = InFlightBudget(table, "fullstory", limit=2)
-    assert budget.acquire("a") and budget.acquire("b")
-    assert not budget.acquire("c")
-    assert budget.acquire("a")  # a holder asking again keeps its slot
-    budget.release("a")
-    assert budget.acquire("c")
-    assert set(budget.holders()) == {"b", "c"}
+@pytest.fixture(params=["dynamodb", "memory"])
+def budget(request):
+    """budget(slots, operations=None, ...) -> a SlotScheduler on DynamoDB (moto) or on the in-memory store the
+    bench's simulation uses: every behaviour below holds on both, so the simulation runs what AWS runs."""
+    stores: dict[str, MemorySlotStore] = {}
+
+    def make(slots, operations=None, *, family="fullstory", clock=None, waker=None, lease=DEFAULT_LEASE_SECONDS):
+        if request.param == "dynamodb":
+            store = DynamoSlotStore(request.getfixturevalue("table"), family)
+        else:
+            store = stores.setdefault(family, MemorySlotStore())
+        return SlotScheduler(
+            store,
+            Limits(slots, operations),
+            waker,
+            lease_seconds=lease,
+            wait_seconds=WAIT_FOR_SLOT_SECONDS,
+            clock=clock or Clock(),
+        )
+
+    return make
 
 
-def test_expired_leases_of_dead_holders_are_swept(table):
-    budget = InFlightBudget(table, "fullstory", limit=1, lease_seconds=60)
-    assert budget.acquire("dead", now=1000)
-    assert not budget.acquire("alive", now=1059)
-    assert budget.acquire("alive", now=1061)
-    assert set(budget.holders()) == {"alive"}
+def take(scheduler, lease_id, job="job-a", rows=0):
+    return scheduler.acquire(scheduler.request(lease_id, job, rows))
 
 
-def test_renew_keeps_a_live_holder_from_being_swept(table):
-    budget = InFlightBudget(table, "fullstory", limit=1, lease_seconds=60)
-    budget.acquire("holder", now=1000)
-    budget.renew("holder", now=1050)
-    assert not budget.acquire("other", now=1070)
+def test_acquire_up_to_the_limit_then_queue(budget):
+    slots = budget(2)
+    assert take(slots, "a") and take(slots, "b")
+    assert not take(slots, "c")
+    assert take(slots, "a")  # a holder asking again keeps its slot
+    slots.release("a")  # the room goes to the waiter, not to whoever asks next
+    assert set(slots.holders()) == {"b", "c"}
+    assert not take(slots, "d")
 
 
-def test_a_healthy_holder_polled_at_the_largest_poll_max_seconds_never_loses_its_lease(table):
+def test_rows_in_flight_are_capped_like_fullstorys_operations(budget):
+    slots = budget(100, operations=500_000)
+    assert all(take(slots, f"big-{n}", rows=50_000) for n in range(10))
+    assert not take(slots, "one-more-row", job="job-b", rows=1)  # 500,000 rows in flight: full
+    slots.release("big-0")
+    assert set(slots.holders()) >= {"one-more-row"}
+    assert not take(slots, "big-10", rows=50_000)  # 49,999 rows free: the big batch waits for room
+
+
+def test_a_new_job_goes_before_the_rest_of_a_big_one(budget):
+    slots = budget(2)
+    assert take(slots, "big-1", "job-big") and take(slots, "big-2", "job-big")
+    for n in range(3, 8):
+        assert not take(slots, f"big-{n}", "job-big")
+    assert not take(slots, "small-1", "job-small")  # queued last, after five batches of the big job
+    slots.release("big-1")
+    assert set(slots.holders()) == {"big-2", "small-1"}  # dominant share 0 goes first
+
+
+def test_a_released_slot_wakes_the_sleeping_waiter(budget):
+    waker = RecordingWaker()
+    slots = budget(1, waker=waker)
+    assert take(slots, "a")
+    request = slots.request("b", "job-b")
+    assert not slots.acquire(request)
+    slots.wait(request, "token-b")
+    assert waker.woken == []
+    slots.release("a")
+    assert waker.woken == ["token-b"] and set(slots.holders()) == {"b"}
+
+
+def test_a_waiter_whose_execution_is_gone_gives_the_slot_to_the_next(budget):
+    from tracker.scheduling import WakeResult
+
+    waker = RecordingWaker(WakeResult.GONE)
+    slots = budget(1, waker=waker)
+    assert take(slots, "a")
+    for lease in ("b", "c"):
+        request = slots.request(lease, f"job-{lease}")
+        assert not slots.acquire(request)
+        slots.wait(request, f"token-{lease}")
+    slots.release("a")
+    assert waker.woken == ["token-b", "token-c"] and slots.holders() == {}
+
+
+def test_expired_leases_of_dead_holders_are_swept(budget):
+    clock = Clock(1000)
+    slots = budget(1, clock=clock, lease=60)
+    assert take(slots, "dead")
+    clock.advance(59)
+    assert not take(slots, "alive")
+    clock.advance(2)
+    slots.grant()  # whoever looks next (a release, an acquire, a waiter falling asleep) sweeps it
+    assert set(slots.holders()) == {"alive"}
+
+
+def test_renew_keeps_a_live_holder_from_being_swept(budget):
+    clock = Clock(1000)
+    slots = budget(1, clock=clock, lease=60)
+    take(slots, "holder")
+    clock.advance(50)
+    assert slots.renew(slots.request("holder", "job-a"))
+    clock.advance(20)
+    assert not take(slots, "other")
+
+
+def test_a_healthy_holder_polled_at_the_largest_poll_max_seconds_never_loses_its_lease(budget):
     # Worst case at the largest PollMaxSeconds template.yaml allows: the policy's own waits for a job that
     # runs a day, each task running to its timeout on both sides of the wait and Step Functions taking all
-    # of the margin between states; someone else asks for the slot just before every renewal.
+    # of the margin between states: just before every renewal the lease is still live.
     largest = load_template(REPO_ROOT / "template.yaml")["Parameters"]["PollMaxSeconds"]["MaxValue"]
     settings = template_settings({"PollMaxSeconds": largest})
-    budget = InFlightBudget(table, "fullstory", limit=1)
+    clock = Clock(1_000_000.0)
+    slots = budget(1, clock=clock)
     rng = random.Random(7)
-    now, elapsed, waits = 1_000_000.0, 0.0, []
-    assert budget.acquire("holder", now=now)  # in the submit task
+    elapsed, waits = 0.0, []
+    assert take(slots, "holder")  # in the submit task
     while elapsed < 24 * 3600:
         facts = PollFacts(attempt=len(waits) + 1, seconds_to_deadline=10**6, elapsed_seconds=elapsed)
         waits.append(
@@ -85,51 +169,62 @@ def test_a_healthy_holder_polled_at_the_largest_poll_max_seconds_never_loses_its
             )
         )
         gap = POLL_TASK_SECONDS + waits[-1] + POLL_TASK_SECONDS + LEASE_MARGIN_SECONDS - 1
-        now, elapsed = now + gap, elapsed + gap
-        assert not budget.acquire("contender", now=now), f"the lease lapsed before poll {len(waits)}"
-        budget.renew("holder", now=now)
+        clock.advance(gap)
+        elapsed += gap
+        assert slots.holders()["holder"] > clock(), f"the lease lapsed before poll {len(waits)}"
+        assert slots.renew(slots.request("holder", "job-a"))
     assert max(waits) == largest  # the bound itself was exercised
-    assert set(budget.holders()) == {"holder"}
+    assert set(slots.holders()) == {"holder"}
 
 
-def test_a_holder_that_stops_renewing_loses_its_slot_when_the_lease_runs_out(table):
-    budget = InFlightBudget(table, "fullstory", limit=1)
-    budget.acquire("holder", now=1_000)
-    budget.renew("holder", now=2_000)  # its last poll
+def test_a_holder_that_stops_renewing_loses_its_slot_when_the_lease_runs_out(budget):
+    clock = Clock(1_000)
+    slots = budget(1, clock=clock)
+    take(slots, "holder")
+    clock.advance(1_000)
+    slots.renew(slots.request("holder", "job-a"))  # its last poll
     assert DEFAULT_LEASE_SECONDS > HEALTHY_RENEWAL_GAP_SECONDS
-    assert not budget.acquire("next", now=2_000 + DEFAULT_LEASE_SECONDS - 1)
-    assert budget.acquire("next", now=2_000 + DEFAULT_LEASE_SECONDS)
-    assert set(budget.holders()) == {"next"}
+    clock.advance(DEFAULT_LEASE_SECONDS - 1)
+    assert not take(slots, "next", job="job-b")
+    clock.advance(1)
+    assert take(slots, "next", job="job-b")
+    assert set(slots.holders()) == {"next"}
 
 
-def test_budgets_of_different_providers_are_separate(table):
-    assert InFlightBudget(table, "fullstory", limit=1).acquire("x")
-    assert InFlightBudget(table, "keboola", limit=1).acquire("y")
+def test_budgets_of_different_providers_are_separate(budget):
+    assert take(budget(1, family="fullstory"), "x")
+    assert take(budget(1, family="keboola"), "y")
 
 
-def test_concurrent_acquirers_never_exceed_the_limit(table):
-    budget = InFlightBudget(table, "fullstory", limit=5)
+def test_concurrent_acquirers_never_exceed_the_limit_in_slots_or_rows(table):
+    slots = SlotScheduler(
+        DynamoSlotStore(table, "fullstory"),
+        Limits(5, 120),
+        lease_seconds=DEFAULT_LEASE_SECONDS,
+        wait_seconds=WAIT_FOR_SLOT_SECONDS,
+    )
     granted: list[str] = []
     lock = threading.Lock()
 
     def worker(i: int) -> None:
-        if budget.acquire(f"lease-{i}"):
+        if take(slots, f"lease-{i}", job=f"job-{i % 3}", rows=10 + i % 30):
             with lock:
                 granted.append(f"lease-{i}")
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(30)]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(granted) == 5
-    assert len(budget.holders()) == 5
+    leases = DynamoSlotStore(table, "fullstory").leases()
+    assert 0 < len(leases) <= 5 and sum(lease.rows for lease in leases) <= 120
+    assert set(granted) <= {lease.lease_id for lease in leases}  # queued ones may have been granted since
 
 
-def test_release_is_idempotent_even_before_any_lease_exists(table):
-    budget = InFlightBudget(table, "fullstory", limit=1)
-    budget.release("never-taken")  # no item yet
-    budget.acquire("a")
-    budget.release("a")
-    budget.release("a")
-    assert budget.holders() == {}
+def test_release_is_idempotent_even_before_any_lease_exists(budget):
+    slots = budget(1)
+    slots.release("never-taken")  # no item yet
+    take(slots, "a")
+    slots.release("a")
+    slots.release("a")
+    assert slots.holders() == {}

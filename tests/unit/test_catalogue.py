@@ -14,7 +14,9 @@ from tracker import catalogue
 from tracker.budget import Budgets
 from tracker.catalogue import Kind, ParamsError
 from tracker.ingest import RowRules
+from tracker.scheduling import Limits
 
+from jobtracker.bench.memory import MemorySlotStore
 from jobtracker.local.settings import template_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,9 +98,13 @@ def test_unknown_job_type() -> None:
 
 
 def test_budgets_are_one_per_family_sized_by_the_settings() -> None:
-    assert catalogue.budget_limits(SETTINGS) == {"fullstory": 90, "fullstory-exports": 10, "keboola": 20}
+    assert catalogue.budget_limits(SETTINGS) == {
+        "fullstory": Limits(SETTINGS.org_in_flight_budget, SETTINGS.org_operations_budget),
+        "fullstory-exports": Limits(SETTINGS.export_in_flight_budget),
+        "keboola": Limits(SETTINGS.keboola_in_flight_budget),
+    }
     off = dataclasses.replace(SETTINGS, export_in_flight_budget=0)
-    budgets = Budgets(table=None, limits=catalogue.budget_limits(off))
+    budgets = Budgets(catalogue.budget_limits(off), lambda family: MemorySlotStore())
     users, events = (budgets.for_type(name) for name in catalogue.BATCH_TYPES)
     assert users is not None and users is events  # FullStory's batch imports share one budget
     assert budgets.for_type("fullstory.segment_export") is None  # a limit of 0 turns a budget off

@@ -64,6 +64,7 @@ def test_settings_take_the_template_parameter_defaults():
     assert settings.max_job_seconds == default("MaxJobHours") * 3600
     assert settings.in_flight_budget == default("InFlightBudget")
     assert settings.org_in_flight_budget == default("OrgInFlightBudget")
+    assert settings.org_operations_budget == default("OrgOperationsBudget")
     assert settings.export_in_flight_budget == default("ExportInFlightBudget")
     assert settings.keboola_in_flight_budget == default("KeboolaInFlightBudget")
     assert settings.max_batch_bytes == default("MaxBatchBytes")

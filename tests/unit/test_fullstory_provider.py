@@ -186,6 +186,40 @@ def test_pages_follow_next_page_token_and_a_repeated_one_ends_the_listing(canned
     assert len(canned.requests) == 5
 
 
+def test_ndjson_pages_are_the_records_as_sent_one_a_line(canned):
+    # Key order, spacing, escapes and a record spread over several lines, as a JSON encoder may send them.
+    first = (
+        b'{ "next_page_token" : "a", "total_records": "3",\n "results" : [ {"uid":"u1","name":"Zo\\u00eb"} ,\n'
+        b'{\n  "uid": "u2",\n  "props": {"a": [1, 2]}\n}\n] }'
+    )
+    canned.then(200, first).then(200, {"results": [{"uid": "u3"}]})
+    pages = list(provider(canned).ndjson_pages("j", "imports"))
+    assert [page.count for page in pages] == [2, 1]
+    assert pages[0].lines == b'{"uid":"u1","name":"Zo\\u00eb"}\n{"uid":"u2","props":{"a":[1,2]}}\n'
+    assert [json.loads(line) for page in pages for line in page.lines.splitlines()] == [
+        {"uid": "u1", "name": "Zo\u00eb"},
+        {"uid": "u2", "props": {"a": [1, 2]}},
+        {"uid": "u3"},
+    ]
+    assert canned.requests[1]["path"].endswith("/imports?page_token=a")
+
+
+def test_ndjson_pages_read_tokens_and_totals_and_refuse_what_pages_refuse(canned):
+    canned.then(200, {"results": [{"id": 1}], "total_records": "2", "next_page_token": "same"})
+    canned.then(200, {"results": [], "next_page_token": "same"})
+    pages = list(provider(canned).ndjson_pages("j", "errors", after="b", seen=["a"]))
+    assert [(p.count, p.resume_token, p.total) for p in pages] == [(1, "same", 2), (0, None, None)]
+    assert "repeated a next_page_token" in pages[-1].ended_early  # as pages(): the listing ends there
+    assert canned.requests[0]["path"].endswith("/errors?page_token=b")
+    for body in (b'{"results": [{"a": 1}', b'["results"]', b'{"results": {"a": 1}}', b'{"results": []} trailing'):
+        for _ in range(4):  # every retry in place gets the same broken page
+            canned.then(200, body)
+        with pytest.raises(ProviderTransientError):
+            list(provider(canned).ndjson_pages("j", "imports"))
+    canned.then(200, {"total_records": "0"})
+    assert [(p.lines, p.count) for p in provider(canned).ndjson_pages("j", "imports")] == [(b"", 0)]
+
+
 def test_pages_resume_from_a_stored_token_and_know_the_tokens_asked_before(canned):
     canned.then(200, {"results": [{"id": 3}], "next_page_token": "c"})
     canned.then(200, {"results": [{"id": 4}], "next_page_token": "a"})  # a token of the earlier call

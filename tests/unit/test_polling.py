@@ -42,8 +42,18 @@ def test_jitter_spreads_batches_started_together():
     assert len(waits) > 10
 
 
-def test_retry_after_is_a_floor():
-    assert next_wait_seconds(PollFacts(0, FAR, retry_after=42), min_seconds=1, max_seconds=5) == 42
+def test_retry_after_is_a_floor_up_to_the_longest_wait_while_a_lease_is_held():
+    assert next_wait_seconds(PollFacts(0, FAR, retry_after=42), min_seconds=1, max_seconds=60) == 42
+    # Never past max_seconds, whatever the provider asks: the budget lease is sized for that wait.
+    assert next_wait_seconds(PollFacts(0, FAR, retry_after=42), min_seconds=1, max_seconds=5) == 5
+    # Without a budget lease to keep alive (a throttled submit, a throttled listing) it is waited in full.
+    assert next_wait_seconds(PollFacts(0, FAR, retry_after=42), min_seconds=1, max_seconds=5, holds_lease=False) == 42
+    assert (
+        next_wait_seconds(
+            PollFacts(0, seconds_to_deadline=9, retry_after=42), min_seconds=1, max_seconds=5, holds_lease=False
+        )
+        == 10
+    )  # never past the deadline
 
 
 def test_wait_never_overshoots_the_deadline_by_more_than_a_second():
@@ -110,7 +120,8 @@ def test_zero_minimum_and_maximum_poll_a_running_job_immediately():
 
 
 def test_retry_after_is_a_floor_and_the_deadline_a_ceiling_while_running():
-    assert next_wait_seconds(running(0, retry_after=95), min_seconds=5, max_seconds=60) == 95
+    assert next_wait_seconds(running(0, retry_after=95), min_seconds=5, max_seconds=120) == 95
+    assert next_wait_seconds(running(0, retry_after=3600), min_seconds=5, max_seconds=600) == 600
     assert next_wait_seconds(running(10_000, deadline=10_003), min_seconds=5, max_seconds=300) <= 4
     assert next_wait_seconds(running(10_000, deadline=9_000, retry_after=30), min_seconds=5, max_seconds=300) == 1
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 JOB_TYPE = "fullstory.users"  # the benchmark files hold FullStory users (bench/data.py)
+EXPORT_BUCKET = "bench-results"
 
 
 def peak_rss_mb() -> float:
@@ -112,28 +113,27 @@ def _provider(base_url: str) -> Any:
     return FullStoryBatchProvider(path=USERS_PATH, api_key="bench", base_url=base_url)
 
 
-def export_tracker(base_url: str, job_ids: list[str], **_: Any) -> dict[str, Any]:
-    """Page every job's /imports and /errors into NDJSON objects in S3 (moto), as BatchTasks.collect does."""
+def export_tracker(base_url: str, job_ids: list[str], aws_endpoint: str, **_: Any) -> dict[str, Any]:
+    """Page every job's /imports and /errors into NDJSON objects in S3, as BatchTasks.collect does: the
+    provider's NDJSON pages into `S3StreamWriter` (multipart). S3 is the offline AWS endpoint of another
+    process (moto's server), so this process's memory is the writer's, not the store's."""
     import boto3
-    from moto import mock_aws
     from tracker.s3io import S3StreamWriter
 
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="bench-results")
-        provider = _provider(base_url)
-        started = time.perf_counter()
-        rows = out_bytes = 0
-        for index, job_id in enumerate(job_ids, 1):
-            for kind in ("imports", "errors"):
-                writer = S3StreamWriter("bench-results", f"work/bench/{kind}/b{index:05d}.ndjson", s3=s3)
-                for page in provider.pages(job_id, kind):
-                    writer.write_records(page)
-                writer.close()
-                rows += writer.lines
-                out_bytes += writer.bytes_written
-        seconds = time.perf_counter() - started
-        stored = sum(o["Size"] for o in s3.list_objects_v2(Bucket="bench-results").get("Contents", []))
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=aws_endpoint)
+    provider = _provider(base_url)
+    started = time.perf_counter()
+    rows = out_bytes = 0
+    for index, job_id in enumerate(job_ids, 1):
+        for kind in ("imports", "errors"):
+            writer = S3StreamWriter(EXPORT_BUCKET, f"work/bench/{kind}/b{index:05d}.ndjson", s3=s3)
+            for page in provider.ndjson_pages(job_id, kind):
+                writer.write_lines(page.lines, page.count)
+            writer.close()
+            rows += writer.lines
+            out_bytes += writer.bytes_written
+    seconds = time.perf_counter() - started
+    stored = sum(o["Size"] for o in s3.list_objects_v2(Bucket=EXPORT_BUCKET).get("Contents", []))
     return {"seconds": seconds, "rows": rows, "out_bytes": out_bytes, "stored_bytes": stored}
 
 
@@ -149,11 +149,32 @@ def export_floor(base_url: str, job_ids: list[str], **_: Any) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "rows": rows}
 
 
+def aws_endpoint(**_: Any) -> dict[str, Any]:
+    """The offline AWS endpoint (moto's ThreadedMotoServer) in this process, with the export bucket: prints
+    its URL and serves until stdin closes (the bench's S3 for the export, away from the measured process)."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    boto3.client("s3", region_name="us-east-1", endpoint_url=url).create_bucket(Bucket=EXPORT_BUCKET)
+    print(json.dumps({"url": url}), flush=True)
+    sys.stdin.read()
+    server.stop()
+    return {"url": url}
+
+
 TASKS: dict[str, Callable[..., dict[str, Any]]] = {
     "ingest_tracker": ingest_tracker,
     "ingest_floor": ingest_floor,
     "export_tracker": export_tracker,
     "export_floor": export_floor,
+    "aws_endpoint": aws_endpoint,
 }
 
 

@@ -2,9 +2,11 @@
 
 The FullStory simulator (this process, 127.0.0.1) holds a finished job of `rows` users, submitted as
 batches of 50,000 rows and polled once each. In a child process the tracker's code path --
-`FullStoryBatchProvider.pages` into `S3StreamWriter` (multipart), into S3 under moto -- writes one
-imports and one errors object per batch, as the results Lambda does; in another child the floor fetches
-the same pages the same way and drops them. Each child's RSS high-water mark is its peak memory.
+`FullStoryBatchProvider.ndjson_pages` into `S3StreamWriter` (multipart) -- writes one imports and one
+errors object per batch, as the collect Lambda does, to S3 served by the offline AWS endpoint (moto's
+server) in a process of its own; in another child the floor fetches the same pages the same way and
+drops them (decoded: `pages`). Each child's RSS high-water mark is its peak memory, and none of them
+holds the stored objects.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jobtracker.bench.runner import run_child
+from jobtracker.bench.runner import run_child, serving_child
 from jobtracker.simulators.fullstory import FullStorySimulator, SimulatorConfig
 
 BATCH_ROWS = 50_000
@@ -56,11 +58,13 @@ def measure(ndjson: Path, rows: int, *, repeat: int = 2) -> dict[str, Any]:
             status = provider.status(job_id)
             assert getattr(status, "finished", False), status
         tracker, floor = [], []
-        for _ in range(repeat):
-            tracker.append(run_child("export_tracker", base_url=sim.base_url, job_ids=job_ids))
-            floor.append(run_child("export_floor", base_url=sim.base_url, job_ids=job_ids))
-        # The same path for one batch only: the memory a single batch needs, to tell whether it grows.
-        one = run_child("export_tracker", base_url=sim.base_url, job_ids=job_ids[:1])
+        with serving_child("aws_endpoint") as aws:
+            writes = {"base_url": sim.base_url, "aws_endpoint": aws["url"]}
+            for _ in range(repeat):
+                tracker.append(run_child("export_tracker", job_ids=job_ids, **writes))
+                floor.append(run_child("export_floor", base_url=sim.base_url, job_ids=job_ids))
+            # The same path for one batch only: the memory a single batch needs, to tell whether it grows.
+            one = run_child("export_tracker", job_ids=job_ids[:1], **writes)
         stats = sim.stats
     best, best_floor = min(tracker, key=lambda r: r["seconds"]), min(floor, key=lambda r: r["seconds"])
     if best["rows"] != best_floor["rows"] or best["rows"] != rows:

@@ -86,7 +86,8 @@ def render(results: dict[str, Any]) -> Group:
     cold.add_column("ms", justify="right")
     cold.add_column("x import boto3", justify="right")
     for name, ms in imports["handlers"].items():
-        cold.add_row(name, _n(ms, 1), f"{ms / imports['boto3_ms']:.2f}")
+        ratio = details.get("import_time", {}).get("ratios", {}).get(name, ms / imports["boto3_ms"])
+        cold.add_row(name, _n(ms, 1), f"{ratio:.2f}")
     if modules:
         cold.add_section()
         for name, ms in modules.items():
@@ -94,9 +95,95 @@ def render(results: dict[str, Any]) -> Group:
                 f"[dim]alone: {name}[/dim]", f"[dim]{_n(ms, 1)}[/dim]", f"[dim]{ms / imports['boto3_ms']:.2f}[/dim]"
             )
 
-    goals = Table(title="Goals (issue 5)")
+    tables = [table]
+    if "utilization" in results:
+        tables.append(_utilization(details.get("utilization", {})))
+    tables += [flows]
+    if "cost" in results:
+        tables.append(_cost(results["cost"], details.get("cost", {})))
+    tables.append(cold)
+
+    goals = Table(title="Goals")
     for column in ("goal", "value", "limit", "met"):
         goals.add_column(column, justify="left" if column == "goal" else "right")
     for name, goal in results.get("goals", {}).items():
         goals.add_row(name, str(goal["value"]), str(goal["limit"]), "yes" if goal["met"] else "[bold red]no[/]")
-    return Group(table, flows, cold, goals)
+    return Group(*tables, goals)
+
+
+UTILIZATION_LABELS = {
+    "one_big_job": "(a) one job, 740 x 50,000 rows",
+    "job_mix": "(b) 10 jobs of 1-300 batches in an hour",
+    "small_behind_big": "(c) (a) + a 1-batch job after 3 h",
+    "many_small_jobs": "(d) 400 one-batch jobs at once",
+    "one_big_job_in_5000_row_batches": "(a) in batches of 5,000 rows",
+}
+
+
+def _utilization(detail: dict[str, Any]) -> Table:
+    model = detail.get("model", {})
+    settings = model.get("settings", {})
+    table = Table(
+        title="Utilization: the tracker's scheduling against FullStory's caps (virtual time)",
+        caption=(
+            f"FullStory: {model.get('running_limit')} run, more wait, 429 from {model.get('throttled_from_batches')} "
+            f"in progress or {model.get('throttled_from_operations', 0):,} rows; a batch runs "
+            f"{model.get('batch_seconds')} s; ideal = batch time / 100; caps ideal = the best within both caps; "
+            + ", ".join(f"{k}={v:g}" for k, v in settings.items())
+        ),
+    )
+    columns = ("scenario", "batches", "makespan h", "/ ideal", "/ caps ideal", "busy slots", "429s", "first start s")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    for name, label in UTILIZATION_LABELS.items():
+        run = detail.get(name)
+        if run is None:
+            continue
+        if name == "small_behind_big":
+            first = f"{_n(run['first_start_wait_s'], 1)} (one batch: {_n(run['batch_time_s'])})"
+            run = run["run"]
+        else:
+            first = _n(run["max_first_start_wait_s"], 1) + (" max" if run["jobs"] > 1 else "")
+        table.add_row(
+            label,
+            _n(run["batches"]),
+            _n(run["makespan_s"] / 3600, 2),
+            f"{run['makespan_over_ideal']:.2f}",
+            f"{run['makespan_over_caps_ideal']:.2f}",
+            _n(run["mean_busy_slots"], 1),
+            str(run["tracker_429s"]),
+            first,
+        )
+    return table
+
+
+POLLERS = (("tracker", "tracker"), ("fixed_10s", "fixed 10 s"), ("fixed_60s", "fixed 60 s (AWS sample)"))
+
+
+def _cost(required: dict[str, Any], detail: dict[str, Any]) -> Table:
+    runs = detail.get("runs", {})
+    table = Table(
+        title="Cost in AWS (USD, us-east-1 list prices of " + str(required["prices_date"]) + ")",
+        caption="counted units: state transitions, Lambda requests and GB-s (arm64), DynamoDB units, S3 requests, SNS",
+    )
+    for column in ("job", "poller", "USD", "polls", "transitions", "Lambda", "DynamoDB", "429s"):
+        table.add_column(column, justify="left" if column in ("job", "poller") else "right")
+    for job, label in (("import_1m_rows", "1M-row import"), ("export_6h", "6-hour export")):
+        for poller, name in POLLERS:
+            run = runs.get(f"{poller}:{job}")
+            if run is None:
+                continue
+            units = run["units"]
+            table.add_row(
+                label,
+                name,
+                f"{run['usd']:.4f}",
+                _n(run["polls"]),
+                _n(units["state_transitions"]),
+                _n(units["lambda_requests"]),
+                _n(units["dynamodb_write_units"] + units["dynamodb_read_units"]),
+                str(run["provider_429s"]),
+            )
+    table.add_section()
+    table.add_row("ratio vs fixed 10 s", "tracker", f"{required['ratio_vs_fixed_10s']:.3f}", "", "", "", "", "")
+    return table

@@ -62,6 +62,9 @@ class Where:
     account: str
     topic_key_arn: Callable[[str], str | None] = lambda _topic: None
     secret_arn: Callable[[str], str] = lambda secret: secret
+    # The state machine whose execution a task token belongs to: IAM checks SendTaskSuccess (and its
+    # Failure/Heartbeat twins) against it, as CDK's grantTaskResponse grants them.
+    task_state_machine: Callable[[str], str | None] = lambda _token: None
 
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
         return (
@@ -132,6 +135,7 @@ _SQS_QUEUE = {
 }
 _STATES_ON_MACHINE = {"StartExecution", "StartSyncExecution", "ListExecutions", "DescribeStateMachine"}
 _STATES_ON_EXECUTION = {"DescribeExecution", "StopExecution", "GetExecutionHistory", "DescribeStateMachineForExecution"}
+_STATES_ON_TASK_TOKEN = {"SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat"}
 _KMS_ON_KEY = {"Encrypt", "Decrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "DescribeKey"}
 # Operations that need no permission at all.
 _FREE = {("sts", "GetCallerIdentity")}
@@ -253,6 +257,9 @@ def _states(operation: str, params: dict[str, Any], where: Where) -> list[Need] 
         return [Need(f"states:{operation}", params["stateMachineArn"])]
     if operation in _STATES_ON_EXECUTION:
         return [Need(f"states:{operation}", params["executionArn"])]
+    if operation in _STATES_ON_TASK_TOKEN:
+        machine = where.task_state_machine(params["taskToken"])
+        return [Need(f"states:{operation}", machine)] if machine else None
     return None
 
 
@@ -436,6 +443,7 @@ class StackView:
             account=self.pseudo["AWS::AccountId"],
             topic_key_arn=self._topic_key_arn,
             secret_arn=self._secret_arn,
+            task_state_machine=self._task_state_machine,
         )
 
     def resolve(self, value: Any) -> Any:
@@ -474,6 +482,17 @@ class StackView:
                     return resolved
                 raise NotImplementedError(f"{logical_id}: KmsMasterKeyId {resolved!r} (alias?) is not modelled")
         return None
+
+    def _task_state_machine(self, token: str) -> str | None:
+        """A task token names no execution (it is opaque); the stack has one state machine, so a token the
+        stack's functions hold is one of its executions' (a Map child's runs as that machine too)."""
+        machines = [
+            str(self.physical.get(logical_id, {}).get("Ref", ""))
+            for logical_id, resource in self.template["Resources"].items()
+            if resource["Type"] in ("AWS::StepFunctions::StateMachine", "AWS::Serverless::StateMachine")
+        ]
+        machines = [arn for arn in machines if arn.startswith("arn:")]
+        return machines[0] if len(machines) == 1 else None
 
     def _secret_arn(self, secret: str) -> str:
         if secret.startswith("arn:"):

@@ -28,6 +28,7 @@ from tracker.model import BatchState, now_iso
 from tracker.polling import PollFacts, next_wait_seconds, observed_duration, progress_rate, size_class
 from tracker.providers.base import BatchProvider, OperationProvider, ResultsNotReady, Submitted, Throttled
 from tracker.s3io import ObjectStore, S3StreamWriter, iter_object_lines
+from tracker.scheduling import SlotRequest
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,16 @@ class BatchRecords(Protocol):
 
 
 class Slots(Protocol):
-    """One provider's in-flight budget (tracker.budget.InFlightBudget in AWS)."""
+    """One provider's in-flight budget (tracker.scheduling.SlotScheduler; its records in DynamoDB in AWS,
+    in memory in the bench's simulation)."""
 
-    def acquire(self, lease_id: str) -> bool: ...
+    def request(self, lease_id: str, job: str, rows: int = 0) -> SlotRequest: ...
 
-    def renew(self, lease_id: str) -> None: ...
+    def acquire(self, request: SlotRequest) -> bool: ...
+
+    def wait(self, request: SlotRequest, token: str) -> None: ...
+
+    def renew(self, request: SlotRequest) -> bool: ...
 
     def release(self, lease_id: str) -> None: ...
 
@@ -82,6 +88,16 @@ def idempotency_key(job_id: str, index: int, generation: int = 0) -> str:
 PROVIDER_FINISHED = frozenset({BatchState.COLLECTING, BatchState.COMPLETED, BatchState.PARTIAL, BatchState.FAILED})
 RESULT_KINDS = ("imports", "errors")
 
+
+# The step each Task state of statemachine/job.asl.json runs: (its function's placeholder, its Payload's
+# `action`) -> the BatchTasks method (tests/contract/test_asl_phases.py; the bench's simulation runs them).
+TASK_STEPS: dict[tuple[str, str | None], str] = {
+    ("SubmitFunctionArn", None): "submit",
+    ("SubmitFunctionArn", "wait_for_slot"): "wait_for_slot",
+    ("StatusFunctionArn", None): "check",
+    ("CollectFunctionArn", "collect"): "collect",
+    ("CollectFunctionArn", "batch_failed"): "record_failure",
+}
 
 Step = Callable[["BatchTasks", BatchTask], BatchTask]
 # The phases each step may answer, declared beside the step (@_answers); the Choice state after the step's
@@ -136,9 +152,19 @@ class BatchTasks:
         return self._budgets.for_type(task.type) if self._budgets is not None else None
 
     def _release(self, task: BatchTask) -> None:
-        """Give the task's slot of its provider's in-flight budget back (the provider is done with it)."""
+        """Give the task's slot of its provider's in-flight budget back (the provider is done with it); the
+        budget hands it on to the next batch waiting for one and wakes it."""
         if (budget := self._budget(task)) is not None:
             budget.release(_lease_id(task))
+
+    def _slot_request(self, budget: Slots, task: BatchTask) -> SlotRequest:
+        """The task's claim on its budget: one slot, weighted by its rows (FullStory counts rows in flight)."""
+        return budget.request(_lease_id(task), task.jobId, task.batch.rows)
+
+    def _renew(self, task: BatchTask) -> None:
+        """Every poll, answered or throttled, renews the lease: the provider job still runs either way."""
+        if (budget := self._budget(task)) is not None and not budget.renew(self._slot_request(budget, task)):
+            log.warning("batch %s of job %s runs at the provider without a budget slot", task.batch.index, task.jobId)
 
     def _is_operation(self, task: BatchTask) -> bool:
         """An operation (export) produces one file; the other types are batch imports paged as rows."""
@@ -176,6 +202,9 @@ class BatchTasks:
             ),
             min_seconds=self._settings.poll_min_seconds,
             max_seconds=self._settings.poll_max_seconds,
+            # Only a running provider job holds a budget lease while it waits (a throttled submit gave its
+            # slot back; results are paged after the release): elsewhere a Retry-After is waited in full.
+            holds_lease=clock is not None,
         )
 
     def _durations(self, task: BatchTask) -> tuple[float, ...]:
@@ -215,7 +244,7 @@ class BatchTasks:
         return task.answer(Phase.POLLING, providerJobId=provider_job_id, attempt=0, nextPollSeconds=self._wait(task, 0))
 
     # -- steps -------------------------------------------------------------------------------
-    @_answers(Phase.THROTTLED, Phase.POLLING, Phase.FAILED)
+    @_answers(Phase.QUEUED, Phase.THROTTLED, Phase.POLLING, Phase.FAILED)
     def submit(self, task: BatchTask) -> BatchTask:
         job_id, index = task.jobId, task.batch.index
         record = self._store.get_batch(job_id, index) or {}
@@ -227,10 +256,10 @@ class BatchTasks:
         if (waiting := self._after_earlier_batch(task, record)) is not None:
             return waiting
         budget = self._budget(task)
-        if budget is not None and not budget.acquire(_lease_id(task)):
-            # The org already has as many batches in flight as the budget allows: wait like a 429.
+        if budget is not None and not budget.acquire(self._slot_request(budget, task)):
+            # The org budget is full: the batch is queued in fair order and sleeps until a release wakes it.
             self._store.update_batch(job_id, index, {"budgetWaits": task.attempt + 1})
-            return self._retry_later(task, Phase.THROTTLED)
+            return task.answer(Phase.QUEUED, attempt=task.attempt + 1, nextPollSeconds=0)
         if self._is_operation(task):
             key = _lease_id(task)
             outcome = self._start_operation(task, record, key)
@@ -333,6 +362,13 @@ class BatchTasks:
                 self._store.claim_operation(outcome.provider_job_id, job_id)
         return outcome
 
+    def wait_for_slot(self, task: BatchTask, token: str) -> None:
+        """The ASL's WaitForSlot task (`.waitForTaskToken`): the batch sleeps until its budget grants it a
+        slot and wakes it with `token` (at once when the slot came free meanwhile); then it submits."""
+        if (budget := self._budget(task)) is None:
+            raise ValueError(f"batch {task.batch.index} of job {task.jobId} waits for a slot of no budget")
+        budget.wait(self._slot_request(budget, task), token)
+
     @_answers(Phase.POLLING, Phase.DONE, Phase.FAILED)
     def check(self, task: BatchTask) -> BatchTask:
         job_id, index = task.jobId, task.batch.index
@@ -347,6 +383,7 @@ class BatchTasks:
         # when the wait before it began), when it was last seen running, its progress if reported.
         clock = task.poll or PollClock(since=round(now - task.nextPollSeconds, 3))
         if isinstance(outcome, Throttled):
+            self._renew(task)
             return task.answer(
                 Phase.POLLING,
                 attempt=attempt,
@@ -367,8 +404,7 @@ class BatchTasks:
             fields["progressPct"] = pct
         if not outcome.finished:
             self._store.update_batch(job_id, index, fields, append=timeline)
-            if (budget := self._budget(task)) is not None:
-                budget.renew(_lease_id(task))
+            self._renew(task)
             clock = clock.model_copy(update={"last": round(now, 3)})
             if pct is not None:
                 elapsed = now - clock.since
@@ -441,8 +477,8 @@ class BatchTasks:
         writer = S3StreamWriter(self._settings.results_bucket, key, s3=self._s3)
         token, asked, ended_early, total = listing.token, list(listing.tokens), None, listing.total
         try:
-            for page in provider.pages(task.providerJobId, kind, after=listing.token, seen=listing.tokens):
-                writer.write_records(page)
+            for page in provider.ndjson_pages(task.providerJobId, kind, after=listing.token, seen=listing.tokens):
+                writer.write_lines(page.lines, page.count)
                 token = page.resume_token
                 if token is not None:
                     asked.append(token)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tracker.errors import ProviderRejectedError
 from tracker.ingest import RowRules
 from tracker.providers import fullstory, keboola
+from tracker.scheduling import Limits
 
 if TYPE_CHECKING:
     from tracker.config import Settings
@@ -43,10 +44,12 @@ class Kind(StrEnum):
 @dataclass(frozen=True, slots=True)
 class BudgetFamily:
     """One in-flight budget (tracker.budget): the provider jobs that count against one provider limit.
-    ``name`` keys the budget's item in the jobs table; ``limit`` reads its size from the settings (0: off)."""
+    ``name`` keys the budget's item in the jobs table; ``limit`` reads its size from the settings (0: off);
+    ``operations``, when the provider also caps the rows in flight, reads that cap."""
 
     name: str
     limit: Callable[[Settings], int]
+    operations: Callable[[Settings], int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,8 @@ class JobType:
     track_as: str | None = None  # `track` with provider=<track_as> follows a provider job of this type
 
 
-FULLSTORY_BATCHES = BudgetFamily("fullstory", lambda s: s.org_in_flight_budget)
+# FullStory answers 429 once 500,000 individual operations (rows) are in progress, whatever the batch count.
+FULLSTORY_BATCHES = BudgetFamily("fullstory", lambda s: s.org_in_flight_budget, lambda s: s.org_operations_budget)
 FULLSTORY_EXPORTS = BudgetFamily("fullstory-exports", lambda s: s.export_in_flight_budget)
 KEBOOLA_JOBS = BudgetFamily("keboola", lambda s: s.keboola_in_flight_budget)
 
@@ -193,9 +197,12 @@ def budget_family(task_type: str) -> str | None:
     return entry.budget.name if entry and entry.budget else None
 
 
-def budget_limits(settings: Settings) -> dict[str, int]:
-    """Each budget family's size from the settings (0 turns that budget off)."""
-    return {family.name: family.limit(settings) for family in BUDGET_FAMILIES}
+def budget_limits(settings: Settings) -> dict[str, Limits]:
+    """Each budget family's limits from the settings (0 slots turns that budget off)."""
+    return {
+        family.name: Limits(family.limit(settings), family.operations(settings) if family.operations else None)
+        for family in BUDGET_FAMILIES
+    }
 
 
 def provider_for(

@@ -33,6 +33,7 @@ class Settings:
     keboola_stacks: tuple[str, ...]
     in_flight_budget: int
     org_in_flight_budget: int
+    org_operations_budget: int
     export_in_flight_budget: int
     keboola_in_flight_budget: int
     poll_min_seconds: float
@@ -61,6 +62,7 @@ class Settings:
             keboola_stacks=reader.items("KEBOOLA_STACKS"),
             in_flight_budget=reader.integer("IN_FLIGHT_BUDGET"),
             org_in_flight_budget=reader.integer("ORG_IN_FLIGHT_BUDGET"),
+            org_operations_budget=reader.integer("ORG_OPERATIONS_BUDGET"),
             export_in_flight_budget=reader.integer("FULLSTORY_EXPORT_IN_FLIGHT_BUDGET"),
             keboola_in_flight_budget=reader.integer("KEBOOLA_IN_FLIGHT_BUDGET"),
             poll_min_seconds=reader.number("POLL_MIN_SECONDS"),

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker import layout
-from tracker.batch_tasks import idempotency_key
-from tracker.budget import Budgets
 from tracker.config import Settings
 from tracker.executions import (
     NAME_TAKEN,
@@ -25,9 +23,12 @@ from tracker.executions import (
     start_execution,
     stop_execution,
 )
-from tracker.finalize import Finalizer
 from tracker.model import BatchState, JobState, closed, now_iso
 from tracker.store import JobStore
+
+if TYPE_CHECKING:  # built by tracker.wiring; the api function's cold start does not need their modules
+    from tracker.budget import Budgets
+    from tracker.finalize import Finalizer
 
 # How an execution that ended abnormally (EventBridge status) closes its job.
 ENDED_EXECUTION_CODES = {"TIMED_OUT": "execution_timed_out", "ABORTED": "cancelled"}
@@ -62,6 +63,8 @@ class JobControl:
         """Give back every budget slot the job's batches may still hold (its execution is gone)."""
         if self._budgets is None:
             return
+        from tracker.batch_tasks import idempotency_key  # a batch's lease id in its budget
+
         for batch in self._store.list_batches(job_id):
             self._budgets.release_everywhere(idempotency_key(job_id, int(batch["index"])))
 

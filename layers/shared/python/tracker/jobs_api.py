@@ -13,7 +13,6 @@ from tracker import catalogue, layout
 from tracker.access import Caller, can_see, may_read_source, upload_prefix
 from tracker.config import Settings
 from tracker.ingest import InputError, detect_format
-from tracker.intake import new_job, new_job_id
 from tracker.limits import MAX_INTAKE_OBJECT_BYTES
 from tracker.model import closed, job_view
 from tracker.s3io import parse_s3_uri, s3_uri
@@ -52,6 +51,8 @@ class JobsApi:
         idempotency_key: str | None,
     ) -> tuple[dict[str, Any], bool]:
         """(job, created). A repeated Idempotency-Key from the same caller answers the first job."""
+        from tracker.intake import new_job, new_job_id  # with what intake imports: only creating needs it
+
         if (requests is None) == (source is None):
             raise ApiError(
                 400, "invalid_request", "give exactly one of 'requests' (inline rows) or 'source' (s3://...)"
@@ -111,6 +112,8 @@ class JobsApi:
     ) -> tuple[dict[str, Any], bool]:
         """An operation (an export) or `track` of a provider job someone else started (tracker.catalogue):
         one task through the same state machine, results and notification."""
+        from tracker.intake import new_job, new_job_id  # with what intake imports: only creating needs it
+
         try:
             task_type, operation_params = catalogue.task_params(
                 job_type, params, provider, provider_job_id, self._settings

@@ -10,13 +10,15 @@ import json
 import re
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tracker.executions import ExecutionInput
-from tracker.intake import Upload
+
+if TYPE_CHECKING:  # intake (and what it imports) is the intake function's; the batch functions never need it
+    from tracker.intake import Upload
 
 
 class _Lenient(BaseModel):
@@ -51,6 +53,8 @@ class S3EventRecord(_Lenient):
     user_identity: _UserIdentity = Field(default_factory=_UserIdentity, alias="userIdentity")
 
     def upload(self) -> Upload:
+        from tracker.intake import Upload
+
         return Upload(
             bucket=self.s3.bucket.name,
             # S3 URL-encodes keys in notifications (spaces arrive as '+').
@@ -108,7 +112,8 @@ class Phase(StrEnum):
     """Where a batch stands after a step; the ASL's Choice states route on it (tests/contract/test_asl_phases.py
     checks that every phase a step answers is routed to the step it means, and that the ASL tests for no other)."""
 
-    THROTTLED = "throttled"  # the submit was refused (429, or the org budget is full): wait, submit again
+    QUEUED = "queued"  # the org budget is full: sleep until a release wakes the batch (WaitForSlot), then submit
+    THROTTLED = "throttled"  # the provider refused the submit (429): wait, submit again
     POLLING = "polling"  # the provider job runs: wait `nextPollSeconds`, check again
     DONE = "done"  # the provider job finished: collect its results
     RESULTS_PENDING = "results_pending"  # results not ready yet (202): wait, collect again
@@ -171,6 +176,14 @@ class BatchTask(BaseModel):
     def for_state_machine(self) -> dict[str, Any]:
         """The JSON the state machine carries on (absent rather than null fields)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class SlotWaitRequest(_Lenient):
+    """The submit function's input from the WaitForSlot state: sleep until a budget slot is granted."""
+
+    action: Literal["wait_for_slot"]
+    task: BatchTask
+    task_token: str = Field(alias="taskToken", min_length=1)
 
 
 class CollectRequest(_Lenient):

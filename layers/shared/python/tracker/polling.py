@@ -22,10 +22,15 @@ little as possible.
 *Before a provider job runs* (a throttled submit, results not ready yet: no ``elapsed_seconds``) the
 wait is exponential from ``min_seconds``, capped at ``max_seconds``, with equal jitter.
 
-In both regimes: a provider's Retry-After is a floor; waits stay within [min_seconds, max_seconds]
-(both 0: poll immediately, as the offline tests do); the wait never overshoots the job's deadline by
-more than a second; jitter spreads batches started together (while running it only ever shortens a
-wait, so the lag bound holds).
+In both regimes waits stay within [min_seconds, max_seconds] (both 0: poll immediately, as the offline
+tests do), and a provider's Retry-After is a floor. While the caller holds a budget lease
+(``holds_lease``: a running batch, which renews its lease on every poll, the lease sized for waits of at
+most PollMaxSeconds, tracker.budget) that floor stops at max_seconds: a longer wait would let the lease
+lapse while the provider still holds the job and over-book the budget (a poll that comes early is
+answered 429 again, and waits again). Without a lease (a throttled submit gave its slot back; results
+are paged after the slot was released) the Retry-After is honoured in full, even above max_seconds.
+The wait never overshoots the job's deadline by more than a second; jitter spreads
+batches started together (while running it only ever shortens a wait, so the lag bound holds).
 """
 
 from __future__ import annotations
@@ -164,6 +169,7 @@ def next_wait_seconds(
     min_seconds: float,
     max_seconds: float,
     rng: random.Random | None = None,
+    holds_lease: bool = True,
 ) -> int:
     """Seconds to wait before the next call; an integer because Step Functions Wait takes whole seconds."""
     rng = rng or random
@@ -176,7 +182,8 @@ def next_wait_seconds(
         # Whole seconds, rounded down so the end is never seen later than planned; then the limits.
         wait = min(max(math.floor(wait), math.ceil(min_seconds)), max_seconds)
     if facts.retry_after is not None:
-        wait = max(wait, math.ceil(facts.retry_after))
+        floor = math.ceil(facts.retry_after)
+        wait = max(wait, min(floor, math.floor(max_seconds)) if holds_lease else floor)
     wait = min(wait, math.floor(max(facts.seconds_to_deadline, 0)) + 1)
     return max(0, math.ceil(wait))
 

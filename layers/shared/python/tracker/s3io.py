@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 from tracker import aws
@@ -34,7 +35,11 @@ class ObjectStore(Protocol):
 class S3StreamWriter:
     """Buffers up to PART_BYTES; small objects become one PutObject, large ones a multipart upload.
 
-    Aborts the multipart upload if the writer is left by an exception, so no orphaned parts linger.
+    A full part is uploaded in the background while the next one fills (one part in flight at most, so
+    memory stays at two parts): a writer fed from a network source (a provider's pages) then waits for S3
+    and for the source at the same time, not one after the other. An upload's error is raised by the
+    next write that fills a part, or by close. Aborts the multipart upload if the writer is left by an
+    exception, so no orphaned parts linger.
     """
 
     def __init__(
@@ -48,6 +53,8 @@ class S3StreamWriter:
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
+        self._uploader: ThreadPoolExecutor | None = None
+        self._in_flight: Future[dict[str, Any]] | None = None
 
     def write(self, data: bytes) -> None:
         self._buffer += data
@@ -58,6 +65,12 @@ class S3StreamWriter:
     def write_record(self, record: Any) -> None:
         self.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
         self.lines += 1
+
+    def write_lines(self, lines: bytes, count: int) -> None:
+        """`count` NDJSON lines, already encoded, each ending in a newline (a provider's page as it came)."""
+        if lines:
+            self.write(lines)
+            self.lines += count
 
     def write_records(self, records: Iterable[Any]) -> None:
         """A page at a time: one encode call and one buffer append for the whole page."""
@@ -75,15 +88,21 @@ class S3StreamWriter:
         else:
             if self._buffer:
                 self._flush_part()
+            self._finish_part_in_flight()
             self._s3.complete_multipart_upload(
                 Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
             )
+            self._stop_uploader()
         self._buffer = bytearray()
 
     def abort(self) -> None:
         """Never raises: it runs while another error is being handled, which the ASL retries and
         catches by name. A refused or failed abort is logged; the results bucket's
         AbortIncompleteMultipartUpload lifecycle rule removes the parts it leaves."""
+        if self._in_flight is not None:
+            wait([self._in_flight])  # its outcome no longer matters: the whole upload goes
+            self._in_flight = None
+        self._stop_uploader()
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is None:
             return
@@ -101,12 +120,26 @@ class S3StreamWriter:
             self._upload_id = self._s3.create_multipart_upload(
                 Bucket=self.bucket, Key=self.key, ContentType=self._content_type
             )["UploadId"]
-        number = len(self._parts) + 1
-        etag = self._s3.upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=bytes(self._buffer)
-        )["ETag"]
-        self._parts.append({"PartNumber": number, "ETag": etag})
+            self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
+        self._finish_part_in_flight()
+        body, number = bytes(self._buffer), len(self._parts) + 1
         self._buffer = bytearray()
+        assert self._uploader is not None
+        self._in_flight = self._uploader.submit(self._upload_part, self._upload_id, number, body)
+
+    def _upload_part(self, upload_id: str, number: int, body: bytes) -> dict[str, Any]:
+        etag = self._s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=body)
+        return {"PartNumber": number, "ETag": etag["ETag"]}
+
+    def _finish_part_in_flight(self) -> None:
+        if self._in_flight is not None:
+            part, self._in_flight = self._in_flight, None
+            self._parts.append(part.result())
+
+    def _stop_uploader(self) -> None:
+        if self._uploader is not None:
+            self._uploader.shutdown(wait=True)
+            self._uploader = None
 
     def __enter__(self) -> S3StreamWriter:
         return self

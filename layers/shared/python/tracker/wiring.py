@@ -6,15 +6,16 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from tracker import aws, catalogue
-from tracker.batch_tasks import BatchTasks
-from tracker.budget import Budgets
+from tracker.budget import Budgets, DynamoSlotStore, StepFunctionsWaker
 from tracker.config import settings
-from tracker.finalize import Finalizer
-from tracker.intake import Intake
 from tracker.store import JobStore
 
-if TYPE_CHECKING:  # imported where built: the batch functions, polled thousands of times, never need them
+if TYPE_CHECKING:  # imported where built: each function needs only some of them (the batch functions import
+    # tracker.batch_tasks themselves; the API, intake and finalize never do)
+    from tracker.batch_tasks import BatchTasks
     from tracker.control import JobControl
+    from tracker.finalize import Finalizer
+    from tracker.intake import Intake
     from tracker.jobs_api import JobsApi
 
 
@@ -25,11 +26,15 @@ def store() -> JobStore:
 
 @cache
 def finalizer() -> Finalizer:
+    from tracker.finalize import Finalizer
+
     return Finalizer(settings(), store(), aws.client("s3"), aws.client("sns"))
 
 
 @cache
 def intake() -> Intake:
+    from tracker.intake import Intake
+
     return Intake(settings(), store(), aws.client("s3"), aws.client("stepfunctions"), finalizer())
 
 
@@ -37,11 +42,14 @@ def intake() -> Intake:
 def budgets() -> Budgets:
     """Every provider's in-flight budget, one per budget family of the catalogue."""
     s = settings()
-    return Budgets(aws.table(s.jobs_table), catalogue.budget_limits(s))
+    waker = StepFunctionsWaker(lambda: aws.client("stepfunctions"))
+    return Budgets(catalogue.budget_limits(s), lambda family: DynamoSlotStore(aws.table(s.jobs_table), family), waker)
 
 
 @cache
 def batch_tasks() -> BatchTasks:
+    from tracker.batch_tasks import BatchTasks
+
     return BatchTasks(settings(), store(), aws.client("s3"), catalogue.provider_for, budgets())
 
 

@@ -29,6 +29,18 @@ class JobStatus:
     errors: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class NdjsonPage:
+    """One page of results as NDJSON: `count` records, one a line, each line ending in a newline; where the
+    listing resumes after it, as on ResultPage."""
+
+    lines: bytes
+    count: int
+    resume_token: str | None = None
+    ended_early: str | None = None
+    total: int | None = None
+
+
 class ResultsNotReady(Exception):
     """The provider answered 202: the job's results cannot be paged yet."""
 
@@ -68,6 +80,12 @@ class BatchProvider(Protocol):
         earlier call stopped; ``seen`` are the tokens that call already asked for, so a token coming back
         ends the listing across calls too). Raises ResultsNotReady before the first page when not ready,
         and ProviderThrottledError (with Retry-After) when the provider throttles the listing."""
+        ...
+
+    def ndjson_pages(
+        self, provider_job_id: str, kind: ResultKind, *, after: str | None = None, seen: Collection[str] = ()
+    ) -> Iterator[NdjsonPage]:
+        """The same pages as NDJSON, ready to store (what collect writes)."""
         ...
 
 

@@ -21,16 +21,26 @@ exempts 429 and "server errors above 500", which may be retried. So:
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import urllib3
 
 from tracker.errors import ProviderRejectedError, ProviderThrottledError, ProviderTransientError
-from tracker.providers.base import JobStatus, ResultKind, ResultPage, ResultsNotReady, Submitted, Throttled
+from tracker.providers.base import (
+    JobStatus,
+    NdjsonPage,
+    ResultKind,
+    ResultPage,
+    ResultsNotReady,
+    Submitted,
+    Throttled,
+)
 from tracker.providers.fullstory.client import fullstory_http
 from tracker.providers.fullstory.reconcile import Reconciliation, reconcile
 from tracker.providers.http import POOL
@@ -106,9 +116,25 @@ class FullStoryBatchProvider:
     def pages(
         self, provider_job_id: str, kind: ResultKind, *, after: str | None = None, seen: Collection[str] = ()
     ) -> Iterator[ResultPage]:
-        """Pages in order, from the start or from page token ``after``. The next page is fetched in the
-        background while the caller writes the current one (paging is mostly waiting for FullStory; writing
-        is mostly CPU and S3).
+        """Pages of records, decoded, in order, from the start or from page token ``after`` (see `_paging`)."""
+        for records, _, token, ended_early, total in self._paging(provider_job_id, kind, after, seen, _decoded):
+            yield ResultPage.of(records, token, ended_early=ended_early, total=total)
+
+    def ndjson_pages(
+        self, provider_job_id: str, kind: ResultKind, *, after: str | None = None, seen: Collection[str] = ()
+    ) -> Iterator[NdjsonPage]:
+        """The same pages as NDJSON: each record's JSON as FullStory sent it, one a line. Collect writes these
+        bytes to S3 as they are; decoding every record and encoding it again cost more than the rest of
+        paging (README, Performance)."""
+        for lines, count, token, ended_early, total in self._paging(provider_job_id, kind, after, seen, _as_ndjson):
+            yield NdjsonPage(lines, count, token, ended_early, total)
+
+    def _paging(
+        self, provider_job_id: str, kind: str, after: str | None, seen: Collection[str], parse: PageParser
+    ) -> Iterator[tuple[Any, int, str | None, str | None, int | None]]:
+        """(page, records, resume token, ended early, total records) in order, each page read by ``parse``.
+        The next page is fetched in the background while the caller writes the current one (paging is
+        mostly waiting for FullStory; writing is mostly CPU and S3).
 
         A ``next_page_token`` already asked for (here or, via ``seen``, by an earlier call) ends the listing,
         as FullStory's Node SDK ends paging; the last page says so in ``ended_early`` and the records never
@@ -119,25 +145,17 @@ class FullStoryBatchProvider:
         if after is not None:
             asked.add(after)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="page-prefetch") as prefetch:
-            upcoming = prefetch.submit(self._page, url, after, kind, provider_job_id)
+            upcoming = prefetch.submit(self._page, url, after, kind, provider_job_id, parse)
             while True:
-                payload = upcoming.result()
-                results = payload.get("results")
-                if results is None:
-                    results = []
-                if not isinstance(results, list):
-                    raise ProviderTransientError(f"FullStory {kind} page has no results list")
-                token = payload.get("next_page_token") or None
+                page, count, token, total = upcoming.result()
                 ended_early = None
                 if token is not None and token in asked:
                     ended_early = f"FullStory repeated a next_page_token while listing {kind}: paging stopped there"
                     token = None
                 if token is not None:
                     asked.add(token)
-                    upcoming = prefetch.submit(self._page, url, token, kind, provider_job_id)
-                yield ResultPage.of(
-                    results, token, ended_early=ended_early, total=_total(payload.get("total_records"))
-                )
+                    upcoming = prefetch.submit(self._page, url, token, kind, provider_job_id, parse)
+                yield page, count, token, ended_early, total
                 if token is None:
                     return
 
@@ -147,11 +165,13 @@ class FullStoryBatchProvider:
         """Which sent rows the listings name, and how (tracker.providers.fullstory.reconcile)."""
         return reconcile(self._kind, sent, imports, errors)
 
-    def _page(self, url: str, token: str | None, kind: str, provider_job_id: str) -> dict[str, Any]:
-        """One page, retried in place a few times on a transient error: a 50-page collect should not start
-        over because one page hiccupped. Past these retries the named error goes to the state machine,
-        which retries the step from the last stored page. A 429 is not waited out here: it is raised with
-        its Retry-After for the state machine's Wait state."""
+    def _page(
+        self, url: str, token: str | None, kind: str, provider_job_id: str, parse: PageParser
+    ) -> tuple[Any, int, str | None, int | None]:
+        """One page, read by ``parse``, retried in place a few times on a transient error: a 50-page collect
+        should not start over because one page hiccupped. Past these retries the named error goes to the
+        state machine, which retries the step from the last stored page. A 429 is not waited out here: it is
+        raised with its Retry-After for the state machine's Wait state."""
         for attempt in range(PAGE_RETRIES + 1):
             try:
                 response = self._http.request("GET", url, fields={"page_token": token} if token else None)
@@ -161,15 +181,103 @@ class FullStoryBatchProvider:
                     )
                 if response.status == 202:
                     raise ResultsNotReady(f"FullStory {kind} for job {provider_job_id} not ready (202)")
-                payload = self._http.json(response)
-                if not isinstance(payload, dict):
-                    raise ProviderTransientError(f"FullStory {kind} page is not a JSON object")
-                return payload
+                return parse(response.data, kind)
             except ProviderTransientError:
                 if attempt == PAGE_RETRIES:
                     raise
                 time.sleep(PAGE_BACKOFF_SECONDS * 2**attempt)
         raise AssertionError("unreachable")
+
+
+# A page's body -> (its records in the reader's form, how many, next_page_token or None, total_records).
+PageParser = Callable[[bytes, str], tuple[Any, int, "str | None", "int | None"]]
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _decoded(body: bytes, kind: str) -> tuple[list[dict], int, str | None, int | None]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProviderTransientError(f"FullStory answered malformed JSON paging {kind}") from exc
+    if not isinstance(payload, dict):
+        raise ProviderTransientError(f"FullStory {kind} page is not a JSON object")
+    results = payload.get("results")
+    if results is None:
+        results = []
+    if not isinstance(results, list):
+        raise ProviderTransientError(f"FullStory {kind} page has no results list")
+    return results, len(results), payload.get("next_page_token") or None, _total(payload.get("total_records"))
+
+
+def _as_ndjson(body: bytes, kind: str) -> tuple[bytes, int, str | None, int | None]:
+    """The page's `results` as NDJSON without decoding and encoding each record again: the top-level object is
+    walked member by member (JSONDecoder.raw_decode, the C scanner json.loads uses) and each record is cut
+    out of the page as it stands. A record FullStory spread over several lines is written compact instead,
+    so every record stays one line. The same checks as `_decoded`."""
+    try:
+        text = body.decode("utf-8")
+        return _walk_page(text, kind)
+    except (ValueError, UnicodeDecodeError, IndexError) as exc:
+        raise ProviderTransientError(f"FullStory answered malformed JSON paging {kind}") from exc
+
+
+def _walk_page(text: str, kind: str) -> tuple[bytes, int, str | None, int | None]:
+    scan, space = _DECODER.raw_decode, _SPACE.match
+    at = space(text, 0).end()
+    if text[at] != "{":
+        raise ProviderTransientError(f"FullStory {kind} page is not a JSON object")
+    lines: list[str] = []
+    token, total = None, None
+    at = space(text, at + 1).end()
+    while text[at] != "}":
+        key, at = scan(text, at)
+        at = space(text, at).end()
+        if text[at] != ":":
+            raise ValueError("expected ':'")
+        at = space(text, at + 1).end()
+        if key == "results" and text[at] == "[":
+            at = space(text, at + 1).end()
+            append = lines.append
+            while text[at] != "]":
+                end = scan(text, at)[1]
+                append(text[at:end])
+                if text[end] == ",":  # compact JSON, as FullStory sends it: no whitespace to skip
+                    at = end + 1
+                    if text[at] in " \t\n\r":
+                        at = space(text, at).end()
+                    continue
+                at = space(text, end).end()
+                if text[at] == ",":
+                    at = space(text, at + 1).end()
+                elif text[at] != "]":
+                    raise ValueError("expected ',' or ']'")
+            at += 1
+        else:
+            value, at = scan(text, at)
+            if key == "results" and value is not None:
+                raise ProviderTransientError(f"FullStory {kind} page has no results list")
+            if key == "next_page_token":
+                token = value or None
+            elif key == "total_records":
+                total = _total(value)
+        at = space(text, at).end()
+        if text[at] == ",":
+            at = space(text, at + 1).end()
+        elif text[at] != "}":
+            raise ValueError("expected ',' or '}'")
+    if space(text, at + 1).end() != len(text):
+        raise ValueError("data after the page")
+    if not lines:
+        return b"", 0, token, total
+    ndjson = "\n".join(lines)
+    if ndjson.count("\n") != len(lines) - 1 or "\r" in ndjson:
+        # A record spread over several lines (pretty-printed JSON): written compact, so each stays one line.
+        ndjson = "\n".join(
+            line if "\n" not in line and "\r" not in line else json.dumps(json.loads(line), separators=(",", ":"))
+            for line in lines
+        )
+    return (ndjson + "\n").encode(), len(lines), token, total
 
 
 def _count(value: Any) -> int:
