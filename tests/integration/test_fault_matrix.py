@@ -1,7 +1,7 @@
 """The fault matrix: for every injected fault the job ends terminal, with exact accounting when it
 COMPLETED, no batch submitted twice as a new provider job, and exactly one notification.
 
-A summary table is printed at the end of the run (tests/conftest.py, gathered from every xdist worker)."""
+A summary table is printed at the end of the run (see conftest.pytest_terminal_summary)."""
 
 from __future__ import annotations
 
