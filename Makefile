@@ -30,8 +30,11 @@ demo: $(STAMP)
 	$(BIN)/jobtracker demo $(if $(filter all,$(DEMO)),--all,)
 
 ## test: lint (ruff, cfn-lint with the serverless rules, checkov), then unit, contract and integration tests
+## in two pytest-xdist workers (CI has two cores); worksteal keeps each module's tests, and so its module-scoped
+## fixtures, mostly on one worker, and lets the idle worker take over the other's rest. `python -m pytest` alone
+## runs in one process.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 ## lint: every finding fixed or suppressed in template.yaml with its reason
 lint: $(STAMP) $(LINT_STAMP)

@@ -3,6 +3,11 @@ in any test is checked against their roles as the SAM translator renders templat
 (jobtracker.local.iam). A call a role does not allow fails the test that made it; at the end the
 coverage table (calls checked per role, refusals, grants no test needed) is printed and written to
 .artifacts/iam-coverage.json. JOBTRACKER_IAM_CHECK=0 turns the recording off (to measure its cost).
+
+Under pytest-xdist (`make test` runs `-n 2`) each worker records in its own process: at its end a worker
+hands what it found to the controller (xdist's `workeroutput`), which merges every worker's into one
+table and one file, and fails the run if any worker's calls were refused. The fault matrix printed at the
+end is gathered the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +24,20 @@ from jobtracker.local.iam import CallRecorder
 
 RECORDER = CallRecorder()
 ENABLED = os.environ.get("JOBTRACKER_IAM_CHECK", "1") != "0"
-COVERAGE_FILE = Path(__file__).resolve().parents[1] / ".artifacts" / "iam-coverage.json"
+ARTIFACTS = Path(__file__).resolve().parents[1] / ".artifacts"
+COVERAGE_FILE = ARTIFACTS / "iam-coverage.json"
+# The keys under which an xdist worker hands its findings to the controller.
+IAM_OUTPUT, FAULT_MATRIX_OUTPUT = "jobtracker_iam", "jobtracker_fault_matrix"
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workeroutput")
+
+
+def _fault_matrix() -> list[dict[str, Any]]:
+    from tests.integration.test_fault_matrix import MATRIX_RESULTS
+
+    return MATRIX_RESULTS
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,9 +62,14 @@ def _calls_allowed_by_their_roles() -> Iterator[None]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _is_xdist_worker(session.config):
+        session.config.workeroutput[FAULT_MATRIX_OUTPUT] = json.dumps(_fault_matrix())
     if not ENABLED:
         return
     RECORDER.check()  # calls made after the last test's teardown (executions winding down)
+    if _is_xdist_worker(session.config):
+        session.config.workeroutput[IAM_OUTPUT] = json.dumps(RECORDER.export())
+        return
     if RECORDER.refused() and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if RECORDER.verdicts:
@@ -54,7 +77,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         COVERAGE_FILE.write_text(json.dumps(RECORDER.coverage(), indent=1) + "\n")
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown when xdist is off (`-p no:xdist`)
+def pytest_testnodedown(node: Any, error: object | None) -> None:
+    """In the xdist controller, as each worker finishes: fold in what it found (nothing if it crashed)."""
+    output = getattr(node, "workeroutput", {})
+    if IAM_OUTPUT in output:
+        RECORDER.merge(json.loads(output[IAM_OUTPUT]))
+    if FAULT_MATRIX_OUTPUT in output:
+        _fault_matrix().extend(json.loads(output[FAULT_MATRIX_OUTPUT]))
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _is_xdist_worker(terminalreporter.config):
+        return  # the controller prints the whole suite's tables
+    _print_fault_matrix(terminalreporter)
     if not (ENABLED and RECORDER.verdicts):
         return
     coverage = RECORDER.coverage()
@@ -72,3 +108,18 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         if own:
             write(f"unused in {role}: " + "; ".join(f"{u['action']} on {u['resource']}" for u in own))
     write(f"details (and the AWS managed policies' grants, used by Lambda and X-Ray themselves): {COVERAGE_FILE}")
+
+
+def _print_fault_matrix(terminalreporter: Any) -> None:
+    """Print the fault matrix (and keep it under .artifacts/ for the closing note)."""
+    rows = _fault_matrix()
+    if not rows:
+        return
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
+    terminalreporter.write_sep("=", "fault matrix")
+    for line in lines:
+        terminalreporter.write_line(line)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "fault-matrix.md").write_text("\n".join(lines) + "\n")

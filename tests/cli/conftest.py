@@ -44,7 +44,7 @@ def session() -> Iterator[OfflineSession]:
         parameters=FAST,
         simulator_config=SimulatorConfig(polls_to_complete=2),
         api_port=0,
-        aws_port=free_port(),
+        aws_port=0,
     ) as offline:
         yield offline
 

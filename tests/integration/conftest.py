@@ -3,7 +3,6 @@ process, the FullStory simulator on 127.0.0.1. Waits poll the stack's own state,
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,7 +34,7 @@ def offline() -> Callable[..., Any]:
             parameters={**FAST, **parameters},
             simulator_config=config,
             api_port=0 if api else None,
-            aws_port=_free_port() if aws else None,  # the emulated AWS endpoint of `jobtracker local up`
+            aws_port=0 if aws else None,  # the emulated AWS endpoint of `jobtracker local up`, on a free port
             stack_api_key=stack_api_key,
             retry_time_scale=0.0,  # the ASL's retries happen, without their real waits
             allow_unsigned=allow_unsigned,
@@ -45,26 +44,3 @@ def offline() -> Callable[..., Any]:
     return start
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Print the fault matrix (and keep it under .artifacts/ for the closing note)."""
-    from tests.integration.test_fault_matrix import MATRIX_RESULTS
-
-    if not MATRIX_RESULTS:
-        return
-    columns = list(MATRIX_RESULTS[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in MATRIX_RESULTS]
-    terminalreporter.write_sep("=", "fault matrix")
-    for line in lines:
-        terminalreporter.write_line(line)
-    from pathlib import Path
-
-    artifacts = Path(__file__).resolve().parents[2] / ".artifacts"
-    artifacts.mkdir(exist_ok=True)
-    (artifacts / "fault-matrix.md").write_text("\n".join(lines) + "\n")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,12 +31,6 @@ from tests.integration.helpers import ndjson, upload_and_wait, users
 
 FAST = {"PollMinSeconds": 0, "PollMaxSeconds": 0}
 HTTP = urllib3.PoolManager(retries=False, timeout=10)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _until(check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
@@ -86,7 +79,6 @@ def test_local_up_points_the_stack_at_other_endpoints(tmp_path: Path):
     AWS endpoint and a Keboola export through its API both complete, against the separately started simulators."""
     (tmp_path / "fullstory.key").write_text("staging-key\n")
     (tmp_path / "keboola.token").write_text("staging-token\n")
-    api_port, aws_port = _free_port(), _free_port()
     with (
         FullStorySimulator(SimulatorConfig(api_key="staging-key", polls_to_complete=1)) as fullstory,
         # Its files on Azure Blob storage, which the SAS connection string names (plain HTTP to the
@@ -98,7 +90,7 @@ def test_local_up_points_the_stack_at_other_endpoints(tmp_path: Path):
     ):
         command = [
             str(Path(sys.executable).with_name("jobtracker")), "local", "up",
-            "--api-port", str(api_port), "--aws-port", str(aws_port), "--poll-seconds", "0", "--allow-unsigned",
+            "--api-port", "0", "--aws-port", "0", "--poll-seconds", "0", "--allow-unsigned",
             "--fullstory-url", fullstory.base_url, "--fullstory-key-file", str(tmp_path / "fullstory.key"),
             "--keboola-url", keboola.base_url, "--keboola-token-file", str(tmp_path / "keboola.token"),
         ]  # fmt: skip
@@ -110,10 +102,10 @@ def test_local_up_points_the_stack_at_other_endpoints(tmp_path: Path):
             assert f"Keboola         {keboola.base_url}   (not the simulator)" in printed
             assert "FullStory sim" not in printed and "Keboola sim" not in printed
 
-            api = f"http://127.0.0.1:{api_port}"
+            api = _served(printed, "REST API")  # port 0: wherever it found a free port
             s3 = boto3.session.Session(
                 aws_access_key_id="any", aws_secret_access_key="any", region_name="us-east-1"
-            ).client("s3", endpoint_url=f"http://127.0.0.1:{aws_port}")
+            ).client("s3", endpoint_url=_served(printed, "AWS endpoint"))
             s3.put_object(Bucket=_bucket(printed), Key="inbox/users/through-cli.ndjson", Body=ndjson(users(4)))
             created = HTTP.request(
                 "POST",
@@ -163,3 +155,8 @@ class _Output:
 
 def _bucket(printed: str) -> str:
     return next(line.split()[-1] for line in printed.splitlines() if line.startswith("inbox bucket"))
+
+
+def _served(printed: str, name: str) -> str:
+    """The URL `local up` printed for `name` (its banner: the name, then the URL)."""
+    return next(line.split()[len(name.split())] for line in printed.splitlines() if line.startswith(name + " "))

@@ -37,13 +37,13 @@ def session():
     """One stack with its AWS endpoint; AKIDADMIN is the only admin."""
     from jobtracker.local.session import OfflineSession
     from jobtracker.simulators.fullstory import SimulatorConfig
-    from tests.integration.conftest import FAST, _free_port
+    from tests.integration.conftest import FAST
 
     with OfflineSession(
         parameters={**FAST, "AdminPrincipals": f"arn:aws:iam::123456789012:user/{ADMIN}"},
         simulator_config=SimulatorConfig(polls_to_complete=1),
         api_port=0,
-        aws_port=_free_port(),
+        aws_port=0,
         retry_time_scale=0.0,
     ) as offline:
         yield offline

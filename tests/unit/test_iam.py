@@ -237,3 +237,43 @@ def test_unused_names_actions_and_resources_no_call_needed() -> None:
         ("(any)", "arn:aws:s3:::c/*"),
         ("dynamodb:Scan", TABLE),
     ]
+
+
+
+def _recorder_with(*verdicts: tuple[str, bool, int], used: bool) -> Any:
+    """A recorder that checked `verdicts` (action, allowed, calls) of role Fn, whose two grants it holds."""
+    from jobtracker.local.iam import CallRecorder
+
+    recorder = CallRecorder()
+    grants = _grants({"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "arn:aws:s3:::b/*"})
+    recorder.grants = {g.key: g for g in grants}
+    recorder.used = {grants[0].key} if used else set()
+    for action, allowed, calls in verdicts:
+        recorder._verdict("Fn", action, "arn:aws:s3:::b/*", "call", "", allowed).calls += calls
+        recorder.calls += calls
+    return recorder
+
+
+def test_recorders_of_several_processes_merge_into_one_table() -> None:
+    """pytest-xdist's workers each record; the controller merges their exports (through JSON, as they travel)
+    into the table one recorder that saw every call would make."""
+    import json
+
+    from jobtracker.local.iam import CallRecorder
+
+    first = _recorder_with(("s3:GetObject", True, 2), used=True)
+    second = _recorder_with(("s3:GetObject", True, 3), ("s3:DeleteObject", False, 1), used=False)
+    merged = CallRecorder()
+    for recorder in (first, second):
+        merged.merge(json.loads(json.dumps(recorder.export())))
+    coverage = merged.coverage()
+    assert coverage["calls"] == 6
+    assert [(c["action"], c["calls"], c["allowed"]) for c in coverage["roles"]["Fn"]["checked"]] == [
+        ("s3:DeleteObject", 1, False),
+        ("s3:GetObject", 5, True),
+    ]
+    assert coverage["roles"]["Fn"]["refused"] == ["Fn: s3:DeleteObject on arn:aws:s3:::b/* is not allowed by its role"]
+    # PutObject, used by neither, is unused; GetObject, used by the first only, is not
+    assert [u["action"] for u in coverage["roles"]["Fn"]["unused"]] == ["s3:PutObject"]
+    one = _recorder_with(("s3:GetObject", True, 5), ("s3:DeleteObject", False, 1), used=True)
+    assert coverage == one.coverage()

@@ -32,7 +32,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -830,6 +830,50 @@ class CallRecorder:
         for (caller, operation), count in sorted(self.external_calls.items(), key=lambda item: str(item[0])):
             external.setdefault(caller.logical_id, {})[operation] = count
         return {"calls": self.calls, "roles": table, "signedWithHandedCredentials": external}
+
+    # -- across processes -----------------------------------------------------------------------
+    # pytest-xdist runs the suite in several processes, each with its own recorder; the coverage table is
+    # of the whole suite, so each process exports what it found and one recorder merges them all.
+    def export(self) -> dict[str, Any]:
+        """What `coverage()` needs of this recorder, as JSON data (call `check()` first)."""
+        with self._lock:
+            return {
+                "calls": self.calls,
+                "verdicts": [asdict(v) for v in self.verdicts.values()],
+                "grants": [
+                    {name: getattr(g, name) for name in ("role", "policy", "managed", "effect", "action", "resource")}
+                    | {"key": list(g.key)}
+                    for g in self.grants.values()
+                ],
+                "used": [list(key) for key in self.used],
+                "external_calls": [
+                    [caller.scope, caller.logical_id, operation, count]
+                    for (caller, operation), count in self.external_calls.items()
+                ],
+            }
+
+    def merge(self, exported: dict[str, Any]) -> None:
+        """Add another recorder's `export()`: calls add up, a verdict refused anywhere stays refused, and a
+        grant counts as used if any recorder used it. Merged grants are for the table only (not evaluated)."""
+        with self._lock:
+            self.calls += exported["calls"]
+            for fields in exported["verdicts"]:
+                verdict = self._verdict(
+                    fields["role"],
+                    fields["action"],
+                    fields["resource"],
+                    fields["origin"],
+                    fields["why"],
+                    fields["allowed"],
+                    unmapped=fields["unmapped"],
+                )
+                verdict.calls += fields["calls"]
+            for fields in exported["grants"]:
+                key = tuple(fields["key"])
+                self.grants.setdefault(key, Grant(**{**fields, "key": key}))
+            self.used.update(tuple(key) for key in exported["used"])
+            for scope, logical_id, operation, count in exported["external_calls"]:
+                self.external_calls[(Caller(scope, logical_id), operation)] += count
 
 
 def _start_in_context(original: Callable[..., Any]) -> Callable[..., Any]:
