@@ -494,7 +494,7 @@ def fixed_polling(seconds: float) -> Iterator[None]:
     the steps run unchanged; only the function they ask for the next wait is replaced."""
     real = batch_tasks_module.next_wait_seconds
 
-    def fixed(facts: Any, *, min_seconds: float, max_seconds: float, rng: Any = None) -> int:
+    def fixed(facts: Any, *, min_seconds: float, max_seconds: float, rng: Any = None, holds_lease: bool = True) -> int:
         wait = max(seconds, facts.retry_after or 0.0)
         return max(0, math.ceil(min(wait, max(0.0, facts.seconds_to_deadline) + 1)))
 
