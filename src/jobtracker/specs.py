@@ -88,11 +88,15 @@ def _index(
             line = key_node.start_mark.line + 1
             if isinstance(key, bool) or key is None:
                 problems.append(
-                    SpecProblem(source, line, field_text(path), f"key {key_node.value!r} reads as {key!r} in YAML; quote it")
+                    SpecProblem(
+                        source, line, field_text(path), f"key {key_node.value!r} reads as {key!r} in YAML; quote it"
+                    )
                 )
             if key_node.value in seen:
                 problems.append(
-                    SpecProblem(source, line, field_text((*path, key)), f"duplicate key (first at line {seen[key_node.value]})")
+                    SpecProblem(
+                        source, line, field_text((*path, key)), f"duplicate key (first at line {seen[key_node.value]})"
+                    )
                 )
             seen.setdefault(key_node.value, line)
         if len(node.value) != len(value):

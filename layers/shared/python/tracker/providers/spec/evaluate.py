@@ -109,14 +109,18 @@ def validate_params(spec: ProviderSpec, params: Mapping[str, Any] | None) -> dic
     return model.model_dump(exclude_none=True)
 
 
-def render_start(spec: ProviderSpec, params: Mapping[str, Any] | None, *, job_id: str, idempotency_key: str) -> RenderedRequest:
+def render_start(
+    spec: ProviderSpec, params: Mapping[str, Any] | None, *, job_id: str, idempotency_key: str
+) -> RenderedRequest:
     if spec.start is None:
         raise SpecParamsError(f"{spec.job_type} only tracks jobs started elsewhere (the spec has no `start`)")
     values = TemplateValues(validate_params(spec, params), job_id=job_id, idempotency_key=idempotency_key)
     return _render(spec, "start", spec.start, values)
 
 
-def render_status(spec: ProviderSpec, params: Mapping[str, Any] | None, *, provider_job_id: str, job_id: str) -> RenderedRequest:
+def render_status(
+    spec: ProviderSpec, params: Mapping[str, Any] | None, *, provider_job_id: str, job_id: str
+) -> RenderedRequest:
     values = TemplateValues(validate_params(spec, params), provider_job_id=provider_job_id, job_id=job_id)
     return _render(spec, "status", spec.status, values)
 
@@ -136,7 +140,9 @@ def render_result(
     values = TemplateValues(validate_params(spec, params), provider_job_id=provider_job_id, job_id=job_id)
     file_name = render_text(result.file_name, values).replace("/", "_")
     if result.request is not None:
-        return ResultSource(file_name, result.content_type, request=_render(spec, "result.request", result.request, values))
+        return ResultSource(
+            file_name, result.content_type, request=_render(spec, "result.request", result.request, values)
+        )
     url = _find(parse_selector(str(result.url)), final_answer, "result.url")
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
         raise ProviderAnswerError(
@@ -236,9 +242,9 @@ def _observe(mapping: StateMapping, answer: Any, where: str) -> dict[str, Any]:
                     f"{where}: state field {name!r}: {exc}", code="answer_field_missing"
                 ) from None
         if isinstance(value, (dict, list)):
+            kind = "an object" if isinstance(value, dict) else "a list"
             raise ProviderAnswerError(
-                f"{where}: state field {name!r} ({state_field.selector}) is {'an object' if isinstance(value, dict) else 'a list'}, "
-                "not a value",
+                f"{where}: state field {name!r} ({state_field.selector}) is {kind}, not a value",
                 code="answer_wrong_type",
             )
         observed[name] = value
@@ -279,7 +285,9 @@ def _unknown(
         warnings.append(f"no rule matches {seen} ({streak} unknown answer(s) in a row, limit {policy.limit})")
         return StatusReading("RUNNING", provider_status, None, None, streak, tuple(warnings))
     reason = (
-        f"{streak} answers in a row (limit {policy.limit})" if policy.then == "RUNNING" else "the spec fails unknown states"
+        f"{streak} answers in a row (limit {policy.limit})"
+        if policy.then == "RUNNING"
+        else "the spec fails unknown states"
     )
     return StatusReading(
         "FAILED",
@@ -360,7 +368,9 @@ def _cut(text: str, limit: int = MAX_TEXT) -> str:
 
 
 # -- credentials -----------------------------------------------------------------------------------
-def auth_headers(auth: BearerAuth | BasicAuth | HeaderAuth, secret_string: str, *, key: str | None = None) -> dict[str, str]:
+def auth_headers(
+    auth: BearerAuth | BasicAuth | HeaderAuth, secret_string: str, *, key: str | None = None
+) -> dict[str, str]:
     """The credentials header from a secret's value (the whole string, or `key` of a JSON secret).
     Error messages never include the value."""
     value = _secret_value(secret_string, key if key is not None else auth.secret.key, basic=isinstance(auth, BasicAuth))

@@ -70,7 +70,11 @@ def spec_from_document(
         raise SpecError(_problems(exc, source, lines)) from None
     if expected_name is not None and spec.name != expected_name:
         raise SpecError(
-            [SpecProblem(source, lines.get(("name",)), "name", f"{spec.name!r} must match the file name {expected_name!r}")]
+            [
+                SpecProblem(
+                    source, lines.get(("name",)), "name", f"{spec.name!r} must match the file name {expected_name!r}"
+                )
+            ]
         )
     return spec
 
@@ -151,8 +155,10 @@ def load_bundle(path: str | Path) -> dict[str, ProviderSpec]:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SpecError([SpecProblem(source, None, "", f"cannot read the spec bundle: {exc}")]) from None
-    if not isinstance(document, dict) or document.get("version") != BUNDLE_VERSION or not isinstance(
-        document.get("specs"), dict
+    if (
+        not isinstance(document, dict)
+        or document.get("version") != BUNDLE_VERSION
+        or not isinstance(document.get("specs"), dict)
     ):
         raise SpecError([SpecProblem(source, None, "", f"not a version {BUNDLE_VERSION} spec bundle")])
     return {

@@ -73,14 +73,18 @@ class BaseUrlRef(ParameterRef):
     @classmethod
     def _https(cls, value: str | None) -> str | None:
         if value is not None and not re.match(HTTPS_URL_PATTERN, value):
-            raise ValueError(f"default must be an https:// URL without query, e.g. https://cloud.getdbt.com; got {value!r}")
+            raise ValueError(
+                f"default must be an https:// URL without query, e.g. https://cloud.getdbt.com; got {value!r}"
+            )
         return value
 
 
 class SecretRef(_Model):
     """Names a Secrets Manager secret; the secret's value is never in a spec, a log or a job record."""
 
-    parameter: str | None = Field(default=None, pattern=PARAMETER_PATTERN, description="Template parameter holding the secret ARN.")
+    parameter: str | None = Field(
+        default=None, pattern=PARAMETER_PATTERN, description="Template parameter holding the secret ARN."
+    )
     arn: str | None = Field(default=None, pattern=SECRET_ARN_PATTERN, description="The secret ARN itself.")
     key: str | None = Field(default=None, description="When the secret is a JSON object: the field holding the value.")
 
@@ -267,7 +271,9 @@ class StatusSpec(RequestSpec):
 class ResultSpec(_Model):
     """The job's output, streamed into ``results/<job>/<fileName>`` when the job ends in one of `fetchOn`."""
 
-    url: SelectorText | None = Field(default=None, description="A download URL in the last status answer (fetched without credentials).")
+    url: SelectorText | None = Field(
+        default=None, description="A download URL in the last status answer (fetched without credentials)."
+    )
     request: RequestSpec | None = Field(default=None, description="A request to the API (with credentials).")
     file_name: str = Field(default="result.json", pattern=r"^[A-Za-z0-9._{}-]{1,128}$")
     content_type: str = "application/json"

@@ -35,7 +35,10 @@ def params_model(spec: ProviderSpec) -> type[BaseModel]:
     for name, param in spec.params.items():
         annotation = _TYPES[param.type]
         default = ... if param.required else None
-        fields[name] = (annotation if param.required else annotation | None, Field(default, description=param.description))
+        fields[name] = (
+            annotation if param.required else annotation | None,
+            Field(default, description=param.description),
+        )
     model = create_model(f"Params_{spec.name}", __base__=_Params, **fields)
     if len(_BUILT) < 256:
         _BUILT[id(spec)] = (spec, model)

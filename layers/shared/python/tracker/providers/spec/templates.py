@@ -16,7 +16,9 @@ from typing import Any
 from urllib.parse import quote
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
-_NAME = re.compile(r"^(?:params\.(?P<param>[A-Za-z_][A-Za-z0-9_]*)|(?P<builtin>providerJobId|jobId|idempotencyKey))(?P<optional>\?)?$")
+_NAME = re.compile(
+    r"^(?:params\.(?P<param>[A-Za-z_][A-Za-z0-9_]*)|(?P<builtin>providerJobId|jobId|idempotencyKey))(?P<optional>\?)?$"
+)
 BUILTINS = ("providerJobId", "jobId", "idempotencyKey")
 _ABSENT = object()
 
@@ -47,7 +49,9 @@ class TemplateValues:
     idempotency_key: str | None = None
 
     def builtin(self, name: str) -> Any:
-        return {"providerJobId": self.provider_job_id, "jobId": self.job_id, "idempotencyKey": self.idempotency_key}[name]
+        return {"providerJobId": self.provider_job_id, "jobId": self.job_id, "idempotencyKey": self.idempotency_key}[
+            name
+        ]
 
 
 class TemplateValueError(LookupError):
@@ -175,4 +179,3 @@ def _lookup(holder: Placeholder, values: TemplateValues) -> Any:
         return _ABSENT if value is None else value
     value = values.builtin(str(holder.builtin))
     return _ABSENT if value is None else value
-
