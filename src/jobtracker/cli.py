@@ -176,6 +176,123 @@ def simulate_keboola(
     )
 
 
+@simulate.command("databricks")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8902, show_default=True, type=int)
+@click.option("--token", default=None, help="Accept only this bearer token (default: any non-empty token).")
+@click.option("--polls-per-phase", default=1, show_default=True, type=click.IntRange(0, 1000),
+              help="runs/get answers spent in PENDING and in RUNNING before the run ends.")
+@click.option("--missing-run-status", type=click.Choice(["400", "404"]), default="400", show_default=True,
+              help="How runs/get answers an unknown run: 400 INVALID_PARAMETER_VALUE (as the service) or 404.")
+def simulate_databricks(host: str, port: int, token: str | None, polls_per_phase: int, missing_run_status: str) -> None:
+    """Databricks Jobs API 2.2/2.1: run-now, runs/get, jobs/list (jobs 101-107, one per outcome)."""
+    from jobtracker.simulators.databricks import DatabricksConfig, DatabricksServer
+
+    config = DatabricksConfig(
+        token=token,
+        pending_polls=polls_per_phase,
+        running_polls=polls_per_phase,
+        missing_run_status=int(missing_run_status),
+    )
+    server = DatabricksServer(config, host=host, port=port)
+    server.start()
+    click.echo(f"Databricks simulator on {server.base_url}  (jobs: "
+               + ", ".join(f"{j.job_id} {j.outcome}" for j in config.jobs) + ")")
+    _serve_until_interrupted(server)
+
+
+@simulate.command("dbt-cloud")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8903, show_default=True, type=int)
+@click.option("--token", default=None, help="Accept only this token (default: any non-empty token).")
+@click.option("--polls-per-phase", default=1, show_default=True, type=click.IntRange(0, 1000),
+              help="Retrieve Run answers spent in Queued, Starting and Running before the run ends.")
+def simulate_dbt_cloud(host: str, port: int, token: str | None, polls_per_phase: int) -> None:
+    """dbt Cloud API v2: trigger job run, retrieve run, run artifacts (account 70403, jobs 201-203)."""
+    from jobtracker.simulators.dbt_cloud import DbtCloudConfig, DbtCloudServer
+
+    config = DbtCloudConfig(
+        token=token, queued_polls=polls_per_phase, starting_polls=polls_per_phase, running_polls=polls_per_phase
+    )
+    server = DbtCloudServer(config, host=host, port=port)
+    server.start()
+    click.echo(f"dbt Cloud simulator on {server.base_url}  (account {config.account_id}; jobs: "
+               + ", ".join(f"{j.job_id} {j.outcome}" for j in config.jobs) + ")")
+    _serve_until_interrupted(server)
+
+
+def _serve_until_interrupted(server: Any) -> None:
+    click.echo("Ctrl-C stops.", err=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        click.echo("stopping", err=True)
+    finally:
+        server.stop()
+
+
+@main.group()
+def providers() -> None:
+    """Provider specs: asynchronous HTTP job APIs declared in data (specs/*.yaml, job type http:<name>)."""
+
+
+@providers.command("schema")
+def providers_schema() -> None:
+    """Print the JSON Schema of a provider spec."""
+    import json
+
+    from tracker.providers.spec.model import ProviderSpec
+
+    schema = ProviderSpec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "jobtracker provider spec"
+    click.echo(json.dumps(schema, indent=2, sort_keys=True))
+
+
+@providers.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+def providers_validate(files: tuple[Path, ...]) -> None:
+    """Validate spec files; every problem is printed as FILE:LINE: FIELD: MESSAGE (exit 1 if any)."""
+    from tracker.providers.spec.loader import SpecError
+
+    from jobtracker.specs import read_spec_file
+
+    failed = False
+    for path in files:
+        try:
+            spec = read_spec_file(path)
+        except SpecError as exc:
+            failed = True
+            for problem in exc.problems:
+                click.echo(str(problem), err=True)
+            continue
+        click.echo(f"{path}: ok ({spec.job_type})")
+    if failed:
+        sys.exit(1)
+
+
+@providers.command("list")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Spec folder (default: the project's specs/).")
+def providers_list(directory: Path | None) -> None:
+    """The shipped specs with their job types."""
+    from tracker.providers.spec.loader import SpecError
+
+    from jobtracker.specs import SPECS_DIR, shipped_specs
+
+    try:
+        specs = shipped_specs(directory or SPECS_DIR)
+    except SpecError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    width = max((len(s.job_type) for s in specs), default=4)
+    click.echo(f"{'TYPE':<{width}}  START  IN-FLIGHT  TITLE")
+    for spec in specs:
+        start = "yes" if spec.start else "track"
+        click.echo(f"{spec.job_type:<{width}}  {start:<5}  {spec.in_flight:>9}  {spec.title}")
+
+
 @main.group()
 def local() -> None:
     """The offline stack (moto + simulator + the real handlers and ASL)."""
