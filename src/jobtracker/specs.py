@@ -84,19 +84,21 @@ def _index(
 ) -> None:
     if isinstance(node, yaml.MappingNode) and isinstance(value, dict):
         seen: dict[Any, int] = {}
-        for (key_node, _), key in zip(node.value, value.keys(), strict=False):
+        for key_node, _ in node.value:
             line = key_node.start_mark.line + 1
-            if isinstance(key, bool) or key is None:
+            if key_node.tag in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"):
                 problems.append(
                     SpecProblem(
-                        source, line, field_text(path), f"key {key_node.value!r} reads as {key!r} in YAML; quote it"
+                        source,
+                        line,
+                        field_text(path),
+                        f"key {key_node.value!r} reads as a {key_node.tag[18:]}; quote it",
                     )
                 )
             if key_node.value in seen:
+                where = field_text((*path, key_node.value))
                 problems.append(
-                    SpecProblem(
-                        source, line, field_text((*path, key)), f"duplicate key (first at line {seen[key_node.value]})"
-                    )
+                    SpecProblem(source, line, where, f"duplicate key (first at line {seen[key_node.value]})")
                 )
             seen.setdefault(key_node.value, line)
         if len(node.value) != len(value):

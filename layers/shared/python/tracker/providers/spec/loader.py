@@ -81,7 +81,13 @@ def spec_from_document(
 
 def _problems(exc: ValidationError, source: str, lines: Mapping[Location, int]) -> list[SpecProblem]:
     problems = []
-    for error in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    # A value that fits no branch of a union (a selector text or a StateField) gets one error per branch;
+    # when one branch says what is wrong with the value, the others' "should be a dictionary" is noise.
+    explained = {_document_location(tuple(e["loc"]), lines) for e in errors if e["type"] == "value_error"}
+    for error in errors:
+        if error["type"].endswith("_type") and _document_location(tuple(error["loc"]), lines) in explained:
+            continue
         base = tuple(error["loc"])
         text = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "missing":
