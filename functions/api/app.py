@@ -1,26 +1,79 @@
-"""REST API (API Gateway, AWS_IAM auth): POST /jobs, GET /jobs, GET /jobs/{id}, GET /jobs/{id}/results."""
+"""REST API (API Gateway, AWS_IAM auth): create, list, show, cancel and retry jobs; result URLs.
 
+The OpenAPI document it serves (GET /openapi?format=json) is built from these routes: the request
+models below, the answer models of tracker.api_models, and every status each route can answer.
+"""
+
+import json
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
-from tracker import aws, wiring
+from pydantic.json_schema import SkipJsonSchema
+from tracker import catalogue, wiring
 from tracker.access import Caller, caller_from_identity
 from tracker.config import settings
 from tracker.control import ControlError, JobControl
 from tracker.jobs_api import PRESIGNED_URL_SECONDS, ApiError, JobsApi
 from tracker.model import JOB_TYPES, storage_job_view
 from tracker.observability import logger, metrics, tracer
-from tracker.providers.registry import OPERATION_TYPES
 
-app = APIGatewayRestResolver(enable_validation=True)
-app.enable_swagger(path="/openapi", title="jobtracker API")
 
-JobType = Literal["fullstory.users", "fullstory.events", "fullstory.segment_export", "keboola.table_export", "track"]
-assert set(JobType.__args__) == {*JOB_TYPES, *OPERATION_TYPES, "track"}  # type: ignore[attr-defined]
+class _Resolver(APIGatewayRestResolver):
+    """Serves the document with the answer models of tracker.api_models, imported only here: they are
+    what /openapi describes, and creating them costs every cold start ~50 ms the other routes do not need.
+
+    A request that fails validation is answered 400 {code, message} (invalid_request, below), never with
+    the 422 HTTPValidationError Powertools adds to every route of its document, so those are left out
+    (a route's own 422, an Idempotency-Key reused, stays)."""
+
+    def get_openapi_schema(self, **kwargs: Any) -> Any:
+        from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
+        from tracker.api_models import answer_schemas
+
+        document = super().get_openapi_schema(**kwargs).model_dump(by_alias=True, exclude_none=True, mode="json")
+        for path_item in document["paths"].values():
+            for operation in (path_item[m] for m in ("get", "put", "post", "delete", "patch") if m in path_item):
+                answers = operation["responses"]
+                if "HTTPValidationError" in json.dumps(answers.get("422", {})):
+                    del answers["422"]
+                operation["responses"] = dict(sorted(answers.items()))
+        schemas = document["components"]["schemas"]
+        for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+            schemas.pop(unused, None)
+        schemas.update(answer_schemas())
+        return OpenAPI.model_validate(document)
+
+
+# API Gateway's own convention for IAM (SigV4) auth in OpenAPI (x-amazon-apigateway-authtype).
+SIGV4 = APIKey.model_validate(
+    {
+        "type": "apiKey",
+        "name": "Authorization",
+        "in": APIKeyIn.header,
+        "description": "AWS Signature Version 4 (service execute-api) with IAM credentials: the API uses "
+        "AWS_IAM authorization, so sign every request (awscurl, botocore SigV4Auth, aws-sigv4 clients).",
+        "x-amazon-apigateway-authtype": "awsSigv4",
+    }
+)
+app = _Resolver(enable_validation=True)
+app.enable_swagger(
+    path="/openapi",
+    title="jobtracker API",
+    version="1.0.0",
+    description="Track provider batch jobs (FullStory imports and exports, Keboola table exports). "
+    "Errors are {code, message}. GET /openapi?format=json is this document.",
+    security_schemes={"sigv4": SIGV4},
+    security=[{"sigv4": []}],
+)
+
+JobType = Literal[catalogue.NAMES]  # type: ignore[valid-type]
+TrackedProvider = Literal[tuple(catalogue.TRACKABLE)]  # type: ignore[valid-type]
 
 
 class CreateJobBody(BaseModel):
@@ -31,18 +84,16 @@ class CreateJobBody(BaseModel):
     requests: list[dict[str, Any]] | None = Field(default=None, min_length=1, max_length=50_000)
     source: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+")
     params: dict[str, Any] | None = None
-    provider: Literal["fullstory.users", "fullstory.events", "fullstory.operation", "keboola.storage"] | None = None
+    provider: TrackedProvider | None = None
     providerJobId: str | None = Field(default=None, min_length=1, max_length=256)
 
 
 def _service() -> JobsApi:
-    return JobsApi(settings(), wiring.store(), aws.client("s3"), aws.client("sqs"))
+    return wiring.jobs_api()
 
 
 def _control() -> JobControl:
-    return JobControl(
-        settings(), wiring.store(), aws.client("stepfunctions"), aws.client("s3"), wiring.finalizer(), wiring.budgets()
-    )
+    return wiring.control()
 
 
 def _caller() -> Caller:
@@ -59,16 +110,73 @@ def _base_url() -> str | None:
     return f"{scheme}://{ctx.domain_name}{stage}"
 
 
-@app.post("/jobs")
-def create_job(body: CreateJobBody) -> Response[dict[str, Any]]:
-    headers = app.current_event.headers
-    key = headers.get("Idempotency-Key") or headers.get("idempotency-key")
+def _answers(ok: dict[int, tuple[str, str]], errors: dict[int, str]) -> dict[int, OpenAPIResponse]:
+    """A route's documented answers: its successes (description, answer model of tracker.api_models; a
+    second model after `|`), its own errors and the errors every route can answer, all {code, message}."""
+
+    def json_of(models: str) -> dict[str, Any]:
+        refs = [{"$ref": f"#/components/schemas/{name.strip()}"} for name in models.split("|")]
+        return {"application/json": {"schema": refs[0] if len(refs) == 1 else {"anyOf": refs}}}
+
+    answers: dict[int, OpenAPIResponse] = {
+        status: {"description": text, "content": json_of(models)} for status, (text, models) in ok.items()
+    }
+    for status, text in {**errors, **COMMON_ERRORS}.items():
+        answers[status] = {"description": text, "content": json_of("Error")}
+    return answers
+
+
+COMMON_ERRORS = {
+    403: "Not SigV4-signed, a bad or expired signature, or no execute-api:Invoke permission (answered by "
+    "API Gateway, code MISSING_AUTHENTICATION_TOKEN, INVALID_SIGNATURE, ...; missing_authentication offline).",
+    429: "THROTTLED: over the API's rate limit (API Gateway); wait and send it again.",
+    500: "internal_error: the request failed and was logged (or API Gateway could not invoke the function).",
+    502: "The function failed outside its error handling (API Gateway).",
+    504: "INTEGRATION_TIMEOUT: no answer within 29 s (API Gateway).",
+}
+NOT_FOUND = {404: "not_found: no such job, or another caller's job (only AdminPrincipals see every job)."}
+TOO_LARGE = {413: "A request body over API Gateway's 10 MB (REQUEST_TOO_LARGE; payload_too_large offline)."}
+JOB_ID = "A job id (job-...)."
+
+
+@app.post(
+    "/jobs",
+    operation_id="createJob",
+    summary="Create a job",
+    description="An import (`requests` inline or `source` s3://inbox/...), an export (`params`) or `track` of a "
+    "provider job started elsewhere (`provider` + `providerJobId`). With an Idempotency-Key, the same request "
+    "again answers the job the first one created (200) instead of creating another.",
+    tags=["jobs"],
+    responses=_answers(
+        {
+            202: ("The job, created (PENDING).", "Job"),
+            200: ("An Idempotency-Key replay: the job already created.", "Job"),
+        },
+        {
+            400: "invalid_request or invalid_source: the body does not fit the job type.",
+            409: "request_in_progress: a request with this Idempotency-Key is still running; send it again.",
+            422: "idempotency_key_reused: this Idempotency-Key came with a different body.",
+            **TOO_LARGE,
+        },
+    ),
+)
+def create_job(
+    body: CreateJobBody,
+    idempotency_key: Annotated[
+        str | SkipJsonSchema[None],
+        Header(
+            alias="Idempotency-Key",
+            description="Per caller: the same key answers the job it first created (200); within 24 h, the same "
+            "key with another body is refused (422).",
+        ),
+    ] = None,
+) -> Response[dict[str, Any]]:
     caller = _caller()
     service = _service()
     if body.type in JOB_TYPES and (body.params or body.provider or body.providerJobId):
         raise ApiError(400, "invalid_request", f"{body.type} jobs take 'requests' or 'source', not params/provider")
-    if key:
-        job, created = _create_once(service, body, caller, key)
+    if idempotency_key:
+        job, created = _create_once(service, body, caller, idempotency_key)
     else:
         job, created = _create(service, body, caller, None)
     view = service.view(job, [], base_url=_base_url())
@@ -124,11 +232,21 @@ def _create_once(service: JobsApi, body: CreateJobBody, caller: Caller, key: str
     return job, bool(fresh and fresh[0])
 
 
-@app.get("/jobs")
+@app.get(
+    "/jobs",
+    operation_id="listJobs",
+    summary="List jobs",
+    description="The caller's jobs (every job for AdminPrincipals), newest first, a page at a time.",
+    tags=["jobs"],
+    responses=_answers(
+        {200: ("One page of jobs.", "JobList")},
+        {400: "invalid_request (a bad state or limit) or invalid_next_token."},
+    ),
+)
 def list_jobs(
-    state: Annotated[Literal["PENDING", "RUNNING", "COMPLETED", "FAILED"] | None, Query()] = None,
+    state: Annotated[Literal["PENDING", "RUNNING", "COMPLETED", "FAILED"] | SkipJsonSchema[None], Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    nextToken: Annotated[str | None, Query(max_length=2048)] = None,
+    nextToken: Annotated[str | SkipJsonSchema[None], Query(max_length=2048)] = None,
 ) -> dict[str, Any]:
     service = _service()
     jobs, token = service.list_jobs(caller=_caller(), state=state, limit=limit, next_token=nextToken)
@@ -136,17 +254,38 @@ def list_jobs(
     return {"jobs": [service.view(job, [], base_url=base) for job in jobs], "nextToken": token}
 
 
-@app.get("/jobs/<job_id>")
-def get_job(job_id: str, view: Annotated[Literal["operation", "storage-job"], Query()] = "operation") -> dict[str, Any]:
-    """The normalized job; `?view=storage-job` answers it as a Keboola Storage JobResponse."""
+@app.get(
+    "/jobs/<job_id>",
+    operation_id="getJob",
+    summary="Show a job",
+    description="The normalized job (a FullStory Operation); `?view=storage-job` answers it as a Keboola Storage "
+    "JobResponse instead.",
+    tags=["jobs"],
+    responses=_answers(
+        {200: ("The job: a Job, or a StorageJob with ?view=storage-job.", "Job | StorageJob")},
+        {400: "invalid_request: an unknown view.", **NOT_FOUND},
+    ),
+)
+def get_job(
+    job_id: Annotated[str, Path(description=JOB_ID)],
+    view: Annotated[Literal["operation", "storage-job"], Query()] = "operation",
+) -> dict[str, Any]:
     service = _service()
     job, batches = service.get_job(job_id, _caller())
     normalized = service.view(job, batches, base_url=_base_url())
     return storage_job_view(job, normalized) if view == "storage-job" else normalized
 
 
-@app.get("/jobs/<job_id>/results")
-def get_job_results(job_id: str) -> dict[str, Any]:
+@app.get(
+    "/jobs/<job_id>/results",
+    operation_id="getJobResults",
+    summary="Links to a job's result files",
+    description="Presigned URLs of the files that exist: rejected rows as soon as intake is done, the rest once "
+    "the job has finished.",
+    tags=["jobs"],
+    responses=_answers({200: ("The job's files.", "JobResultLinks")}, NOT_FOUND),
+)
+def get_job_results(job_id: Annotated[str, Path(description=JOB_ID)]) -> dict[str, Any]:
     service = _service()
     job, _ = service.get_job(job_id, _caller())
     return {
@@ -157,8 +296,18 @@ def get_job_results(job_id: str) -> dict[str, Any]:
     }
 
 
-@app.post("/jobs/<job_id>/cancel")
-def cancel_job(job_id: str) -> dict[str, Any]:
+@app.post(
+    "/jobs/<job_id>/cancel",
+    operation_id="cancelJob",
+    summary="Cancel a job",
+    description="Stops its execution and ends it FAILED with error code `cancelled`; results so far are kept.",
+    tags=["jobs"],
+    responses=_answers(
+        {200: ("The job, cancelled (FAILED).", "Job")},
+        {**NOT_FOUND, 409: "already_finished: the job had already ended.", **TOO_LARGE},
+    ),
+)
+def cancel_job(job_id: Annotated[str, Path(description=JOB_ID)]) -> dict[str, Any]:
     caller = _caller()
     service = _service()
     job, _ = service.get_job(job_id, caller)
@@ -167,8 +316,19 @@ def cancel_job(job_id: str) -> dict[str, Any]:
     return service.view(job, batches, base_url=_base_url())
 
 
-@app.post("/jobs/<job_id>/retry")
-def retry_job(job_id: str) -> Response[dict[str, Any]]:
+@app.post(
+    "/jobs/<job_id>/retry",
+    operation_id="retryJob",
+    summary="Retry a failed job",
+    description="Runs again only the batches that did not finish; a batch the provider accepted is polled, "
+    "never sent again.",
+    tags=["jobs"],
+    responses=_answers(
+        {202: ("The job, running again.", "Job")},
+        {**NOT_FOUND, 409: "not_failed or nothing_to_retry: the job cannot be retried.", **TOO_LARGE},
+    ),
+)
+def retry_job(job_id: Annotated[str, Path(description=JOB_ID)]) -> Response[dict[str, Any]]:
     caller = _caller()
     service = _service()
     job, _ = service.get_job(job_id, caller)

@@ -17,6 +17,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # (its envelopes and AWS event models) to every cold start of a function polled thousands of times.
     task = BatchTask.model_validate(event)
     logger.append_keys(job_id=task.jobId, batch=task.batch.index)
-    result = wiring.batch_tasks().check(task.model_dump(mode="json"))
+    answer = wiring.batch_tasks().check(task)
     metrics.add_metric(name="Polls", unit=MetricUnit.Count, value=1)
-    return result
+    return answer.for_state_machine()

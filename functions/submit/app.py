@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from tracker import wiring
-from tracker.messages import BatchTask
+from tracker.messages import BatchTask, Phase
 from tracker.observability import logger, metrics, tracer
 
 
@@ -17,9 +17,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # (its envelopes and AWS event models) to every cold start of a function polled thousands of times.
     task = BatchTask.model_validate(event)
     logger.append_keys(job_id=task.jobId, batch=task.batch.index)
-    result = wiring.batch_tasks().submit(task.model_dump(mode="json"))
-    if result.get("phase") == "throttled":
+    answer = wiring.batch_tasks().submit(task)
+    if answer.phase == Phase.THROTTLED:
         metrics.add_metric(name="ProviderThrottled", unit=MetricUnit.Count, value=1)
-    elif result.get("phase") == "polling":
+    elif answer.phase == Phase.POLLING:
         metrics.add_metric(name="BatchesSubmitted", unit=MetricUnit.Count, value=1)
-    return result
+    return answer.for_state_machine()

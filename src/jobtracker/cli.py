@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+from tracker import catalogue
 
 from jobtracker.client.commands import COMMANDS
 from jobtracker.client.errors import EXIT_INTERRUPTED
+
+DEFAULT_BATCH_TYPE = catalogue.BATCH_TYPES[0]  # what the shipped sample (samples/users.csv) holds
 
 
 class _Cli(click.Group):
@@ -56,6 +59,22 @@ def simulate() -> None:
     """Provider simulators on 127.0.0.1 (not deployed)."""
 
 
+def _tls_options(command: Any) -> Any:
+    """--tls and --tls-dir, the same for every simulator."""
+    command = click.option(
+        "--tls-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="With --tls: write cert.pem and key.pem here (default: a temporary directory removed on exit).",
+    )(command)
+    return click.option(
+        "--tls",
+        is_flag=True,
+        help="Serve HTTPS with a fresh self-signed certificate for 127.0.0.1 and localhost; its path is printed "
+        "(trust it: curl --cacert PATH, REQUESTS_CA_BUNDLE=PATH).",
+    )(command)
+
+
 @simulate.command("fullstory")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8900, show_default=True, type=int)
@@ -88,9 +107,11 @@ def simulate() -> None:
     multiple=True,
     metavar="SPEC",
     help="Inject failures, repeatable: 429:0.3, 429-bare:0.2, 500:0.1, reset:0.05, slow:2s, malformed:0.05, "
-    "stuck, repeat-token; KIND@submit|status|pages limits the target, :Nx hits only the first N.",
+    "stuck, repeat-token; KIND@TARGET limits it to submit, status, pages (batch imports) or export, operation, "
+    "results, download (segment exports); :Nx hits only the first N.",
 )
 @click.option("--fault-seed", default=None, type=int, help="Seed of the fault dice, for repeatable runs.")
+@_tls_options
 def simulate_fullstory(
     host: str,
     port: int,
@@ -102,8 +123,10 @@ def simulate_fullstory(
     retry_after: int,
     faults: tuple[str, ...],
     fault_seed: int | None,
+    tls: bool,
+    tls_dir: Path | None,
 ) -> None:
-    """FullStory v2 users/events batch import API."""
+    """FullStory v2 users/events batch import API and segment exports."""
     from jobtracker.simulators.fullstory import SimulatorConfig, parse_fault, serve
 
     try:
@@ -123,6 +146,8 @@ def simulate_fullstory(
         ),
         host=host,
         port=port,
+        tls=tls,
+        tls_dir=tls_dir,
     )
 
 
@@ -144,7 +169,8 @@ def simulate_fullstory(
     metavar="SPEC",
     help="As for fullstory, plus maintenance[:rate] (503 with Retry-After); repeatable.",
 )
-@click.option("--fault-seed", default=None, type=int)
+@click.option("--fault-seed", default=None, type=int, help="Seed of the fault dice, for repeatable runs.")
+@_tls_options
 def simulate_keboola(
     host: str,
     port: int,
@@ -154,6 +180,8 @@ def simulate_keboola(
     download_ttl: float,
     faults: tuple[str, ...],
     fault_seed: int | None,
+    tls: bool,
+    tls_dir: Path | None,
 ) -> None:
     """Keboola Storage API: table export-async, storage jobs, files (demo table in.c-main.users)."""
     from jobtracker.simulators.keboola import KeboolaSimulatorConfig, parse_keboola_fault, serve
@@ -173,6 +201,8 @@ def simulate_keboola(
         ),
         host=host,
         port=port,
+        tls=tls,
+        tls_dir=tls_dir,
     )
 
 
@@ -349,7 +379,8 @@ def local_up(
         click.echo(f"results bucket  {stack.results_bucket}")
         click.echo(f"jobs table      {stack.output('JobsTable')}")
         click.echo(
-            f"upload:  aws --endpoint-url {session.aws_endpoint} s3 cp users.csv s3://{stack.inbox_bucket}/inbox/users/"
+            f"upload:  aws --endpoint-url {session.aws_endpoint} s3 cp users.csv "
+            f"s3://{stack.inbox_bucket}/{catalogue.get(DEFAULT_BATCH_TYPE).inbox_prefix}"
         )
         api_url = session.api.base_url if session.api else ""
         if allow_unsigned:
@@ -358,7 +389,7 @@ def local_up(
             click.echo(
                 f"watch:   awscurl --service execute-api {api_url}/jobs   (or restart with --allow-unsigned for curl)"
             )
-        click.echo("submit:  jobtracker submit users.csv --type fullstory.users --local")
+        click.echo(f"submit:  jobtracker submit users.csv --type {DEFAULT_BATCH_TYPE} --local")
         click.echo("Ctrl-C stops.", err=True)
         try:
             threading.Event().wait()
@@ -377,8 +408,8 @@ def local_up(
 @click.option(
     "--type",
     "job_type",
-    type=click.Choice(["fullstory.users", "fullstory.events"]),
-    default="fullstory.users",
+    type=click.Choice(catalogue.BATCH_TYPES),
+    default=DEFAULT_BATCH_TYPE,
     show_default=True,
 )
 @click.option(

@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
+from tracker import catalogue
 
 from jobtracker.local.session import OfflineSession
 from jobtracker.local.stack import REPO_ROOT
@@ -30,15 +31,14 @@ STATE_STYLE = {
 def run_demo(
     *,
     file: Path = SAMPLE,
-    job_type: str = "fullstory.users",
+    job_type: str = catalogue.BATCH_TYPES[0],
     out_dir: Path = Path("demo-results"),
     batch_rows: int = 500,
     processing_seconds: float = 3.0,
     console: Console | None = None,
 ) -> int:
     console = console or Console()
-    prefix = {"fullstory.users": "inbox/users/", "fullstory.events": "inbox/events/"}[job_type]
-    key = prefix + file.name
+    key = f"{catalogue.get(job_type).inbox_prefix}{file.name}"
     parameters = {"PollMinSeconds": 1, "PollMaxSeconds": 2, "MaxBatchRequests": batch_rows, "InFlightBudget": 4}
     simulator = SimulatorConfig(polls_to_complete=None, processing_seconds=processing_seconds)
     console.print(
@@ -129,7 +129,7 @@ def _report(console: Console, job: dict[str, Any], notification: dict[str, Any] 
         console.print(f"  {path}  ({path.stat().st_size} bytes)")
     console.print(
         "next: your own file — `.venv/bin/jobtracker local up` in one terminal, then "
-        "`.venv/bin/jobtracker submit my.csv --type fullstory.users --local` and "
+        f"`.venv/bin/jobtracker submit my.csv --type {job.get('type')} --local` and "
         "`.venv/bin/jobtracker results <job id> --local` (README: Command line)"
     )
     return 0 if ok and notification else 1
@@ -158,7 +158,8 @@ def run_demo_all(*, out_dir: Path = Path("demo-results"), console: Console | Non
                 raise RuntimeError(f"POST /jobs answered {response.status}: {answer}")
             return str(answer["id"])
 
-        stack.client("s3").upload_file(str(SAMPLE), stack.inbox_bucket, "inbox/users/users.csv")
+        sample_key = f"{catalogue.get('fullstory.users').inbox_prefix}{SAMPLE.name}"
+        stack.client("s3").upload_file(str(SAMPLE), stack.inbox_bucket, sample_key)
         events = [
             {"name": "Signed Up", "user": {"uid": f"user-{i:05d}"}, "properties": {"plan": "pro"}} for i in range(50)
         ]
@@ -185,7 +186,7 @@ def run_demo_all(*, out_dir: Path = Path("demo-results"), console: Console | Non
             0,
             stack.wait_until(
                 lambda: next(
-                    (j["id"] for j in stack.jobs() if j["source"].get("key") == "inbox/users/users.csv"), None
+                    (j["id"] for j in stack.jobs() if j["source"].get("key") == sample_key), None
                 ),
                 timeout=60,
                 what="the upload's job",

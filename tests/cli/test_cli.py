@@ -163,8 +163,13 @@ def test_cancel_a_running_job_then_retry_it_to_completion(cli, local, session, t
         )
         assert started.exit_code == 0, started.output
         job_id = started.stdout.strip()
+        # all() of no batches is True: wait for the three batches to exist, then for the provider to accept them
         session.stack.wait_until(
-            lambda: all(b.get("providerJobId") for b in session.stack.list_batches(job_id)) or None,
+            lambda: (
+                len(batches := session.stack.list_batches(job_id)) == 3
+                and all(b.get("providerJobId") for b in batches)
+            )
+            or None,
             what="every batch accepted by the provider",
         )
         cancelled = cli("cancel", job_id, *local)

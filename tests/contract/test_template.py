@@ -63,7 +63,7 @@ LAMBDA_SERVICE_ERRORS = (
 )
 NAMED_PROVIDER_ERRORS = ("ProviderTransientError", "ProviderThrottledError")
 # Task invocations that talk to the provider: (DefinitionSubstitutions placeholder, Payload action or None).
-PROVIDER_CALLS = {("SubmitFunctionArn", None), ("StatusFunctionArn", None), ("ResultsFunctionArn", "collect")}
+PROVIDER_CALLS = {("SubmitFunctionArn", None), ("StatusFunctionArn", None), ("CollectFunctionArn", "collect")}
 PROVIDER_FUNCTIONS = sorted({function for function, _ in PROVIDER_CALLS})
 # Routes fixed by the API contract in DESIGN.md.
 CONTRACT_ROUTES = {("/jobs", "post"), ("/jobs", "get"), ("/jobs/{id}", "get")}
@@ -669,7 +669,8 @@ def test_asl_wrapped_in_raw_state_machine_passes_cfn_lint(template: dict[str, An
 
 
 def test_asl_cfn_lint_wrapper_detects_invalid_definition() -> None:
-    arns = {name: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}" for name in PROVIDER_FUNCTIONS}
+    functions = [*PROVIDER_FUNCTIONS, "FinalizeFunctionArn"]
+    arns = {name: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}" for name in functions}
     broken = json.loads(substitute_definition(json.dumps(_sample_asl()), arns))
     broken["States"]["Completed"]["Unexpected"] = True
     ids = {finding.split()[0] for finding in _lint_findings(_raw_state_machine_template(broken))}
@@ -761,7 +762,7 @@ def _sample_asl() -> dict[str, Any]:
                             "Choices": [{"Variable": "$.phase", "StringEquals": "done", "Next": "Collect"}],
                             "Default": "Poll",
                         },
-                        "Collect": _sample_task("ResultsFunctionArn", "Ended", action="collect"),
+                        "Collect": _sample_task("CollectFunctionArn", "Ended", action="collect"),
                         "Ended": {"Type": "Pass", "End": True},
                     },
                 },
@@ -770,7 +771,7 @@ def _sample_asl() -> dict[str, Any]:
                 "Next": "Finalize",
             },
             "Finalize": {
-                **_sample_task("ResultsFunctionArn", "Outcome", action="finalize"),
+                **_sample_task("FinalizeFunctionArn", "Outcome", action="finalize"),
                 "Retry": [{"ErrorEquals": [*LAMBDA_SERVICE_ERRORS], **_RETRY}],
                 "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Failed"}],
             },
@@ -867,24 +868,10 @@ def test_function_code_uri_has_importable_handler(
     # parameter defaults and placeholder names for resources, for every variable template.yaml declares.
     from tracker.config import settings
 
-    from jobtracker.local.template import Resolver
+    from jobtracker.local.settings import template_environment
 
-    resolver = Resolver(
-        template,
-        {},
-        {
-            "AWS::Region": "us-east-1",
-            "AWS::AccountId": "123456789012",
-            "AWS::StackName": "contract",
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-        },
-        lambda logical, attribute: f"arn:aws:contract:::{logical}{'-' + attribute if attribute else ''}",
-    )
-    environment = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
-    own = template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
-    for name, value in resolver.resolve({**environment, **own}).items():
-        monkeypatch.setenv(name, str(value))
+    for name, value in template_environment(function=function).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("AWS_REGION", "us-east-1")  # Lambda's own variable
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

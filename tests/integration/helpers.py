@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from tracker.budget import InFlightBudget
+
 from jobtracker.local.session import OfflineSession
 
 
@@ -37,3 +42,24 @@ def users(n: int, start: int = 1, **props: Any) -> list[dict[str, Any]]:
         {"uid": f"user-{i}", "email": f"user{i}@example.com", "properties": {"plan": "pro", "score": i, **props}}
         for i in range(start, start + n)
     ]
+
+
+def sigv4_headers(
+    method: str, url: str, body: bytes | None, access_key: str, headers: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Headers of a request signed as API Gateway's AWS_IAM auth wants it (service execute-api); the
+    offline API takes the access key as the caller's identity."""
+    request = AWSRequest(
+        method=method, url=url, data=body, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    SigV4Auth(Credentials(access_key, "secret-" + access_key), "execute-api", "us-east-1").add_auth(request)
+    return dict(request.headers)
+
+
+def fullstory_batch_budget() -> InFlightBudget:
+    """The running offline stack's in-flight budget of FullStory batch imports (OrgInFlightBudget)."""
+    from tracker import wiring
+
+    budget = wiring.budgets().for_type("fullstory.users")
+    assert budget is not None, "OrgInFlightBudget is 0: the FullStory batch budget is off"
+    return budget

@@ -6,11 +6,8 @@ from __future__ import annotations
 import json
 
 import urllib3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
-from tests.integration.helpers import users
+from tests.integration.helpers import sigv4_headers, users
 
 HTTP = urllib3.PoolManager(retries=False, timeout=10)
 
@@ -18,9 +15,7 @@ HTTP = urllib3.PoolManager(retries=False, timeout=10)
 def signed(session, method, path, body=None, key="AKIDALICE"):
     url = session.api.base_url + path
     data = json.dumps(body).encode() if body is not None else None
-    request = AWSRequest(method=method, url=url, data=data, headers={"Content-Type": "application/json"})
-    SigV4Auth(Credentials(key, "secret-" + key), "execute-api", "us-east-1").add_auth(request)
-    response = HTTP.request(method, url, body=data, headers=dict(request.headers))
+    response = HTTP.request(method, url, body=data, headers=sigv4_headers(method, url, data, key))
     return response.status, json.loads(response.data) if response.data else None
 
 
@@ -74,8 +69,6 @@ def test_the_same_idempotency_key_from_two_callers_makes_two_jobs(offline):
 def _signed_with_headers(session, body, key, headers):
     url = session.api.base_url + "/jobs"
     data = json.dumps(body).encode()
-    request = AWSRequest(method="POST", url=url, data=data, headers={"Content-Type": "application/json", **headers})
-    SigV4Auth(Credentials(key, "s"), "execute-api", "us-east-1").add_auth(request)
-    response = HTTP.request("POST", url, body=data, headers=dict(request.headers))
+    response = HTTP.request("POST", url, body=data, headers=sigv4_headers("POST", url, data, key, headers))
     assert response.status == 202
     return json.loads(response.data)

@@ -7,7 +7,7 @@ import json
 import urllib3
 
 from jobtracker.simulators.fullstory import SimulatorConfig, parse_fault
-from tests.integration.helpers import ndjson, upload_and_wait, users
+from tests.integration.helpers import fullstory_batch_budget, ndjson, upload_and_wait, users
 
 HTTP = urllib3.PoolManager(retries=False, timeout=10)
 
@@ -81,9 +81,7 @@ def test_retry_after_cancel_polls_accepted_batches_instead_of_resending(offline)
         done = stack.wait_for_job(job_id)
         assert done["state"] == "COMPLETED" and done["imported"] == 4 and done["accounting"]["balanced"]
         assert session.simulator.stats["batch_posts"] == posts  # polled again, never re-sent
-        from tracker import wiring
-
-        assert wiring.budget().holders() == {}  # cancel and completion gave every slot back
+        assert fullstory_batch_budget().holders() == {}  # cancel and completion gave every slot back
 
 
 def test_a_job_cancelled_while_intake_still_runs_never_reaches_the_provider(offline):

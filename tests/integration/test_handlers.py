@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from pydantic import TypeAdapter
 from tracker.intake import Upload, job_id_for_upload
+from tracker.messages import BatchTask, CollectRequest, ExecutionStatusChange, FinalizeRequest
 from tracker.model import now_iso
 
 from jobtracker.local.stack import REPO_ROOT
+from jobtracker.local.template import load_template
 from tests.integration.helpers import ndjson, upload_and_wait, users
 
 EVENTS = REPO_ROOT / "events"
@@ -24,6 +28,38 @@ def test_every_sample_event_is_valid_json_for_a_template_function():
     assert names, "events/ is empty"
     for name in names:
         assert isinstance(event(name), dict), name
+
+
+def _template_functions() -> dict[str, dict]:
+    resources = load_template(REPO_ROOT / "template.yaml")["Resources"]
+    return {name: res for name, res in resources.items() if res["Type"] == "AWS::Serverless::Function"}
+
+
+def test_every_sample_event_is_named_after_its_function_and_accepted_by_its_input_model():
+    """events/<function>-*.json: `sam local invoke <Function> -e events/<file>` takes it as its input."""
+    code_dirs = {Path(res["Properties"]["CodeUri"]).name for res in _template_functions().values()}
+    inputs = {
+        "submit": BatchTask,
+        "status": BatchTask,
+        "collect": CollectRequest,
+        "finalize": TypeAdapter(FinalizeRequest | ExecutionStatusChange),
+    }
+    for path in sorted(EVENTS.glob("*.json")):
+        function = path.name.split("-", 1)[0]
+        assert function in code_dirs, f"{path.name} names no function directory of template.yaml ({code_dirs})"
+        if function in inputs:
+            model = inputs[function]
+            (model.validate_python if isinstance(model, TypeAdapter) else model.model_validate)(event(path.name))
+    assert {p.name.split("-", 1)[0] for p in EVENTS.glob("*.json")} == code_dirs  # a sample for every function
+
+
+def test_the_offline_stack_runs_every_function_of_the_template_and_the_backstop_rule_targets_finalize(offline):
+    with offline() as session:
+        assert set(session.stack.functions) == set(_template_functions())
+        events = session.stack.functions["FinalizeFunction"].events.values()
+        (rule,) = [e for e in events if e["Type"] == "EventBridgeRule"]
+        assert rule["Properties"]["Pattern"]["detail-type"] == ["Step Functions Execution Status Change"]
+        assert set(rule["Properties"]["Pattern"]["detail"]["status"]) == {"TIMED_OUT", "ABORTED", "FAILED"}
 
 
 def test_intake_sample_upload_event_creates_the_job_with_a_url_decoded_key(offline):
@@ -81,7 +117,7 @@ def test_an_unreadable_intake_message_ends_in_the_dead_letter_queue_not_lost(off
 
 
 def test_execution_that_timed_out_closes_its_job_failed_with_one_notification(offline):
-    timed_out = event("execution-timed-out.json")
+    timed_out = event("finalize-execution-timed-out.json")
     job_id = timed_out["detail"]["name"]
     with offline() as session:
         from tracker import wiring
@@ -100,7 +136,7 @@ def test_execution_that_timed_out_closes_its_job_failed_with_one_notification(of
             }
         )
         for _ in range(2):  # EventBridge delivers at least once
-            result = session.stack.invoke("ResultsFunction", timed_out)
+            result = session.stack.invoke("FinalizeFunction", timed_out)
         assert result == {"jobId": job_id, "state": "FAILED"}
         job = session.stack.get_job(job_id)
         assert job["error"] == {"code": "execution_timed_out", "message": "execution timed_out: States.Timeout"}
@@ -110,9 +146,9 @@ def test_execution_that_timed_out_closes_its_job_failed_with_one_notification(of
 def test_status_change_for_a_job_that_already_finished_changes_nothing(offline):
     with offline() as session:
         job = upload_and_wait(session, "inbox/users/done.ndjson", ndjson(users(2)))
-        failed = event("execution-timed-out.json")
+        failed = event("finalize-execution-timed-out.json")
         failed["detail"].update(name=job["id"], executionArn=job["runId"], status="FAILED", error="JobFailed")
-        assert session.stack.invoke("ResultsFunction", failed) == {"jobId": job["id"], "state": "COMPLETED"}
+        assert session.stack.invoke("FinalizeFunction", failed) == {"jobId": job["id"], "state": "COMPLETED"}
         assert session.stack.get_job(job["id"])["state"] == "COMPLETED"
         assert len(session.stack.notifications()) == 1
 
@@ -120,9 +156,9 @@ def test_status_change_for_a_job_that_already_finished_changes_nothing(offline):
 def test_a_late_event_about_an_earlier_execution_of_the_job_is_ignored(offline):
     with offline() as session:
         job = upload_and_wait(session, "inbox/users/late.ndjson", ndjson(users(1)))
-        late = event("execution-timed-out.json")
+        late = event("finalize-execution-timed-out.json")
         late["detail"].update(name=f"{job['id']}-retry-7", executionArn=job["runId"] + "-retry-7")
-        answer = session.stack.invoke("ResultsFunction", late)
+        answer = session.stack.invoke("FinalizeFunction", late)
         assert answer["ignored"] is True
         assert session.stack.get_job(job["id"])["state"] == "COMPLETED"
 

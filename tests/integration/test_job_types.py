@@ -16,7 +16,7 @@ from jobtracker.local.session import OfflineSession
 from jobtracker.local.stack import REPO_ROOT
 from jobtracker.simulators.fullstory import SimulatorConfig
 from jobtracker.simulators.keboola import KeboolaSimulatorConfig
-from tests.integration.helpers import users
+from tests.integration.helpers import fullstory_batch_budget, users
 
 HTTP = urllib3.PoolManager(retries=False, timeout=10)
 SEEDS = REPO_ROOT.parent / "shared" / "seeds"
@@ -212,4 +212,4 @@ def test_each_provider_has_its_own_in_flight_budget():
         from tracker import wiring
 
         assert wiring.budgets().for_type("keboola.table_export").holders() == {}
-        assert wiring.budget().holders() == {}  # FullStory's budget was never touched
+        assert fullstory_batch_budget().holders() == {}  # FullStory's budget was never touched

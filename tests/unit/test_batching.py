@@ -14,6 +14,7 @@ from tracker.limits import (
     MAX_LINE_BYTES,
     MAX_REQUESTS_PER_BATCH,
 )
+from tracker.providers.fullstory import USER_RULES
 
 MIN_BYTES = MAX_LINE_BYTES + BATCH_ENVELOPE_BYTES
 
@@ -143,7 +144,7 @@ def test_row_bigger_than_a_batch_is_an_error() -> None:
 def test_read_and_split_round_trip_with_unicode() -> None:
     lines = [json.dumps({"uid": f"ü{i}", "display_name": 'Zoë\n"quoted"', "properties": {"k": i}}) for i in range(25)]
     stream = io.BytesIO("\n".join(lines).encode())
-    rows = [r for r in read_requests(stream, InputFormat("ndjson", False), "fullstory.users") if isinstance(r, Row)]
+    rows = [r for r in read_requests(stream, InputFormat("ndjson", False), USER_RULES) if isinstance(r, Row)]
     batches = split([r.encoded for r in rows], max_requests=10)
     assert [b.rows for b in batches] == [10, 10, 5]
     assert [r for b in batches for r in requests_of(b)] == [json.loads(line) for line in lines]

@@ -24,6 +24,7 @@ def files(tmp_path_factory):
 
 def test_input_files_hold_valid_users_of_about_250_bytes(files):
     from tracker.ingest import Row, detect_format, read_requests
+    from tracker.providers.fullstory import USER_RULES
 
     ndjson, csv_paths = files
     lines = ndjson[1_234].read_bytes().splitlines()
@@ -31,7 +32,7 @@ def test_input_files_hold_valid_users_of_about_250_bytes(files):
     assert 200 <= sum(map(len, lines)) / len(lines) <= 300
     for path in (ndjson[1_234], csv_paths[1_234]):
         with path.open("rb") as stream:
-            items = list(read_requests(stream, detect_format(path.name), "fullstory.users"))
+            items = list(read_requests(stream, detect_format(path.name), USER_RULES))
         assert len(items) == 1_234 and all(isinstance(i, Row) for i in items)
     # every 100th e-mail lacks '@': FullStory refuses it, so results have errors too
     assert sum(b"@" not in json.loads(line)["email"].encode() for line in lines) == 12
@@ -62,7 +63,7 @@ def test_batch_bodies_for_the_simulator_hold_at_most_50000_rows(files):
 
 def test_import_timing_loads_a_handler_by_path_in_a_fresh_interpreter():
     handlers = coldstart.handler_modules(ROOT)
-    assert {"intake", "submit", "status", "results", "api"} <= set(handlers)
+    assert {"intake", "submit", "status", "collect", "finalize", "api"} <= set(handlers)
     code = coldstart._HANDLER.format(
         code=str(handlers["status"].parent), layer=str(ROOT / "layers/shared/python"), path=str(handlers["status"])
     )
@@ -71,8 +72,14 @@ def test_import_timing_loads_a_handler_by_path_in_a_fresh_interpreter():
 
 
 def test_template_defaults_feed_the_polling_simulation():
-    defaults = bench.template_defaults(ROOT)
-    assert defaults.min_seconds >= 0 and defaults.max_seconds >= 1 and defaults.max_job_seconds >= 3600
+    from jobtracker.local.template import load_template
+
+    parameters = load_template(ROOT / "template.yaml")["Parameters"]
+    assert bench.template_defaults(ROOT) == bench.polling_sim.Defaults(
+        min_seconds=float(parameters["PollMinSeconds"]["Default"]),
+        max_seconds=float(parameters["PollMaxSeconds"]["Default"]),
+        max_job_seconds=float(parameters["MaxJobHours"]["Default"]) * 3600,
+    )
 
 
 def _results(ratio=0.8, handlers_ms=100.0):

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from jobtracker.bench import polling_sim as sim
+from jobtracker.bench.__main__ import template_defaults
 
-ASL = Path(__file__).resolve().parents[2] / "statemachine" / "job.asl.json"
+ROOT = Path(__file__).resolve().parents[2]
+ASL = ROOT / "statemachine" / "job.asl.json"
 
 
 @pytest.fixture
@@ -66,7 +68,7 @@ def test_history_events_per_batch_come_from_the_state_machine():
 
 def test_the_tracker_polls_a_third_as_often_as_every_10_seconds_and_sees_95_percent_in_budget():
     jobs = sim.make_jobs(600, seed=3)
-    tracker = sim.run_tracker(jobs, sim.Defaults(), seed=3).summary()
+    tracker = sim.run_tracker(jobs, template_defaults(ROOT), seed=3).summary()
     fixed_10s = sim.run_simple(jobs, sim.fixed(10), seed=3).summary()
     assert tracker["median_polls"] <= fixed_10s["median_polls"] / 3
     assert tracker["share_in_budget"] >= 0.95

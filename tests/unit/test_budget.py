@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import random
 import threading
 
 import boto3
 import pytest
 from moto import mock_aws
-from tracker.budget import InFlightBudget
+from tracker.budget import (
+    DEFAULT_LEASE_SECONDS,
+    HEALTHY_RENEWAL_GAP_SECONDS,
+    LEASE_MARGIN_SECONDS,
+    POLL_TASK_SECONDS,
+    InFlightBudget,
+)
+from tracker.polling import PollFacts, next_wait_seconds
+
+from jobtracker.local.settings import template_settings
+from jobtracker.local.stack import REPO_ROOT, _atomic_dynamodb_writes
+from jobtracker.local.template import load_template
 
 
 @pytest.fixture
 def table():
+    # DynamoDB applies a conditional write atomically; moto checks and writes in two steps, so threads racing
+    # here need the same lock the offline stack puts around moto's DynamoDB (jobtracker.local.stack).
+    restore = _atomic_dynamodb_writes()
     with mock_aws():
         ddb = boto3.resource("dynamodb", region_name="us-east-1")
         created = ddb.create_table(
@@ -24,6 +39,7 @@ def table():
             BillingMode="PAY_PER_REQUEST",
         )
         yield created
+    restore()
 
 
 def test_acquire_up_to_the_limit_then_refuse(table):
@@ -49,6 +65,41 @@ def test_renew_keeps_a_live_holder_from_being_swept(table):
     budget.acquire("holder", now=1000)
     budget.renew("holder", now=1050)
     assert not budget.acquire("other", now=1070)
+
+
+def test_a_healthy_holder_polled_at_the_largest_poll_max_seconds_never_loses_its_lease(table):
+    # Worst case at the largest PollMaxSeconds template.yaml allows: the policy's own waits for a job that
+    # runs a day, each task running to its timeout on both sides of the wait and Step Functions taking all
+    # of the margin between states; someone else asks for the slot just before every renewal.
+    largest = load_template(REPO_ROOT / "template.yaml")["Parameters"]["PollMaxSeconds"]["MaxValue"]
+    settings = template_settings({"PollMaxSeconds": largest})
+    budget = InFlightBudget(table, "fullstory", limit=1)
+    rng = random.Random(7)
+    now, elapsed, waits = 1_000_000.0, 0.0, []
+    assert budget.acquire("holder", now=now)  # in the submit task
+    while elapsed < 24 * 3600:
+        facts = PollFacts(attempt=len(waits) + 1, seconds_to_deadline=10**6, elapsed_seconds=elapsed)
+        waits.append(
+            next_wait_seconds(
+                facts, min_seconds=settings.poll_min_seconds, max_seconds=settings.poll_max_seconds, rng=rng
+            )
+        )
+        gap = POLL_TASK_SECONDS + waits[-1] + POLL_TASK_SECONDS + LEASE_MARGIN_SECONDS - 1
+        now, elapsed = now + gap, elapsed + gap
+        assert not budget.acquire("contender", now=now), f"the lease lapsed before poll {len(waits)}"
+        budget.renew("holder", now=now)
+    assert max(waits) == largest  # the bound itself was exercised
+    assert set(budget.holders()) == {"holder"}
+
+
+def test_a_holder_that_stops_renewing_loses_its_slot_when_the_lease_runs_out(table):
+    budget = InFlightBudget(table, "fullstory", limit=1)
+    budget.acquire("holder", now=1_000)
+    budget.renew("holder", now=2_000)  # its last poll
+    assert DEFAULT_LEASE_SECONDS > HEALTHY_RENEWAL_GAP_SECONDS
+    assert not budget.acquire("next", now=2_000 + DEFAULT_LEASE_SECONDS - 1)
+    assert budget.acquire("next", now=2_000 + DEFAULT_LEASE_SECONDS)
+    assert set(budget.holders()) == {"next"}
 
 
 def test_budgets_of_different_providers_are_separate(table):

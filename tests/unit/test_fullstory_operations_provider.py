@@ -14,7 +14,7 @@ import pytest
 import urllib3
 from tracker.errors import ProviderAuthError, ProviderRejectedError, ProviderThrottledError, ProviderTransientError
 from tracker.providers.base import OperationProvider, OperationStatus, ResultFile, ResultsNotReady, Submitted, Throttled
-from tracker.providers.fullstory_operations import (
+from tracker.providers.fullstory.exports import (
     FullStorySegmentExportProvider,
     export_request,
     operation_status,

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from tracker.errors import ProviderAuthError, ProviderRejectedError, ProviderThrottledError, ProviderTransientError
 from tracker.providers.base import JobStatus, ResultsNotReady, Submitted, Throttled
-from tracker.providers.fullstory import FullStoryBatchProvider
+from tracker.providers.fullstory.batch import EVENTS_PATH, USERS_PATH, FullStoryBatchProvider
 
 
 class Canned:
@@ -68,8 +68,8 @@ def canned():
     server.server.shutdown()
 
 
-def provider(canned, job_type="fullstory.users"):
-    return FullStoryBatchProvider(job_type=job_type, api_key="k3y", base_url=canned.url)
+def provider(canned, path=USERS_PATH):
+    return FullStoryBatchProvider(path=path, api_key="k3y", base_url=canned.url)
 
 
 def test_submit_sends_key_as_is_and_idempotency_key(canned):
@@ -83,7 +83,7 @@ def test_submit_sends_key_as_is_and_idempotency_key(canned):
 
 def test_events_use_the_events_endpoint(canned):
     canned.then(200, {"job": {"id": "e1", "status": "PROCESSING"}})
-    provider(canned, "fullstory.events").submit(b"{}", "k")
+    provider(canned, EVENTS_PATH).submit(b"{}", "k")
     assert canned.requests[0]["path"] == "/v2/events/batch"
 
 

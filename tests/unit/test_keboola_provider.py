@@ -13,7 +13,7 @@ import pytest
 import urllib3
 from tracker.errors import ProviderAuthError, ProviderRejectedError, ProviderThrottledError, ProviderTransientError
 from tracker.providers.base import OperationStatus, ResultsNotReady, Submitted, Throttled
-from tracker.providers.keboola import JOB_TYPE, STATES, KeboolaStorageProvider, stack_root
+from tracker.providers.keboola.storage import STATES, KeboolaStorageProvider, stack_root
 
 from jobtracker.simulators.keboola import (
     BROKEN_TABLE,
@@ -55,8 +55,7 @@ def _finish(provider: KeboolaStorageProvider, job_id: str) -> OperationStatus:
     raise AssertionError("job did not finish")
 
 
-def test_job_type_and_state_mapping() -> None:
-    assert JOB_TYPE == "keboola.table_export"
+def test_state_mapping() -> None:
     assert STATES == {"waiting": "PENDING", "processing": "RUNNING", "success": "COMPLETED", "error": "FAILED"}
 
 

@@ -1,6 +1,7 @@
 import pytest
-from tracker.batch_tasks import error_from_failure, idempotency_key
+from tracker.batch_tasks import idempotency_key
 from tracker.errors import ProviderAuthError, ProviderRejectedError
+from tracker.messages import error_from_failure
 from tracker.model import Accounting, estimate_pct_complete, job_view
 
 

@@ -255,9 +255,11 @@ def test_the_status_step_carries_its_clock_and_records_the_duration(jobs_table):
     import time
 
     from tracker.batch_tasks import BatchTasks
-    from tracker.config import Settings
+    from tracker.messages import BatchTask, Phase
     from tracker.providers.base import JobStatus
     from tracker.store import JobStore
+
+    from jobtracker.local.settings import template_settings
 
     answers = [JobStatus("PROCESSING", False), JobStatus("COMPLETED", True, imports=3)]
 
@@ -265,39 +267,23 @@ def test_the_status_step_carries_its_clock_and_records_the_duration(jobs_table):
         def status(self, provider_job_id):
             return answers.pop(0)
 
-    settings = Settings(
-        jobs_table="jobs",
-        inbox_bucket="in",
-        results_bucket="out",
-        topic_arn="arn:aws:sns:us-east-1:123456789012:t",
-        intake_queue_url="",
-        state_machine_arn="",
-        fullstory_secret_arn="",
-        fullstory_base_url="http://127.0.0.1:1",
-        in_flight_budget=10,
-        poll_min_seconds=5,
-        poll_max_seconds=300,
-        max_job_seconds=DAY,
-        max_batch_bytes=8 * 2**20,
-        max_batch_requests=50_000,
-        retention_days=30,
-    )
+    settings = template_settings({"PollMinSeconds": 5}, jobs_table="jobs")  # the first wait asserted below
     store = JobStore("jobs", table=jobs_table)
     tasks = BatchTasks(settings, store, s3=None, provider_factory=lambda job_type, settings: Provider())
-    task = {
-        "jobId": "job-1",
-        "type": "fullstory.users",
-        "deadline": int(time.time()) + DAY,
-        "batch": {"index": 1, "key": "k", "rows": 800, "bytes": 1_000},
-        "attempt": 0,
-        "providerJobId": "p1",
-        "nextPollSeconds": 40,  # the wait before this first check
-    }
+    task = BatchTask(
+        jobId="job-1",
+        type="fullstory.users",
+        deadline=int(time.time()) + DAY,
+        batch={"index": 1, "key": "k", "rows": 800, "bytes": 1_000},
+        attempt=0,
+        providerJobId="p1",
+        nextPollSeconds=40,  # the wait before this first check
+    )
     first = tasks.check(task)
-    assert first["phase"] == "polling" and first["attempt"] == 1
-    assert first["poll"]["since"] <= time.time() - 39 and first["poll"]["last"] >= first["poll"]["since"]
-    assert 5 <= first["nextPollSeconds"] <= 15  # 40 s into the job: its lag budget
+    assert first.phase == Phase.POLLING and first.attempt == 1
+    assert first.poll.since <= time.time() - 39 and first.poll.last >= first.poll.since
+    assert 5 <= first.nextPollSeconds <= 15  # 40 s into the job: its lag budget
     done = tasks.check(first)
-    assert done["phase"] == "done"
+    assert done.phase == Phase.DONE
     (duration,) = JobStore("jobs", table=jobs_table).duration_history("fullstory.users", "r1000")
     assert 39 <= duration <= 45

@@ -51,17 +51,13 @@ class Config:
 
 def template_defaults(root: Path) -> polling_sim.Defaults:
     """PollMinSeconds, PollMaxSeconds and MaxJobHours as template.yaml deploys them by default."""
-    from jobtracker.local.template import load_template
+    from jobtracker.local.settings import template_settings
 
-    params = load_template(root / "template.yaml").get("Parameters", {})
-
-    def default(name: str, fallback: float) -> float:
-        return float(params.get(name, {}).get("Default", fallback))
-
+    settings = template_settings(root=root)
     return polling_sim.Defaults(
-        min_seconds=default("PollMinSeconds", 5),
-        max_seconds=default("PollMaxSeconds", 300),
-        max_job_seconds=default("MaxJobHours", 24) * 3600,
+        min_seconds=settings.poll_min_seconds,
+        max_seconds=settings.poll_max_seconds,
+        max_job_seconds=settings.max_job_seconds,
     )
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-JOB_TYPE = "fullstory.users"
+JOB_TYPE = "fullstory.users"  # the benchmark files hold FullStory users (bench/data.py)
 
 
 def peak_rss_mb() -> float:
@@ -38,6 +38,7 @@ def peak_rss_mb() -> float:
 def ingest_tracker(path: str, **_: Any) -> dict[str, Any]:
     """Read -> validate -> split into batch bodies, as intake does (bodies are dropped, not uploaded)."""
     from tracker.batching import BatchSplitter
+    from tracker.catalogue import row_rules
     from tracker.ingest import Row, detect_format, read_requests
 
     started = time.perf_counter()
@@ -45,7 +46,7 @@ def ingest_tracker(path: str, **_: Any) -> dict[str, Any]:
     rows = rejected = body_bytes = 0
     batch_rows: list[int] = []
     with open(path, "rb") as stream:
-        for item in read_requests(stream, detect_format(path), JOB_TYPE):
+        for item in read_requests(stream, detect_format(path), row_rules(JOB_TYPE)):
             if item.__class__ is Row:
                 rows += 1
                 batch = splitter.add(item.encoded)
@@ -106,9 +107,9 @@ def ingest_floor(path: str, batch_rows: list[int], **_: Any) -> dict[str, Any]:
 
 
 def _provider(base_url: str) -> Any:
-    from tracker.providers.fullstory import FullStoryBatchProvider
+    from tracker.providers.fullstory.batch import USERS_PATH, FullStoryBatchProvider
 
-    return FullStoryBatchProvider(job_type=JOB_TYPE, api_key="bench", base_url=base_url)
+    return FullStoryBatchProvider(path=USERS_PATH, api_key="bench", base_url=base_url)
 
 
 def export_tracker(base_url: str, job_ids: list[str], **_: Any) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Each handler (functions/<name>/app.py) is loaded by file path, as the offline runtime loads it
 (jobtracker.local.lambdas), with the function's directory and the shared layer on sys.path as in
-Lambda, and the environment template.yaml's Globals give every function (placeholder values). One
+Lambda, and the environment template.yaml's Globals give every function (jobtracker.local.settings). One
 warm-up run writes the bytecode caches; then `runs` timed runs each, interleaved, median counts.
 Only the import is timed, not the interpreter's own start.
 """
@@ -12,33 +12,23 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from jobtracker.bench.runner import child_env
+from jobtracker.local.settings import template_environment
 
-HANDLER_ENV = {
-    "JOBS_TABLE": "bench-jobs",
-    "INBOX_BUCKET": "bench-inbox",
-    "RESULTS_BUCKET": "bench-results",
-    "TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench-jobs",
-    "INTAKE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bench-intake",
-    "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:bench-jobs",
-    "FULLSTORY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench",
-    "FULLSTORY_BASE_URL": "https://api.fullstory.com",
-    "IN_FLIGHT_BUDGET": "10",
-    "POLL_MIN_SECONDS": "5",
-    "POLL_MAX_SECONDS": "300",
-    "MAX_JOB_HOURS": "24",
-    "MAX_BATCH_BYTES": "8388608",
-    "MAX_BATCH_REQUESTS": "50000",
-    "RETENTION_DAYS": "30",
-    "POWERTOOLS_SERVICE_NAME": "jobtracker",
-    "POWERTOOLS_METRICS_NAMESPACE": "JobTracker",
-    "POWERTOOLS_LOG_LEVEL": "INFO",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "AWS_LAMBDA_FUNCTION_NAME": "bench",
-}
+# Lambda's own variables beside the ones template.yaml gives every function.
+LAMBDA_ENV = {"POWERTOOLS_TRACE_DISABLED": "true", "AWS_LAMBDA_FUNCTION_NAME": "bench"}
+
+
+@cache
+def handler_env() -> dict[str, str]:
+    """What a handler finds when it is imported: template.yaml's Globals environment (parameter defaults,
+    placeholder resource names) and Lambda's own variables."""
+    return {**template_environment(), **LAMBDA_ENV}
+
 
 _HANDLER = """
 import importlib.util, sys, time
@@ -77,7 +67,7 @@ def _once(code: str) -> float:
         [sys.executable, "-I", "-c", code],
         capture_output=True,
         text=True,
-        env=child_env(HANDLER_ENV),
+        env=child_env(handler_env()),
         timeout=120,
         check=False,
     )

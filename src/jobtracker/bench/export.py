@@ -38,11 +38,11 @@ def _bodies(path: Path, limit: int) -> list[bytes]:
 
 def measure(ndjson: Path, rows: int, *, repeat: int = 2) -> dict[str, Any]:
     from tracker.providers.base import Submitted
-    from tracker.providers.fullstory import FullStoryBatchProvider
+    from tracker.providers.fullstory.batch import USERS_PATH, FullStoryBatchProvider
 
     sim = FullStorySimulator(SimulatorConfig(page_size=PAGE_SIZE, polls_to_complete=1, in_progress_limit=10_000))
     with sim:
-        provider = FullStoryBatchProvider(job_type="fullstory.users", api_key="bench", base_url=sim.base_url)
+        provider = FullStoryBatchProvider(path=USERS_PATH, api_key="bench", base_url=sim.base_url)
         job_ids = []
         for index, body in enumerate(_bodies(ndjson, rows), 1):
             submitted = provider.submit(body, f"bench-b{index:05d}")

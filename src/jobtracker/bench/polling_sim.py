@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tracker.catalogue import Kind
 from tracker.polling import PollFacts, lag_budget, next_wait_seconds, observed_duration, progress_rate, size_class
 from tracker.store import DURATION_SLOTS, duration_slot
 
@@ -39,7 +40,7 @@ SIZE_NOISE = 0.35  # sigma of ln(duration) given the size
 THROTTLE_SHARE = 0.02  # status calls answered 429
 RETRY_AFTER_CHOICES = (5, 10, 30, 60)
 PROGRESS_NOISE_PCT = 3.0
-BATCH, OPERATION = "fullstory.users", "fullstory.operation"
+BATCH, OPERATION = Kind.BATCH, Kind.OPERATION  # a batch import reports no progress; an operation does
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +59,11 @@ class SimJob:
 
 @dataclass(frozen=True, slots=True)
 class Defaults:
-    min_seconds: float = 5
-    max_seconds: float = 300
-    max_job_seconds: float = 24 * 3600
+    """The polling settings under test; `make bench` takes template.yaml's (jobtracker.bench.__main__)."""
+
+    min_seconds: float
+    max_seconds: float
+    max_job_seconds: float
 
 
 @dataclass
@@ -258,7 +261,11 @@ _STATE_EVENTS = {"Task": 5, "Wait": 2, "Choice": 2, "Pass": 2, "Succeed": 2}
 def history_events_per_batch(asl_path: Path) -> tuple[int, int]:
     """(fixed events, events per poll) of one Map child execution that submits, polls and collects,
     read from the state machine definition: ExecutionStarted/Succeeded plus each state's events."""
-    definition = json.loads(asl_path.read_text(encoding="utf-8"))
+    return history_events_of_definition(json.loads(asl_path.read_text(encoding="utf-8")))
+
+
+def history_events_of_definition(definition: dict[str, Any]) -> tuple[int, int]:
+    """history_events_per_batch of a definition already read."""
     child = next(s for s in definition["States"].values() if s.get("Type") == "Map")["ItemProcessor"]["States"]
 
     def events(name: str) -> int:
@@ -303,10 +310,7 @@ def history_events_24h(defaults: Defaults, asl_path: Path, seed: int) -> dict[st
     return {"polls": polls, "events": fixed_events + per_poll * polls, "fixed": fixed_events, "per_poll": per_poll}
 
 
-def run(
-    count: int = 4000, seed: int = 5, defaults: Defaults | None = None, asl_path: Path | None = None
-) -> dict[str, Any]:
-    defaults = defaults or Defaults()
+def run(count: int, seed: int, defaults: Defaults, asl_path: Path | None = None) -> dict[str, Any]:
     jobs = make_jobs(count, seed)
     policies = {
         "tracker": run_tracker(jobs, defaults, seed),

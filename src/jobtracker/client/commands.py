@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
+from tracker import catalogue
 
 from jobtracker.client.config import TRUE, resolve
 from jobtracker.client.errors import (
@@ -34,8 +35,8 @@ from jobtracker.client.errors import (
 )
 from jobtracker.client.target import Target, connect
 
-JOB_TYPES = ("fullstory.users", "fullstory.events")
-INBOX_PREFIX = {"fullstory.users": "inbox/users/", "fullstory.events": "inbox/events/"}
+JOB_TYPES = catalogue.BATCH_TYPES  # the types whose rows come in a file
+INBOX_PREFIX = {name: prefix for prefix, name in catalogue.INBOX_PREFIXES.items()}
 STAGING_PREFIX = "staged/"  # outside inbox/: no upload event; the job is created by POST /jobs instead
 STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED")
 INTAKE_WAIT_SECONDS = 300.0

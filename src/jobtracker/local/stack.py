@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 
 from jobtracker.local.lambdas import FunctionSpec, LambdaRuntime
-from jobtracker.local.template import Resolver, load_template, substitute_definition
+from jobtracker.local.template import Resolver, function_environment, load_template, substitute_definition
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -358,10 +358,7 @@ class OfflineStack:
         values = {"Ref": name, "Arn": arn}
         self.physical[logical_id] = values
         globals_ = self.template.get("Globals", {}).get("Function", {})
-        env = {
-            **self.resolver.resolve(globals_.get("Environment", {}).get("Variables", {})),
-            **self.resolver.resolve(props.get("Environment", {}).get("Variables", {})),
-        }
+        env = function_environment(self.template, self.resolver, logical_id)
         events = {}
         for event_name, event in props.get("Events", {}).items():
             resolved = {"Type": event["Type"], "Properties": self.resolver.resolve(event.get("Properties", {}))}
@@ -374,7 +371,7 @@ class OfflineStack:
             handler=props["Handler"],
             timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
             memory=int(props.get("MemorySize", globals_.get("MemorySize", 128))),
-            environment={k: str(v) for k, v in env.items()},
+            environment=env,
             events=events,
         )
         return values

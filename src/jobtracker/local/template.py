@@ -2,7 +2,7 @@
 same resource list as the deployed one (no second list of names to keep in step).
 
 Only what this project's template uses is supported: Ref, Fn::GetAtt, Fn::Sub, Fn::If, Fn::Equals,
-Fn::Not, Fn::Join and Conditions; anything else raises, so a template change cannot be silently
+Fn::Not, Fn::Join, Fn::FindInMap and Conditions; anything else raises, so a template change cannot be silently
 mis-read offline. cfn-lint's own loader would also parse the tags, but resolving values is ours to do.
 """
 
@@ -115,12 +115,21 @@ class Resolver:
             if key == "Fn::Join":
                 separator, items = arg
                 return separator.join(str(v) for v in self.resolve(items))
+            if key == "Fn::FindInMap":
+                return self._find_in_map(*(self.resolve(v) for v in arg))
             if key == "Condition":
                 return self.condition(arg)
             if key.startswith("Fn::"):
                 raise NotImplementedError(f"offline template resolver does not support {key}")
         resolved = {k: self.resolve(v) for k, v in value.items()}
         return {k: v for k, v in resolved.items() if v is not NO_VALUE}
+
+    def _find_in_map(self, name: str, top: str, second: str) -> Any:
+        try:
+            return self.template["Mappings"][name][top][second]
+        except KeyError:
+            # CloudFormation's own words for a lookup that does not exist (it stops the deployment).
+            raise KeyError(f"Unable to get mapping for {name}::{top}::{second}") from None
 
     def _ref(self, name: str) -> Any:
         if name == "AWS::NoValue":
@@ -146,6 +155,16 @@ class Resolver:
             return str(self._ref(name))
 
         return re.sub(r"\$\{([^}]+)\}", replace, text)
+
+
+def function_environment(template: dict[str, Any], resolver: Resolver, function: str | None = None) -> dict[str, str]:
+    """The environment variables a function gets as SAM builds it: Globals merged with the function's own
+    (None: Globals only), resolved."""
+    variables = dict(template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}))
+    if function is not None:
+        own = template["Resources"][function].get("Properties", {}).get("Environment", {}).get("Variables", {})
+        variables.update(own)
+    return {name: str(value) for name, value in resolver.resolve(variables).items()}
 
 
 def substitute_definition(definition: str, substitutions: dict[str, Any]) -> str:

@@ -25,14 +25,14 @@ the docs' example. With ``results_shape="downloadUrl"`` a completed operation ca
 ``results.downloadUrl`` instead of the official ``results.searchExportId`` (a fresh URL on every GET).
 Counters for this workflow are in :attr:`FullStorySimulator.operation_stats` (``stats`` keeps its keys).
 
-Only the standard library is used so the simulator runs anywhere the package does.
+Serving, faults (``--fault``, see :mod:`jobtracker.simulators.faults`) and ``--tls`` are shared with the other
+simulators (:mod:`jobtracker.simulators.server`); this module is FullStory's API only.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import csv
 import gzip
 import hashlib
@@ -42,17 +42,19 @@ import json
 import random
 import re
 import secrets
-import socket
 import string
-import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["FullStorySimulator", "SimulatorConfig", "serve"]
+from jobtracker.simulators.faults import FAULT_KINDS, FAULT_TARGETS, Fault, parse_fault
+from jobtracker.simulators.server import Answer, ApiError, Simulator, run_until_interrupted
+
+__all__ = ["FAULT_KINDS", "FAULT_TARGETS", "Fault", "FullStorySimulator", "SimulatorConfig", "parse_fault", "serve"]
 
 # Documented FullStory limits (developer.fullstory.com and the Swagger specs).
 MAX_REQUESTS_PER_BATCH = 50_000
@@ -63,7 +65,6 @@ MAX_PROPERTIES = 500
 MAX_PROPERTY_NAME_LENGTH = 512
 MAX_PROPERTY_VALUE_BYTES = 8192
 IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600
-_POLL_INTERVAL = 0.05  # how often serve_forever checks for shutdown: keeps stop() fast in tests
 
 _PROPERTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _ROUTE = re.compile(
@@ -76,8 +77,6 @@ _EXPORT_RESULTS_ROUTE = re.compile(r"^/search/v1/exports/(?P<id>[^/]+)/results$"
 _DOWNLOAD_ROUTE = re.compile(r"^/download/(?P<id>[^/]+)$")
 _BASE36 = string.digits + string.ascii_lowercase
 _ERROR_ITEM_KEY = {"users": "user", "events": "event"}
-
-_Answer = tuple[int, bytes, dict[str, str]]  # HTTP status, JSON body, extra headers
 
 
 @dataclass
@@ -104,63 +103,6 @@ class SimulatorConfig:
     failing_segments: tuple[str, ...] = ("broken",)  # exports of these end FAILED with errorDetails
     fail_exports: bool = False  # every export ends FAILED
     export_rows: int = 36  # rows in each export file
-
-
-FAULT_KINDS = ("429", "429-bare", "500", "reset", "slow", "malformed", "stuck", "repeat-token")
-
-
-@dataclass(frozen=True)
-class Fault:
-    """A failure the simulator injects into matching requests.
-
-    Before the request is processed: `429` (with Retry-After), `429-bare` (no Retry-After), `500`.
-    After it is processed (so the provider *did* act, and only the answer is lost or late): `reset`
-    (the connection is closed without an answer), `malformed` (200 with a body that is not JSON),
-    `slow` (the answer waits `seconds`). Job-level: `stuck` (jobs never finish), `repeat-token`
-    (paging answers the same next_page_token forever).
-
-    `target` limits it to `submit`, `status` or `pages` requests (batch imports) or to `export` (POST
-    /segments/v1/exports), `operation` (GET /operations/v1/{id}), `results` (GET
-    /search/v1/exports/{id}/results) or `download` (GET /download/{token}); it hits with probability `rate`, or
-    exactly the first `times` matching requests when `times` is set.
-    """
-
-    kind: str
-    rate: float = 1.0
-    seconds: float = 0.0
-    target: str | None = None
-    times: int | None = None
-
-
-FAULT_TARGETS = ("submit", "status", "pages", "export", "operation", "results", "download")
-
-
-def parse_fault(spec: str) -> Fault:
-    """`KIND[@TARGET][:ARG...]`: `429:0.3`, `500@status:0.1`, `reset@submit:1x` (the first submit only),
-    `slow:2s`, `slow@submit:2s:1x`, `malformed:0.05`, `stuck`, `repeat-token`, `500@operation:1x`,
-    `reset@download:1x`. `stuck` also keeps export operations from finishing."""
-    head, *args = spec.strip().split(":")
-    kind, _, target = head.partition("@")
-    if kind not in FAULT_KINDS:
-        raise ValueError(f"unknown fault {kind!r}; one of {', '.join(FAULT_KINDS)}")
-    if target and target not in FAULT_TARGETS:
-        raise ValueError(f"unknown fault target {target!r}; one of {', '.join(FAULT_TARGETS)}")
-    seconds, rate, times = 0.0, 1.0, None
-    try:
-        if kind == "slow":
-            if not args or not args[0].endswith("s"):
-                raise ValueError("slow needs a duration like 2s")
-            seconds = float(args.pop(0)[:-1])
-        for arg in args:
-            if arg.endswith("x"):
-                times = int(arg[:-1])
-            else:
-                rate = float(arg)
-    except ValueError as exc:
-        raise ValueError(f"bad fault spec {spec!r}: {exc}") from exc
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"fault rate must be between 0 and 1: {spec!r}")
-    return Fault(kind, rate, seconds, target or None, times)
 
 
 @dataclass
@@ -216,16 +158,6 @@ class _DownloadUrl:
 
     operation_id: str
     expires_mono: float
-
-
-@dataclass(eq=False)
-class _ApiError(Exception):
-    """Raised inside request handling; becomes a FullStory-style ``{"code","message"}`` answer."""
-
-    status: int
-    code: str
-    message: str
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _iso(ts: datetime) -> str:
@@ -314,34 +246,42 @@ def _valid_timestamp(value: Any) -> bool:
     return True
 
 
-class FullStorySimulator:
+class FullStorySimulator(Simulator[SimulatorConfig]):
     """In-memory FullStory batch-import and segment-export API on a real local HTTP port.
 
     Every job's per-row outcome is decided at submit time (see ``_decide_user`` and
     ``_decide_event``) and revealed only once the job is terminal, as the real API does.
     Export operations advance by GETs of the operation (or wall clock) like batch jobs do.
-    All state sits behind one lock, so handler threads and test introspection are safe.
     """
 
-    def __init__(self, config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0):
-        self.config = config or SimulatorConfig()
-        self._host = host
-        self._port = port
-        self._lock = threading.RLock()
+    title = "FullStory simulator"
+    server_name = "FullStorySimulator/1.0"
+    # FullStory's errors are {"message", "code"} (specs/fullstory/users.swagger.json
+    # fullstory.v2.apierror.ErrorResponse), codes such as too_many_requests and server_error
+    # (../shared/DESIGN.md "FullStory facts").
+    injected_errors = {
+        "500": ("server_error", "Injected fault: server error"),
+        "429": ("too_many_requests", "Injected fault: throttled"),
+    }
+    internal_error = ("server_error", "Server error was encountered")
+    malformed_answer = (200, b'{"job": {"id": "truncated', {})
+
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: bool = False,
+        tls_dir: Path | None = None,
+    ):
+        super().__init__(config or SimulatorConfig(), host, port, tls=tls, tls_dir=tls_dir)
         self._jobs: dict[str, _Job] = {}
         self._processing: set[str] = set()
         self._idempotency: dict[tuple[str, str], _IdempotencyRecord] = {}
         self._property_types: dict[str, str] = {}  # org-wide user property name -> JSON type
         self._user_ids: dict[str, str] = {}  # uid -> FullStory user id (upsert by uid)
-        self._stats: dict[str, int] = {
-            "batch_posts": 0,
-            "replayed_posts": 0,
-            "throttled": 0,
-            "status_gets": 0,
-            "page_gets": 0,
-            "max_in_progress": 0,
-            "faults": 0,
-        }
+        self._stats.update(batch_posts=0, replayed_posts=0, status_gets=0, page_gets=0, max_in_progress=0)
         self._submits_seen = 0
         self._operations: dict[str, _Operation] = {}
         self._search_exports: dict[str, str] = {}  # searchExportId -> operation id
@@ -355,65 +295,8 @@ class FullStorySimulator:
             "downloads": 0,
             "expired_downloads": 0,
         }
-        self._dice = random.Random(self.config.fault_seed)
-        self._fault_uses: dict[Fault, int] = {}
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> FullStorySimulator:
-        """Bind and serve in a daemon thread; port 0 picks a free port (see ``base_url``)."""
-        if self._server is not None:
-            return self
-        self._server = _Server((self._host, self._port), _Handler, self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(_POLL_INTERVAL,), name="fullstory-simulator", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port; safe to call twice."""
-        server, thread = self._server, self._thread
-        self._server, self._thread = None, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def serve_forever(self) -> None:
-        """Serve on the calling thread until interrupted (used by :func:`serve`)."""
-        if self._server is None:
-            self._server = _Server((self._host, self._port), _Handler, self)
-        try:
-            self._server.serve_forever(_POLL_INTERVAL)
-        finally:
-            self._server.server_close()
-            self._server = None
-
-    @property
-    def base_url(self) -> str:
-        """Root URL clients should use in place of ``https://api.fullstory.com``."""
-        if self._server is None:
-            raise RuntimeError("simulator is not running; call start() first")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FullStorySimulator:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ introspection
-
-    @property
-    def stats(self) -> dict[str, int]:
-        """Snapshot of the counters, so tests can assert on polling and throttling behaviour."""
-        with self._lock:
-            return dict(self._stats)
 
     def jobs(self) -> list[dict[str, Any]]:
         """Snapshot of every job in creation order.
@@ -471,64 +354,36 @@ class FullStorySimulator:
                 )
             return out
 
-    # ------------------------------------------------------------------ faults
-
-    def _has_fault(self, kind: str) -> bool:
-        return any(f.kind == kind for f in self.config.faults)
-
-    def roll_fault(self, method: str, path: str) -> Fault | None:
-        """Which per-request fault (if any) hits this request; counted in stats["faults"]."""
-        target = _fault_target(method, urlsplit(path).path)
-        if target is None:
-            return None
-        with self._lock:
-            for fault in self.config.faults:
-                if fault.kind in ("stuck", "repeat-token") or fault.target not in (None, target):
-                    continue
-                if fault.times is not None:
-                    used = self._fault_uses.get(fault, 0)
-                    if used >= fault.times:
-                        continue
-                    self._fault_uses[fault] = used + 1
-                elif self._dice.random() >= fault.rate:
-                    continue
-                self._stats["faults"] += 1
-                return fault
-        return None
-
     # ------------------------------------------------------------------ request handling
 
-    def handle(self, method: str, raw_path: str, headers: Any, body: bytes, fault: Fault | None = None) -> _Answer:
-        """Answer one HTTP request; returns (status, body bytes, extra headers). Never raises."""
-        if fault is not None and fault.kind == "500":
-            return 500, _dumps({"code": "server_error", "message": "Injected fault: server error"}), {}
-        if fault is not None and fault.kind in ("429", "429-bare"):
-            with self._lock:
-                self._stats["throttled"] += 1
-            headers_out = {"Retry-After": str(self.config.retry_after_seconds)} if fault.kind == "429" else {}
-            return 429, _dumps({"code": "too_many_requests", "message": "Injected fault: throttled"}), headers_out
-        try:
-            return self._dispatch(method, raw_path, headers, body)
-        except _ApiError as err:
-            return err.status, _dumps({"code": err.code, "message": err.message}), err.headers
-        except Exception as exc:  # a simulator bug must not take the server down
-            return (
-                500,
-                _dumps({"code": "server_error", "message": f"Server error was encountered: {exc!r}"}),
-                {},
-            )
+    def fault_targets(self, method: str, path: str) -> Collection[str]:
+        route = _ROUTE.match(path)
+        if route is not None:
+            return ("submit" if method == "POST" else ("status" if route["listing"] is None else "pages"),)
+        for regex, target in (
+            (_EXPORTS_ROUTE, "export"),
+            (_OPERATION_ROUTE, "operation"),
+            (_EXPORT_RESULTS_ROUTE, "results"),
+            (_DOWNLOAD_ROUTE, "download"),
+        ):
+            if regex.match(path):
+                return (target,)
+        return ()
 
-    def _dispatch(self, method: str, raw_path: str, headers: Any, body: bytes) -> _Answer:
+    def error_answer(self, err: ApiError) -> Answer:
+        return err.status, _dumps({"code": err.code, "message": err.message}), err.headers
+
+    def handle(self, method: str, raw_path: str, headers: Any, body: bytes, fault: Fault | None = None) -> Answer:
         parts = urlsplit(raw_path)
         answer = self._dispatch_operations(method, parts.path, headers, body)
         if answer is not None:
             return answer
         match = _ROUTE.match(parts.path)
         if not match or (match["version"] == "v2beta" and match["kind"] != "events"):
-            raise _ApiError(404, "resource_not_found", f"No such resource: {parts.path}")
+            raise ApiError(404, "resource_not_found", f"No such resource: {parts.path}")
         allowed = "POST" if match["job"] is None else "GET"
         if method != allowed:
-            raise _ApiError(405, "method_not_allowed", f"{method} is not allowed on {parts.path}", {"Allow": allowed})
+            raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {parts.path}", {"Allow": allowed})
         self._authenticate(headers.get("Authorization"))
         kind = match["kind"]
         if match["job"] is None:
@@ -543,18 +398,18 @@ class FullStorySimulator:
         scheme, _, key = (header or "").strip().partition(" ")
         key = key.strip()
         if scheme.lower() != "basic" or not key:
-            raise _ApiError(
+            raise ApiError(
                 401, "unauthorized", "Missing or malformed Authorization header; expected 'Basic <API key>'"
             )
         expected = self.config.api_key
         if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
-            raise _ApiError(401, "unauthorized", "access is unauthorized: invalid API key")
+            raise ApiError(401, "unauthorized", "access is unauthorized: invalid API key")
 
-    def _throttle(self, reason: str) -> _ApiError:
+    def _throttle(self, reason: str) -> ApiError:
         self._stats["throttled"] += 1
-        return _ApiError(429, "too_many_requests", reason, {"Retry-After": str(self.config.retry_after_seconds)})
+        return ApiError(429, "too_many_requests", reason, {"Retry-After": str(self.config.retry_after_seconds)})
 
-    def _create_batch(self, kind: str, idem_key: str | None, body: bytes) -> _Answer:
+    def _create_batch(self, kind: str, idem_key: str | None, body: bytes) -> Answer:
         """POST /v2/{kind}/batch: throttle, parse, replay or create a job with decided row outcomes."""
         with self._lock:
             self._submits_seen += 1
@@ -568,7 +423,7 @@ class FullStorySimulator:
                 now = time.monotonic()
                 if record is not None and now - record.stored_mono < IDEMPOTENCY_KEY_TTL_SECONDS:
                     if record.body_hash != body_hash:
-                        raise _ApiError(
+                        raise ApiError(
                             400,
                             "invalid_argument",
                             f"Idempotency-Key {idem_key!r} was already used with a different request body",
@@ -677,14 +532,14 @@ class FullStorySimulator:
             if job_id not in self._jobs:
                 return job_id
 
-    def _get_status(self, kind: str, job_id: str) -> _Answer:
+    def _get_status(self, kind: str, job_id: str) -> Answer:
         """GET /v2/{kind}/batch/{id}: each call is one poll and may move the job to terminal."""
         with self._lock:
             self._stats["status_gets"] += 1
             job = self._job(kind, job_id)
             job.polls += 1
             limit = self.config.polls_to_complete
-            if job.status == "PROCESSING" and not self._has_fault("stuck"):
+            if job.status == "PROCESSING" and not self.has_fault("stuck"):
                 if limit is not None and job.polls >= limit:
                     self._finish(job, datetime.now(UTC))
                 else:
@@ -700,7 +555,7 @@ class FullStorySimulator:
             }
             return 200, _dumps(body), {}
 
-    def _get_page(self, kind: str, job_id: str, listing: str, token: str) -> _Answer:
+    def _get_page(self, kind: str, job_id: str, listing: str, token: str) -> Answer:
         """GET .../imports|errors: 202 while processing, else one page with a chaining token."""
         with self._lock:
             self._stats["page_gets"] += 1
@@ -709,7 +564,7 @@ class FullStorySimulator:
             if job.status == "PROCESSING":
                 return 202, _dumps({}), {}
             items = job.imports if listing == "imports" else job.errors
-            repeat = self._has_fault("repeat-token")
+            repeat = self.has_fault("repeat-token")
             start = _decode_page_token(token, job.id, listing, len(items)) if token and not repeat else 0
             end = start + max(1, self.config.page_size)
             body: dict[str, Any] = {"results": items[start:end], "total_records": str(len(items))}
@@ -722,7 +577,7 @@ class FullStorySimulator:
     def _job(self, kind: str, job_id: str) -> _Job:
         job = self._jobs.get(job_id)
         if job is None or job.kind != kind:
-            raise _ApiError(404, "resource_not_found", f"Batch {kind} import job {job_id!r} does not exist")
+            raise ApiError(404, "resource_not_found", f"Batch {kind} import job {job_id!r} does not exist")
         return job
 
     def _finish(self, job: _Job, when: datetime) -> None:
@@ -732,7 +587,7 @@ class FullStorySimulator:
 
     def _maybe_finish_by_time(self, job: _Job) -> None:
         """Wall-clock mode: a job is terminal once ``processing_seconds`` have passed."""
-        if job.status != "PROCESSING" or self.config.polls_to_complete is not None or self._has_fault("stuck"):
+        if job.status != "PROCESSING" or self.config.polls_to_complete is not None or self.has_fault("stuck"):
             return
         if time.monotonic() - job.created_mono >= self.config.processing_seconds:
             self._finish(job, job.created + timedelta(seconds=self.config.processing_seconds))
@@ -743,7 +598,7 @@ class FullStorySimulator:
 
     # ------------------------------------------------------------------ segment export / operations
 
-    def _dispatch_operations(self, method: str, path: str, headers: Any, body: bytes) -> _Answer | None:
+    def _dispatch_operations(self, method: str, path: str, headers: Any, body: bytes) -> Answer | None:
         """The segment-export routes; None when ``path`` is none of them (batch routes follow)."""
         for route, allowed in (
             (_EXPORTS_ROUTE, ("POST",)),
@@ -756,42 +611,32 @@ class FullStorySimulator:
                 continue
             if method not in allowed:
                 allow = ", ".join(allowed)
-                raise _ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}", {"Allow": allow})
+                raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}", {"Allow": allow})
             if route is _DOWNLOAD_ROUTE:  # a signed URL: no API key, see _download
                 return self._download(unquote(match["id"]), headers)
             self._authenticate(headers.get("Authorization"))
             if route is _EXPORTS_ROUTE:
                 return self._create_export(headers.get("Idempotency-Key"), body)
-            host = self._public_host(headers)
+            base = self.public_base(headers)
             if route is _OPERATION_ROUTE:
-                return self._get_operation(unquote(match["id"]), host)
-            return self._get_export_results(unquote(match["id"]), host)
+                return self._get_operation(unquote(match["id"]), base)
+            return self._get_export_results(unquote(match["id"]), base)
         return None
 
-    def _public_host(self, headers: Any) -> str:
-        """host[:port] for URLs handed out: the Host the client used, so they work from where it stands."""
-        host = (headers.get("Host") or "").strip()
-        if host:
-            return host
-        if self._server is not None:
-            address, port = self._server.server_address[:2]
-            return f"{address}:{port}"
-        return f"{self._host}:{self._port}"
-
-    def _create_export(self, idem_key: str | None, body: bytes) -> _Answer:
+    def _create_export(self, idem_key: str | None, body: bytes) -> Answer:
         """POST /segments/v1/exports: validate, replay a keyed repeat, else schedule an operation."""
         payload = _parse_export_body(body)
         segment_id = payload["segmentId"]
         known = self.config.segments
         if known is not None and segment_id not in known:
-            raise _ApiError(404, "resource_not_found", f"Segment {segment_id!r} not found")
+            raise ApiError(404, "resource_not_found", f"Segment {segment_id!r} not found")
         body_hash = hashlib.sha256(_dumps(payload, canonical=True)).hexdigest()
         with self._lock:
             if idem_key:
                 record = self._idempotency.get(("segments/exports", idem_key))
                 if record is not None and time.monotonic() - record.stored_mono < IDEMPOTENCY_KEY_TTL_SECONDS:
                     if record.body_hash != body_hash:
-                        raise _ApiError(
+                        raise ApiError(
                             400,
                             "invalid_argument",
                             f"Idempotency-Key {idem_key!r} was already used with a different request body",
@@ -831,17 +676,17 @@ class FullStorySimulator:
     def _operation(self, op_id: str) -> _Operation:
         op = self._operations.get(op_id)
         if op is None:
-            raise _ApiError(404, "resource_not_found", f"Operation {op_id!r} does not exist")
+            raise ApiError(404, "resource_not_found", f"Operation {op_id!r} does not exist")
         return op
 
-    def _get_operation(self, op_id: str, host: str) -> _Answer:
+    def _get_operation(self, op_id: str, base: str) -> Answer:
         """GET /operations/v1/{id}: each call is one poll and may move the operation on."""
         with self._lock:
             self._op_stats["operation_gets"] += 1
             op = self._operation(op_id)
             op.polls += 1
             self._advance_operation(op)
-            return 200, _dumps(self._operation_body(op, host)), {}
+            return 200, _dumps(self._operation_body(op, base)), {}
 
     def _operation_seconds(self) -> float:
         seconds = self.config.operation_seconds
@@ -853,7 +698,7 @@ class FullStorySimulator:
         100 until the operation completes."""
         if op.state in ("COMPLETED", "FAILED"):
             return
-        stuck = self._has_fault("stuck")
+        stuck = self.has_fault("stuck")
         limit = self.config.operation_polls_to_complete
         if limit is not None:
             if op.polls >= limit and not stuck:
@@ -896,7 +741,7 @@ class FullStorySimulator:
         op.filename = f"{stem}-{when:%Y-%m-%d}.{_FORMAT_EXTENSIONS[op.export_format]}.gz"
         self._search_exports[op.search_export_id] = op.id
 
-    def _operation_body(self, op: _Operation, host: str) -> dict[str, Any]:
+    def _operation_body(self, op: _Operation, base: str) -> dict[str, Any]:
         """The Operation as FullStory answers it (see the module docstring for absent fields)."""
         state = op.state
         if state in ("PENDING", "RUNNING"):
@@ -913,23 +758,23 @@ class FullStorySimulator:
         body["estimatePctComplete"] = int(op.pct) if float(op.pct).is_integer() else op.pct
         if op.state == "COMPLETED":
             if self.config.results_shape == "downloadUrl":
-                body["results"] = {"downloadUrl": self._issue_location(op, host)[0]}
+                body["results"] = {"downloadUrl": self._issue_location(op, base)[0]}
             else:
                 assert op.search_export_id is not None and op.export_expires is not None
                 body["results"] = {"searchExportId": op.search_export_id, "expires": _iso_micro(op.export_expires)}
         return body
 
-    def _get_export_results(self, export_id: str, host: str) -> _Answer:
+    def _get_export_results(self, export_id: str, base: str) -> Answer:
         """GET /search/v1/exports/{id}/results: a fresh short-lived location on every call."""
         with self._lock:
             self._op_stats["result_location_gets"] += 1
             op_id = self._search_exports.get(export_id)
             if op_id is None:
-                raise _ApiError(404, "resource_not_found", f"Search export {export_id!r} does not exist")
-            url, expires = self._issue_location(self._operations[op_id], host)
+                raise ApiError(404, "resource_not_found", f"Search export {export_id!r} does not exist")
+            url, expires = self._issue_location(self._operations[op_id], base)
             return 200, _dumps({"location": url, "expires": _iso_micro(expires)}), {}
 
-    def _issue_location(self, op: _Operation, host: str) -> tuple[str, datetime]:
+    def _issue_location(self, op: _Operation, base: str) -> tuple[str, datetime]:
         """A download URL valid ``download_ttl_seconds`` (the first ``expire_first_locations`` are dead
         on arrival, although their ``expires`` says otherwise: a revoked or clock-skewed URL)."""
         now_mono = time.monotonic()
@@ -941,9 +786,9 @@ class FullStorySimulator:
         dead = self._locations_issued <= self.config.expire_first_locations
         token = secrets.token_urlsafe(24)
         self._download_urls[token] = _DownloadUrl(op.id, now_mono if dead else now_mono + ttl)
-        return f"http://{host}/download/{token}", datetime.now(UTC) + timedelta(seconds=ttl)
+        return f"{base}/download/{token}", datetime.now(UTC) + timedelta(seconds=ttl)
 
-    def _download(self, token: str, headers: Any) -> _Answer:
+    def _download(self, token: str, headers: Any) -> Answer:
         """GET /download/{token}: the gzip file while the URL lives, then 403 (cloud-storage style
         XML errors). Like a signed URL, it refuses a request that also carries an Authorization
         header, so a client that would leak its API key to the storage host finds out here."""
@@ -971,34 +816,18 @@ _FORMAT_EXTENSIONS = {"FORMAT_CSV": "csv", "FORMAT_JSON": "json", "FORMAT_NDJSON
 EXPORT_FORMATS = tuple(_FORMAT_EXTENSIONS)
 
 
-def _fault_target(method: str, path: str) -> str | None:
-    """The fault target a request belongs to, None for paths no fault applies to."""
-    route = _ROUTE.match(path)
-    if route is not None:
-        return "submit" if method == "POST" else ("status" if route["listing"] is None else "pages")
-    for regex, target in (
-        (_EXPORTS_ROUTE, "export"),
-        (_OPERATION_ROUTE, "operation"),
-        (_EXPORT_RESULTS_ROUTE, "results"),
-        (_DOWNLOAD_ROUTE, "download"),
-    ):
-        if regex.match(path):
-            return target
-    return None
-
-
 def _rfc3339(name: str, value: Any) -> datetime | None:
     """An RFC 3339 timestamp with an offset, or "" (no bound, as the docs allow); else a 400."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise _ApiError(400, "invalid_argument", f"{name} must be an RFC 3339 timestamp string")
+        raise ApiError(400, "invalid_argument", f"{name} must be an RFC 3339 timestamp string")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise _ApiError(400, "invalid_argument", f"{name} {value!r} is not an RFC 3339 timestamp") from None
+        raise ApiError(400, "invalid_argument", f"{name} {value!r} is not an RFC 3339 timestamp") from None
     if parsed.tzinfo is None:
-        raise _ApiError(400, "invalid_argument", f"{name} {value!r} has no UTC offset (RFC 3339 needs one)")
+        raise ApiError(400, "invalid_argument", f"{name} {value!r} has no UTC offset (RFC 3339 needs one)")
     return parsed
 
 
@@ -1007,39 +836,39 @@ def _parse_export_body(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise _ApiError(400, "invalid_argument", f"Request body is not valid JSON: {exc}") from None
+        raise ApiError(400, "invalid_argument", f"Request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
-        raise _ApiError(400, "invalid_argument", "Request body must be a JSON object")
+        raise ApiError(400, "invalid_argument", "Request body must be a JSON object")
     segment_id = payload.get("segmentId")
     if not isinstance(segment_id, str) or not segment_id.strip():
-        raise _ApiError(400, "invalid_argument", "segmentId is required")
+        raise ApiError(400, "invalid_argument", "segmentId is required")
     if payload.get("type") not in EXPORT_TYPES:
-        raise _ApiError(400, "invalid_argument", f"type must be one of {', '.join(EXPORT_TYPES)}")
+        raise ApiError(400, "invalid_argument", f"type must be one of {', '.join(EXPORT_TYPES)}")
     if payload.get("format") not in EXPORT_FORMATS:
-        raise _ApiError(400, "invalid_argument", f"format must be one of {', '.join(EXPORT_FORMATS)}")
+        raise ApiError(400, "invalid_argument", f"format must be one of {', '.join(EXPORT_FORMATS)}")
     scope = payload.get("scope")
     if scope is not None and scope not in EXPORT_SCOPES:
-        raise _ApiError(400, "invalid_argument", f"scope must be one of {', '.join(EXPORT_SCOPES)}")
+        raise ApiError(400, "invalid_argument", f"scope must be one of {', '.join(EXPORT_SCOPES)}")
     for name in ("timeRange", "segmentTimeRange"):
         span = payload.get(name)
         if span is None:
             if name == "timeRange":
-                raise _ApiError(400, "invalid_argument", "timeRange is required (empty start and end export all data)")
+                raise ApiError(400, "invalid_argument", "timeRange is required (empty start and end export all data)")
             continue
         if not isinstance(span, dict):
-            raise _ApiError(400, "invalid_argument", f"{name} must be an object with start and end")
+            raise ApiError(400, "invalid_argument", f"{name} must be an object with start and end")
         start = _rfc3339(f"{name}.start", span.get("start"))
         end = _rfc3339(f"{name}.end", span.get("end"))
         if start is not None and end is not None and start > end:
-            raise _ApiError(400, "invalid_argument", f"{name}.start is after {name}.end")
+            raise ApiError(400, "invalid_argument", f"{name}.start is after {name}.end")
     timezone = payload.get("timezone")
     if timezone is not None and (not isinstance(timezone, str) or not timezone.strip()):
-        raise _ApiError(400, "invalid_argument", "timezone must be an IANA time zone name")
+        raise ApiError(400, "invalid_argument", "timezone must be an IANA time zone name")
     fields = payload.get("fields")
     if fields is not None and (
         not isinstance(fields, list) or not all(isinstance(f, str) and f.strip() for f in fields)
     ):
-        raise _ApiError(400, "invalid_argument", "fields must be an array of field names")
+        raise ApiError(400, "invalid_argument", "fields must be an array of field names")
     return payload
 
 
@@ -1103,7 +932,7 @@ def _render_export(op: _Operation, count: int) -> tuple[bytes, int]:
     return gzip.compress(data, mtime=0), len(rows)
 
 
-def _storage_error(status: int, code: str, message: str) -> _Answer:
+def _storage_error(status: int, code: str, message: str) -> Answer:
     """A cloud-storage style XML error for the download URLs (they are not FullStory API answers)."""
     body = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
     return status, body.encode(), {"Content-Type": "application/xml"}
@@ -1144,26 +973,26 @@ def _parse_batch_body(kind: str, body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise _ApiError(400, "invalid_argument", f"Request body is not valid JSON: {exc}") from None
+        raise ApiError(400, "invalid_argument", f"Request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
-        raise _ApiError(400, "invalid_argument", "Request body must be a JSON object")
+        raise ApiError(400, "invalid_argument", "Request body must be a JSON object")
     requests = payload.get("requests")
     if requests is None:
-        raise _ApiError(400, "invalid_argument", "requests is required")
+        raise ApiError(400, "invalid_argument", "requests is required")
     if not isinstance(requests, list):
-        raise _ApiError(400, "invalid_argument", "requests must be an array")
+        raise ApiError(400, "invalid_argument", "requests must be an array")
     if len(requests) > MAX_REQUESTS_PER_BATCH:
-        raise _ApiError(
+        raise ApiError(
             400,
             "invalid_argument",
             f"A batch may contain at most {MAX_REQUESTS_PER_BATCH} requests, got {len(requests)}",
         )
     for index, row in enumerate(requests):
         if not isinstance(row, dict):
-            raise _ApiError(400, "invalid_argument", f"requests[{index}] must be an object")
+            raise ApiError(400, "invalid_argument", f"requests[{index}] must be an object")
     shared = payload.get("shared")
     if kind == "events" and shared is not None and not isinstance(shared, dict):
-        raise _ApiError(400, "invalid_argument", "shared must be an object")
+        raise ApiError(400, "invalid_argument", "shared must be an object")
     return payload
 
 
@@ -1179,9 +1008,9 @@ def _decode_page_token(token: str, job_id: str, listing: str, total: int) -> int
         tok_listing, offset_text, tok_job = raw.split(":", 2)
         offset = int(offset_text)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise _ApiError(400, "invalid_argument", f"Invalid page_token {token!r}") from None
+        raise ApiError(400, "invalid_argument", f"Invalid page_token {token!r}") from None
     if tok_listing != listing or tok_job != job_id or not 0 < offset < total:
-        raise _ApiError(400, "invalid_argument", f"page_token {token!r} does not belong to this {listing} listing")
+        raise ApiError(400, "invalid_argument", f"page_token {token!r} does not belong to this {listing} listing")
     return offset
 
 
@@ -1191,90 +1020,13 @@ def _dumps(value: Any, canonical: bool = False) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode()
 
 
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its simulator and stays quiet about client disconnects."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], sim: FullStorySimulator):
-        self.sim = sim
-        super().__init__(address, handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Broken connections are the client's business; don't print tracebacks."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Thin HTTP adapter: read the body, let the simulator answer, write JSON back."""
-
-    server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive, so pooled clients (urllib3) reuse connections
-    disable_nagle_algorithm = True  # headers and body go out in two writes: avoid 40 ms ACK stalls
-    server_version = "FullStorySimulator/1.0"
-
-    def _serve(self, send_body: bool = True) -> None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self._reply(400, _dumps({"code": "invalid_argument", "message": "Invalid Content-Length"}), {}, send_body)
-            self.close_connection = True
-            return
-        body = self.rfile.read(length) if length else b""
-        sim = self.server.sim
-        fault = sim.roll_fault(self.command, self.path)
-        status, payload, headers = sim.handle(self.command, self.path, self.headers, body, fault)
-        if fault is not None and fault.kind == "reset":
-            # The request was processed; the answer is lost with the connection.
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        if fault is not None and fault.kind == "slow":
-            time.sleep(fault.seconds)
-        if fault is not None and fault.kind == "malformed":
-            status, payload, headers = 200, b'{"job": {"id": "truncated', {}
-        self._reply(status, payload, headers, send_body)
-
-    def _reply(self, status: int, payload: bytes, headers: dict[str, str], send_body: bool) -> None:
-        headers = dict(headers)
-        self.send_response(status)
-        self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if send_body:
-            self.wfile.write(payload)
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def do_HEAD(self) -> None:
-        self._serve(send_body=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet by default: tests and the offline stack should not be flooded with access logs."""
-
-
-def serve(config: SimulatorConfig, host: str = "127.0.0.1", port: int = 8900) -> None:
-    """Blocking entry point for ``jobtracker simulate fullstory --port N``; Ctrl-C stops it."""
-    sim = FullStorySimulator(config, host=host, port=port)
-    sim._server = _Server((host, port), _Handler, sim)
-    print(f"FullStory simulator on {sim.base_url}", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        sim.serve_forever()
+def serve(
+    config: SimulatorConfig,
+    host: str = "127.0.0.1",
+    port: int = 8900,
+    *,
+    tls: bool = False,
+    tls_dir: Path | None = None,
+) -> None:
+    """Blocking entry point for ``jobtracker simulate fullstory --port N [--tls]``; Ctrl-C stops it."""
+    run_until_interrupted(FullStorySimulator(config, host=host, port=port, tls=tls, tls_dir=tls_dir))

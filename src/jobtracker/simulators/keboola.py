@@ -28,36 +28,31 @@ Routes:
 The demo table ``in.c-main.users`` (id,name,email; 50 rows) exists at start; exports of
 ``in.c-main.broken`` (and of every table with ``fail_exports=True``) end in ``error``.
 
-Faults reuse the FullStory simulator's :class:`Fault` and :func:`parse_fault`; targets map as
-``submit`` = export-async, ``status`` = job GET, ``pages`` = file detail and download.
-:func:`parse_keboola_fault` also knows ``maintenance`` (503 + Retry-After), e.g. ``maintenance@status:2x``.
-
-Only the standard library is used so the simulator runs anywhere the package does.
+Faults use the shared grammar (:mod:`jobtracker.simulators.faults`); targets map as ``submit`` =
+export-async, ``status`` = job GET, ``pages`` = file detail and download. :func:`parse_keboola_fault` also
+knows ``maintenance`` (503 + Retry-After), e.g. ``maintenance@status:2x``. Serving and ``--tls`` are shared
+with the other simulators (:mod:`jobtracker.simulators.server`); this module is Keboola's API only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import dataclasses
 import gzip
 import hashlib
 import hmac
 import io
 import json
-import random
 import secrets
-import socket
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from jobtracker.simulators.fullstory import Fault, parse_fault
+from jobtracker.simulators.faults import FAULT_TARGETS, JOB_FAULTS, REQUEST_FAULTS, Fault, parse_fault
+from jobtracker.simulators.server import Answer, ApiError, Simulator, run_until_interrupted
 
 __all__ = [
     "BROKEN_TABLE",
@@ -75,11 +70,11 @@ BROKEN_TABLE = "in.c-main.broken"  # exists, but every export of it ends in stat
 EXPORT_FORMATS = ("rfc", "escaped", "raw")
 TERMINAL = ("success", "error")
 FILE_MAX_AGE_DAYS = 15
-_POLL_INTERVAL = 0.05  # how often serve_forever checks for shutdown: keeps stop() fast in tests
+# Fault kinds: the shared ones, plus `maintenance`, a stack's 503 + Retry-After (../shared/DESIGN.md
+# "Keboola Storage facts"); no `repeat-token`: nothing is paged.
+FAULT_KINDS = (*REQUEST_FAULTS, "maintenance", *(kind for kind in JOB_FAULTS if kind != "repeat-token"))
 _FIRST_JOB_ID = 900_000_001
 _FIRST_FILE_ID = 1_200_000_001
-
-_Answer = tuple[int, bytes, dict[str, str]]  # HTTP status, body, headers (Content-Type included)
 
 
 @dataclass
@@ -107,14 +102,9 @@ class KeboolaSimulatorConfig:
 def parse_keboola_fault(spec: str) -> Fault:
     """:func:`parse_fault` plus ``maintenance[@TARGET][:RATE|:Nx]`` (503 + Retry-After on matching calls).
     ``repeat-token`` is refused: the Storage API has no paging for it to break."""
-    text = spec.strip()
-    head = text.split(":", 1)[0]
-    if head.partition("@")[0] == "maintenance":
-        return dataclasses.replace(parse_fault("500" + text[len("maintenance") :]), kind="maintenance")
-    fault = parse_fault(text)
-    if fault.kind == "repeat-token":
+    if spec.strip().split(":", 1)[0].partition("@")[0] == "repeat-token":
         raise ValueError("fault repeat-token does not apply to the Keboola simulator (nothing is paged)")
-    return fault
+    return parse_fault(spec, FAULT_KINDS, FAULT_TARGETS)
 
 
 @dataclass
@@ -164,16 +154,6 @@ class _File:
     content_type: str
 
 
-@dataclass(eq=False)
-class _ApiError(Exception):
-    """Raised inside request handling; becomes Keboola's ``{"error","code","status","exceptionId"}``."""
-
-    status: int
-    code: str
-    message: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 def _iso(ts: float) -> str:
     """RFC 3339, seconds precision, UTC written as ``+00:00`` (a stack writes ``+0100``-style offsets)."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
@@ -183,7 +163,7 @@ def _exception_id() -> str:
     return f"exception-{secrets.token_hex(16)}"
 
 
-def _json(status: int, value: Any, headers: dict[str, str] | None = None) -> _Answer:
+def _json(status: int, value: Any, headers: dict[str, str] | None = None) -> Answer:
     return (
         status,
         json.dumps(value, ensure_ascii=False).encode(),
@@ -195,7 +175,7 @@ def _error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": message, "code": code, "status": "error", "exceptionId": _exception_id()}
 
 
-def _s3_error(status: int, code: str, message: str) -> _Answer:
+def _s3_error(status: int, code: str, message: str) -> Answer:
     """What S3 answers on a presigned URL it refuses (XML, as the real bucket does)."""
     body = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -256,29 +236,42 @@ def _request_params(headers: Any, body: bytes, query: str) -> dict[str, Any]:
         try:
             payload = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
-            raise _ApiError(400, "storage.validation", f"Request body is not valid JSON: {exc}") from None
+            raise ApiError(400, "storage.validation", f"Request body is not valid JSON: {exc}") from None
         if not isinstance(payload, dict):
-            raise _ApiError(400, "storage.validation", "Request body must be a JSON object")
+            raise ApiError(400, "storage.validation", "Request body must be a JSON object")
         params.update({k[:-2] if k.endswith("[]") else k: v for k, v in payload.items()})
     else:
         try:
             merge_form(body.decode("utf-8"))
         except UnicodeDecodeError:
-            raise _ApiError(400, "storage.validation", "Request body is not UTF-8 form data") from None
+            raise ApiError(400, "storage.validation", "Request body is not UTF-8 form data") from None
     return params
 
 
-class KeboolaSimulator:
-    """In-memory Keboola Storage API (table exports) on a real local HTTP port.
+class KeboolaSimulator(Simulator[KeboolaSimulatorConfig]):
+    """In-memory Keboola Storage API (table exports) on a real local HTTP port."""
 
-    All state sits behind one lock, so handler threads and test introspection are safe.
-    """
+    title = "Keboola simulator"
+    server_name = "KeboolaSimulator/1.0"
+    # Storage API errors are {"error", "code", "status": "error", "exceptionId"}, as the official kbcstorage
+    # client's fixtures show (see the module docstring).
+    injected_errors = {
+        "500": ("APPLICATION_ERROR", "Injected fault: internal server error"),
+        "429": ("storage.tooManyRequests", "Injected fault: too many requests"),
+    }
+    internal_error = ("APPLICATION_ERROR", "Internal error")
+    malformed_answer = (200, b'{"id": 9000, "status": "succ', {"Content-Type": "application/json"})
 
-    def __init__(self, config: KeboolaSimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0):
-        self.config = config or KeboolaSimulatorConfig()
-        self._host = host
-        self._port = port
-        self._lock = threading.RLock()
+    def __init__(
+        self,
+        config: KeboolaSimulatorConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: bool = False,
+        tls_dir: Path | None = None,
+    ):
+        super().__init__(config or KeboolaSimulatorConfig(), host, port, tls=tls, tls_dir=tls_dir)
         self._secret = secrets.token_bytes(32)  # signs download URLs
         now = self.config.clock()
         self._tables: dict[str, _Table] = {
@@ -291,76 +284,11 @@ class KeboolaSimulator:
         self._next_file_id = _FIRST_FILE_ID
         self._next_run_id = 70_000_001
         self._urls_signed = 0
-        self._stats: dict[str, int] = {
-            "export_posts": 0,
-            "status_gets": 0,
-            "file_gets": 0,
-            "downloads": 0,
-            "expired_downloads": 0,
-            "unauthorized": 0,
-            "throttled": 0,
-            "maintenance": 0,
-            "faults": 0,
-        }
-        self._dice = random.Random(self.config.fault_seed)
-        self._fault_uses: dict[Fault, int] = {}
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> KeboolaSimulator:
-        """Bind and serve in a daemon thread; port 0 picks a free port (see ``base_url``)."""
-        if self._server is not None:
-            return self
-        self._server = _Server((self._host, self._port), _Handler, self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(_POLL_INTERVAL,), name="keboola-simulator", daemon=True
+        self._stats.update(
+            export_posts=0, status_gets=0, file_gets=0, downloads=0, expired_downloads=0, unauthorized=0, maintenance=0
         )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port; safe to call twice."""
-        server, thread = self._server, self._thread
-        self._server, self._thread = None, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def serve_forever(self) -> None:
-        """Serve on the calling thread until interrupted (used by :func:`serve`)."""
-        if self._server is None:
-            self._server = _Server((self._host, self._port), _Handler, self)
-        try:
-            self._server.serve_forever(_POLL_INTERVAL)
-        finally:
-            self._server.server_close()
-            self._server = None
-
-    @property
-    def base_url(self) -> str:
-        """Stack URL clients should use in place of ``https://connection.keboola.com``."""
-        if self._server is None:
-            raise RuntimeError("simulator is not running; call start() first")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> KeboolaSimulator:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ introspection and set-up
-
-    @property
-    def stats(self) -> dict[str, int]:
-        """Snapshot of the counters, so tests can assert on polling, re-fetching and throttling."""
-        with self._lock:
-            return dict(self._stats)
 
     def jobs(self) -> list[dict[str, Any]]:
         """Snapshot of every storage job in creation order, as a client would see it now (no poll counted)."""
@@ -378,59 +306,38 @@ class KeboolaSimulator:
         with self._lock:
             self._tables[table_id] = _Table(list(columns), [[str(v) for v in row] for row in rows], self.config.clock())
 
-    # ------------------------------------------------------------------ faults
-
-    def _has_fault(self, kind: str) -> bool:
-        return any(f.kind == kind for f in self.config.faults)
-
-    def roll_fault(self, method: str, path: str) -> Fault | None:
-        """Which per-request fault (if any) hits this request; counted in stats["faults"]."""
-        targets = _fault_targets(method, urlsplit(path).path)
-        if not targets:
-            return None
-        with self._lock:
-            for fault in self.config.faults:
-                if fault.kind in ("stuck", "repeat-token") or (
-                    fault.target is not None and fault.target not in targets
-                ):
-                    continue
-                if fault.kind == "maintenance" and "download" in targets:
-                    continue  # the file storage is not the Storage API: no maintenance there
-                if fault.times is not None:
-                    used = self._fault_uses.get(fault, 0)
-                    if used >= fault.times:
-                        continue
-                    self._fault_uses[fault] = used + 1
-                elif self._dice.random() >= fault.rate:
-                    continue
-                self._stats["faults"] += 1
-                return fault
-        return None
-
     # ------------------------------------------------------------------ request handling
 
-    def handle(self, method: str, raw_path: str, headers: Any, body: bytes, fault: Fault | None = None) -> _Answer:
-        """Answer one HTTP request; returns (status, body bytes, headers). Never raises."""
-        try:
-            if fault is not None and fault.kind == "500":
-                raise _ApiError(500, "APPLICATION_ERROR", "Injected fault: internal server error")
-            if fault is not None and fault.kind in ("429", "429-bare"):
-                with self._lock:
-                    self._stats["throttled"] += 1
-                retry = {"Retry-After": str(self.config.retry_after_seconds)} if fault.kind == "429" else {}
-                raise _ApiError(429, "storage.tooManyRequests", "Injected fault: too many requests", retry)
-            parts = urlsplit(raw_path)
-            if parts.path.startswith("/download/"):
-                return self._download(method, parts.path, parts.query)
-            if (fault is not None and fault.kind == "maintenance") or self.config.maintenance:
-                return self._maintenance()
-            return self._dispatch(method, parts.path, parts.query, headers, body)
-        except _ApiError as err:
-            return _json(err.status, _error_body(err.code, err.message), err.headers)
-        except Exception as exc:  # a simulator bug must not take the server down
-            return _json(500, _error_body("APPLICATION_ERROR", f"Internal error: {exc!r}"))
+    def fault_targets(self, method: str, path: str) -> Collection[str]:
+        """The parse_fault targets a request answers to: ``submit``/``export`` = export-async, ``status``/
+        ``operation`` = job GET, ``pages`` = file detail and download (``results`` and ``download`` apart)."""
+        if path.startswith("/download/"):
+            return ("pages", "download")
+        if not path.startswith("/v2/storage/"):
+            return ()
+        if method == "POST" and path.rstrip("/").endswith("/export-async"):
+            return ("submit", "export")
+        if path.startswith("/v2/storage/jobs/"):
+            return ("status", "operation")
+        if path.startswith("/v2/storage/files/"):
+            return ("pages", "results")
+        return ("other",)  # only faults without a target hit these
 
-    def _maintenance(self) -> _Answer:
+    def fault_applies(self, fault: Fault, targets: Collection[str]) -> bool:
+        return not (fault.kind == "maintenance" and "download" in targets)  # the file storage has no maintenance
+
+    def error_answer(self, err: ApiError) -> Answer:
+        return _json(err.status, _error_body(err.code, err.message), err.headers)
+
+    def handle(self, method: str, raw_path: str, headers: Any, body: bytes, fault: Fault | None = None) -> Answer:
+        parts = urlsplit(raw_path)
+        if parts.path.startswith("/download/"):
+            return self._download(method, parts.path, parts.query)
+        if (fault is not None and fault.kind == "maintenance") or self.config.maintenance:
+            return self._maintenance()
+        return self._dispatch(method, parts.path, parts.query, headers, body)
+
+    def _maintenance(self) -> Answer:
         with self._lock:
             self._stats["maintenance"] += 1
         retry_after = self.config.maintenance_retry_after_seconds
@@ -441,10 +348,10 @@ class KeboolaSimulator:
         }
         return _json(503, body, {"Retry-After": str(retry_after)})
 
-    def _dispatch(self, method: str, path: str, query: str, headers: Any, body: bytes) -> _Answer:
+    def _dispatch(self, method: str, path: str, query: str, headers: Any, body: bytes) -> Answer:
         segments = path.rstrip("/").split("/")
         if segments[:3] != ["", "v2", "storage"] or len(segments) < 4:
-            raise _ApiError(404, "storage.routeNotFound", f"Route {path} not found")
+            raise ApiError(404, "storage.routeNotFound", f"Route {path} not found")
         resource, rest = segments[3], [unquote(s) for s in segments[4:]]
         if resource == "tables" and len(rest) == 2 and rest[1] == "export-async":
             route, allowed = "export", "POST"
@@ -457,11 +364,11 @@ class KeboolaSimulator:
         elif resource == "tokens" and rest == ["verify"]:
             route, allowed = "verify", "GET"
         else:
-            raise _ApiError(404, "storage.routeNotFound", f"Route {path} not found")
+            raise ApiError(404, "storage.routeNotFound", f"Route {path} not found")
         if method != allowed:
-            raise _ApiError(405, "storage.methodNotAllowed", f"{method} is not allowed on {path}", {"Allow": allowed})
+            raise ApiError(405, "storage.methodNotAllowed", f"{method} is not allowed on {path}", {"Allow": allowed})
         creator = self._authenticate(headers.get("X-StorageApi-Token"))
-        base = _base_from_host(headers.get("Host"), self)
+        base = self.public_base(headers)
         if route == "export":
             return self._export(rest[0], creator, headers, body, query, base)
         if route == "table":
@@ -482,7 +389,7 @@ class KeboolaSimulator:
             with self._lock:
                 self._stats["unauthorized"] += 1
             message = "Access token must be set" if not token else "Invalid access token"
-            raise _ApiError(401, "storage.tokenInvalid", message)
+            raise ApiError(401, "storage.tokenInvalid", message)
         token_id = str(int(hashlib.sha256(token.encode()).hexdigest()[:8], 16) % 900_000 + 100_000)
         return _Identity(token_id, self.config.token_description)
 
@@ -490,7 +397,7 @@ class KeboolaSimulator:
         table = self._tables.get(table_id)
         if table is None:
             stage_bucket = table_id.rsplit(".", 1)[0] if "." in table_id else table_id
-            raise _ApiError(
+            raise ApiError(
                 404,
                 "storage.tables.notFound",
                 f'The table "{table_id.rsplit(".", 1)[-1]}" was not found in the bucket "{stage_bucket}" '
@@ -498,7 +405,7 @@ class KeboolaSimulator:
             )
         return table
 
-    def _export(self, table_id: str, creator: _Identity, headers: Any, body: bytes, query: str, base: str) -> _Answer:
+    def _export(self, table_id: str, creator: _Identity, headers: Any, body: bytes, query: str, base: str) -> Answer:
         """POST .../export-async: validate synchronously, answer 202 with a waiting storage job."""
         params = _request_params(headers, body, query)
         with self._lock:
@@ -506,7 +413,7 @@ class KeboolaSimulator:
             columns = _as_list(params.get("columns"))
             unknown = [c for c in columns if c not in table.columns]
             if unknown:
-                raise _ApiError(
+                raise ApiError(
                     400,
                     "storage.tables.validation",
                     f"Columns {', '.join(unknown)} not found in table {table_id}; "
@@ -521,10 +428,10 @@ class KeboolaSimulator:
                 except (TypeError, ValueError):
                     limit = -1
                 if limit < 0:
-                    raise _ApiError(400, "storage.tables.validation", f"Invalid limit {params.get('limit')!r}")
+                    raise ApiError(400, "storage.tables.validation", f"Invalid limit {params.get('limit')!r}")
             file_format = str(params.get("format") or "rfc")
             if file_format not in EXPORT_FORMATS:
-                raise _ApiError(
+                raise ApiError(
                     400,
                     "storage.tables.validation",
                     f"Invalid format {file_format!r}; one of {', '.join(EXPORT_FORMATS)}",
@@ -539,7 +446,7 @@ class KeboolaSimulator:
                 where_values = [str(raw_values)]
             where_operator = str(params.get("whereOperator") or "eq")
             if where_column and (where_column not in table.columns or where_operator not in ("eq", "ne", "neq")):
-                raise _ApiError(400, "storage.tables.validation", f"Invalid filter {where_column!r} {where_operator!r}")
+                raise ApiError(400, "storage.tables.validation", f"Invalid filter {where_column!r} {where_operator!r}")
             use_gzip = _as_bool(params.get("gzip"), default=True)
             export: dict[str, Any] = {"columns": columns, "limit": limit, "format": file_format, "gzip": use_gzip}
             if where_column:
@@ -563,7 +470,7 @@ class KeboolaSimulator:
             self._stats["export_posts"] += 1
             return _json(202, self._job_json(job, base))
 
-    def _table_detail(self, table_id: str, base: str) -> _Answer:
+    def _table_detail(self, table_id: str, base: str) -> Answer:
         with self._lock:
             table = self._table(table_id)
             stage, bucket, name = table_id.split(".", 2)
@@ -583,13 +490,13 @@ class KeboolaSimulator:
             }
             return _json(200, body)
 
-    def _job_detail(self, raw_id: str, base: str) -> _Answer:
+    def _job_detail(self, raw_id: str, base: str) -> Answer:
         """GET /v2/storage/jobs/{id}: each call is one poll and may move the job on."""
         with self._lock:
             self._stats["status_gets"] += 1
             job = self._jobs.get(int(raw_id)) if raw_id.isdigit() else None
             if job is None:
-                raise _ApiError(404, "storage.jobs.notFound", f"Job {raw_id} not found")
+                raise ApiError(404, "storage.jobs.notFound", f"Job {raw_id} not found")
             self._advance(job, count_poll=True)
             return _json(200, self._job_json(job, base))
 
@@ -618,7 +525,7 @@ class KeboolaSimulator:
                 target = "waiting"
             started_at = job.created + cfg.waiting_seconds
             ended_at = started_at + cfg.processing_seconds
-        if target == "done" and self._has_fault("stuck"):
+        if target == "done" and self.has_fault("stuck"):
             target = "processing"  # a stuck job is picked up by a worker that never finishes
         if target in ("processing", "done") and job.started is None:
             job.started = started_at
@@ -679,13 +586,13 @@ class KeboolaSimulator:
             "error": dict(job.error) if job.error else None,
         }
 
-    def _file_detail(self, raw_id: str, base: str) -> _Answer:
+    def _file_detail(self, raw_id: str, base: str) -> Answer:
         """GET /v2/storage/files/{id}: metadata and a freshly signed, short-lived download URL."""
         with self._lock:
             self._stats["file_gets"] += 1
             file = self._files.get(int(raw_id)) if raw_id.isdigit() else None
             if file is None:
-                raise _ApiError(404, "storage.files.notFound", f"File {raw_id} not found")
+                raise ApiError(404, "storage.files.notFound", f"File {raw_id} not found")
             now = self.config.clock()
             self._urls_signed += 1
             if self._urls_signed <= self.config.expire_first_urls:
@@ -714,7 +621,7 @@ class KeboolaSimulator:
     def _sign(self, file_id: int, expires: int) -> str:
         return hmac.new(self._secret, f"{file_id}:{expires}".encode(), hashlib.sha256).hexdigest()
 
-    def _download(self, method: str, path: str, query: str) -> _Answer:
+    def _download(self, method: str, path: str, query: str) -> Answer:
         """GET /download/{fileId}: the signed URL is the credential (no token), valid until ``expires``."""
         if method not in ("GET", "HEAD"):
             return _s3_error(405, "MethodNotAllowed", "The specified method is not allowed against this resource.")
@@ -745,28 +652,6 @@ class KeboolaSimulator:
             return 200, file.data, headers
 
 
-def _fault_targets(method: str, path: str) -> tuple[str, ...]:
-    """The parse_fault targets a request answers to: ``submit``/``export`` = export-async, ``status``/
-    ``operation`` = job GET, ``pages`` = file detail and download (``results`` and ``download`` apart)."""
-    if path.startswith("/download/"):
-        return ("pages", "download")
-    if not path.startswith("/v2/storage/"):
-        return ()
-    if method == "POST" and path.rstrip("/").endswith("/export-async"):
-        return ("submit", "export")
-    if path.startswith("/v2/storage/jobs/"):
-        return ("status", "operation")
-    if path.startswith("/v2/storage/files/"):
-        return ("pages", "results")
-    return ("other",)  # only faults without a target hit these
-
-
-def _base_from_host(host: str | None, sim: KeboolaSimulator) -> str:
-    """URLs in answers (job url, file url) use the host the client called, as a stack does."""
-    host = (host or "").strip()
-    return f"http://{host}" if host else sim.base_url
-
-
 def _export_csv(table: _Table, export: dict[str, Any]) -> bytes:
     """The table (or the chosen columns, filtered and limited) as CSV with a header row."""
     columns = export.get("columns") or table.columns
@@ -793,89 +678,13 @@ def _export_csv(table: _Table, export: dict[str, Any]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its simulator and stays quiet about client disconnects."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], sim: KeboolaSimulator):
-        self.sim = sim
-        super().__init__(address, handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Broken connections are the client's business; don't print tracebacks."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Thin HTTP adapter: read the body, let the simulator answer, write it back."""
-
-    server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive, so pooled clients (urllib3) reuse connections
-    disable_nagle_algorithm = True
-    server_version = "KeboolaSimulator/1.0"
-
-    def _serve(self, send_body: bool = True) -> None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            status, payload, headers = _json(400, _error_body("storage.validation", "Invalid Content-Length"))
-            self._reply(status, payload, headers, send_body)
-            self.close_connection = True
-            return
-        body = self.rfile.read(length) if length else b""
-        sim = self.server.sim
-        fault = sim.roll_fault(self.command, self.path)
-        status, payload, headers = sim.handle(self.command, self.path, self.headers, body, fault)
-        if fault is not None and fault.kind == "reset":
-            # The request was processed; the answer is lost with the connection.
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        if fault is not None and fault.kind == "slow":
-            time.sleep(fault.seconds)
-        if fault is not None and fault.kind == "malformed":
-            status, payload, headers = 200, b'{"id": 9000, "status": "succ', {"Content-Type": "application/json"}
-        self._reply(status, payload, headers, send_body)
-
-    def _reply(self, status: int, payload: bytes, headers: dict[str, str], send_body: bool) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if send_body:
-            self.wfile.write(payload)
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def do_HEAD(self) -> None:
-        self._serve(send_body=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet by default: tests and the offline stack should not be flooded with access logs."""
-
-
-def serve(config: KeboolaSimulatorConfig, host: str = "127.0.0.1", port: int = 8901) -> None:
-    """Blocking entry point for ``jobtracker simulate keboola --port N``; Ctrl-C stops it."""
-    sim = KeboolaSimulator(config, host=host, port=port)
-    sim._server = _Server((host, port), _Handler, sim)
-    print(f"Keboola simulator on {sim.base_url}", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        sim.serve_forever()
+def serve(
+    config: KeboolaSimulatorConfig,
+    host: str = "127.0.0.1",
+    port: int = 8901,
+    *,
+    tls: bool = False,
+    tls_dir: Path | None = None,
+) -> None:
+    """Blocking entry point for ``jobtracker simulate keboola --port N [--tls]``; Ctrl-C stops it."""
+    run_until_interrupted(KeboolaSimulator(config, host=host, port=port, tls=tls, tls_dir=tls_dir))

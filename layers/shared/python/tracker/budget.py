@@ -14,10 +14,20 @@ import contextlib
 import time
 from typing import Any
 
+from tracker import catalogue
+from tracker.config import MAX_POLL_SECONDS
+
 BUDGET_SK = "LEASES"
-# Long enough to outlive the longest wait between two polls of a healthy holder (PollMaxSeconds, 300 by
-# default) with margin; short enough that a dead holder's slot comes back within minutes.
-DEFAULT_LEASE_SECONDS = 900
+# The lease outlives the longest gap between two renewals of a healthy holder, and no more, so a dead
+# holder's slot comes back within minutes. A holder takes its lease in the submit task and renews it in
+# every status task; between two renewals lie the rest of one task, the longest wait (PollMaxSeconds, at
+# most MAX_POLL_SECONDS) and the next task up to its renewal. Each task runs at most POLL_TASK_SECONDS
+# (the ASL's TimeoutSeconds of SubmitBatch and CheckBatch); the margin covers Step Functions' own latency
+# between states. tests/contract/test_parameters.py ties these numbers to template.yaml and the ASL.
+POLL_TASK_SECONDS = 90
+LEASE_MARGIN_SECONDS = 120
+HEALTHY_RENEWAL_GAP_SECONDS = 2 * POLL_TASK_SECONDS + MAX_POLL_SECONDS
+DEFAULT_LEASE_SECONDS = HEALTHY_RENEWAL_GAP_SECONDS + LEASE_MARGIN_SECONDS  # 900
 
 
 class InFlightBudget:
@@ -96,15 +106,6 @@ class InFlightBudget:
         return freed
 
 
-# Which budget a task type draws on: one per provider (family of provider jobs with one limit).
-BUDGET_FAMILY = {
-    "fullstory.users": "fullstory",
-    "fullstory.events": "fullstory",
-    "fullstory.segment_export": "fullstory-exports",
-    "keboola.table_export": "keboola",
-}
-
-
 class Budgets:
     """Each provider's own in-flight budget (limits by family; a limit of 0 turns that budget off)."""
 
@@ -114,7 +115,8 @@ class Budgets:
         }
 
     def for_type(self, task_type: str) -> InFlightBudget | None:
-        return self._budgets.get(BUDGET_FAMILY.get(task_type, ""))
+        """The budget a task type draws on (its family in tracker.catalogue); None when it has none or it is off."""
+        return self._budgets.get(catalogue.budget_family(task_type) or "")
 
     def release_everywhere(self, lease_id: str) -> None:
         """For a job whose execution is gone: whichever budget its task held, give the slot back."""

@@ -1,12 +1,22 @@
-"""Runtime settings, read once from the environment that template.yaml gives every function."""
+"""Runtime settings, read once from the environment that template.yaml gives every function.
+
+template.yaml owns every default (its Parameters); this module keeps no second copy. A variable the
+template sets is required here, so a function deployed without it fails at once with its name instead of
+running on a default nobody chose. Code outside Lambda (tests, the bench) builds settings from the
+template's defaults with `jobtracker.local.settings.template_settings`.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from tracker import limits
+# The largest PollMaxSeconds a deployment may choose (template.yaml's MaxValue; a contract test keeps the
+# two equal). The in-flight budget's lease is derived from it (tracker.budget), so a lease never lapses
+# between two healthy polls of its holder.
+MAX_POLL_SECONDS = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,55 +29,92 @@ class Settings:
     state_machine_arn: str
     fullstory_secret_arn: str
     fullstory_base_url: str
+    keboola_secret_arn: str
+    keboola_stacks: tuple[str, ...]
     in_flight_budget: int
+    org_in_flight_budget: int
+    export_in_flight_budget: int
+    keboola_in_flight_budget: int
     poll_min_seconds: float
     poll_max_seconds: float
     max_job_seconds: int
     max_batch_bytes: int
     max_batch_requests: int
+    provider_timeout_seconds: float
+    max_uncompressed_bytes: int
+    admin_principals: tuple[str, ...]
     retention_days: int
-    provider_timeout_seconds: float = 30.0
-    max_uncompressed_bytes: int = limits.DEFAULT_MAX_UNCOMPRESSED_BYTES
-    admin_principals: tuple[str, ...] = ()
-    org_in_flight_budget: int = 90
-    export_in_flight_budget: int = 10
-    keboola_in_flight_budget: int = 20
-    keboola_secret_arn: str = ""
-    keboola_stacks: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
-        def required(name: str) -> str:
-            value = env.get(name, "")
-            if not value:
-                raise RuntimeError(f"environment variable {name} is not set (template.yaml sets it)")
-            return value
-
-        return cls(
-            jobs_table=required("JOBS_TABLE"),
-            inbox_bucket=required("INBOX_BUCKET"),
-            results_bucket=required("RESULTS_BUCKET"),
-            topic_arn=required("TOPIC_ARN"),
-            intake_queue_url=env.get("INTAKE_QUEUE_URL", ""),
-            state_machine_arn=env.get("STATE_MACHINE_ARN", ""),
-            fullstory_secret_arn=env.get("FULLSTORY_SECRET_ARN", ""),
-            fullstory_base_url=env.get("FULLSTORY_BASE_URL", "https://api.fullstory.com").rstrip("/"),
-            in_flight_budget=int(env.get("IN_FLIGHT_BUDGET", "10")),
-            poll_min_seconds=float(env.get("POLL_MIN_SECONDS", "5")),
-            poll_max_seconds=float(env.get("POLL_MAX_SECONDS", "300")),
-            max_job_seconds=int(float(env.get("MAX_JOB_HOURS", "24")) * 3600),
-            max_batch_bytes=int(env.get("MAX_BATCH_BYTES", str(limits.DEFAULT_MAX_BATCH_BYTES))),
-            max_batch_requests=int(env.get("MAX_BATCH_REQUESTS", str(limits.MAX_REQUESTS_PER_BATCH))),
-            retention_days=int(env.get("RETENTION_DAYS", "30")),
-            provider_timeout_seconds=float(env.get("PROVIDER_TIMEOUT_SECONDS", "30")),
-            org_in_flight_budget=int(env.get("ORG_IN_FLIGHT_BUDGET", "90")),
-            export_in_flight_budget=int(env.get("FULLSTORY_EXPORT_IN_FLIGHT_BUDGET", "10")),
-            keboola_in_flight_budget=int(env.get("KEBOOLA_IN_FLIGHT_BUDGET", "20")),
-            keboola_secret_arn=env.get("KEBOOLA_SECRET_ARN", ""),
-            keboola_stacks=tuple(p.strip() for p in env.get("KEBOOLA_STACKS", "").split(",") if p.strip()),
-            admin_principals=tuple(p.strip() for p in env.get("ADMIN_PRINCIPALS", "").split(",") if p.strip()),
-            max_uncompressed_bytes=int(env.get("MAX_UNCOMPRESSED_BYTES", str(limits.DEFAULT_MAX_UNCOMPRESSED_BYTES))),
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        reader = _Reader(env)
+        settings = cls(
+            jobs_table=reader.name("JOBS_TABLE"),
+            inbox_bucket=reader.name("INBOX_BUCKET"),
+            results_bucket=reader.name("RESULTS_BUCKET"),
+            topic_arn=reader.name("TOPIC_ARN"),
+            intake_queue_url=reader.name("INTAKE_QUEUE_URL"),
+            state_machine_arn=reader.name("STATE_MACHINE_ARN"),
+            fullstory_secret_arn=reader.name("FULLSTORY_SECRET_ARN"),
+            fullstory_base_url=reader.name("FULLSTORY_BASE_URL").rstrip("/"),
+            keboola_secret_arn=reader.name("KEBOOLA_SECRET_ARN"),
+            keboola_stacks=reader.items("KEBOOLA_STACKS"),
+            in_flight_budget=reader.integer("IN_FLIGHT_BUDGET"),
+            org_in_flight_budget=reader.integer("ORG_IN_FLIGHT_BUDGET"),
+            export_in_flight_budget=reader.integer("FULLSTORY_EXPORT_IN_FLIGHT_BUDGET"),
+            keboola_in_flight_budget=reader.integer("KEBOOLA_IN_FLIGHT_BUDGET"),
+            poll_min_seconds=reader.number("POLL_MIN_SECONDS"),
+            poll_max_seconds=reader.number("POLL_MAX_SECONDS"),
+            max_job_seconds=int(reader.number("MAX_JOB_HOURS") * 3600),
+            max_batch_bytes=reader.integer("MAX_BATCH_BYTES"),
+            max_batch_requests=reader.integer("MAX_BATCH_REQUESTS"),
+            provider_timeout_seconds=reader.number("PROVIDER_TIMEOUT_SECONDS"),
+            max_uncompressed_bytes=reader.integer("MAX_UNCOMPRESSED_BYTES"),
+            admin_principals=reader.items("ADMIN_PRINCIPALS"),
+            retention_days=reader.integer("RETENTION_DAYS"),
         )
+        if settings.poll_max_seconds > MAX_POLL_SECONDS:
+            # CloudFormation refuses such a value (MaxValue); an environment edited by hand gets the same answer.
+            raise RuntimeError(
+                f"POLL_MAX_SECONDS is {settings.poll_max_seconds:g}, above {MAX_POLL_SECONDS}: the in-flight "
+                "budget's lease would lapse between two polls (template.yaml PollMaxSeconds)"
+            )
+        return settings
+
+
+class _Reader:
+    """Reads the variables template.yaml sets; each one must be present (an empty string is a value)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def _raw(self, name: str) -> str:
+        if name not in self._env:
+            raise RuntimeError(f"environment variable {name} is not set (template.yaml sets it)")
+        return self._env[name].strip()
+
+    def name(self, name: str) -> str:
+        """A resource name, ARN or URL: the template always gives one."""
+        value = self._raw(name)
+        if not value:
+            raise RuntimeError(f"environment variable {name} is empty (template.yaml sets it)")
+        return value
+
+    def items(self, name: str) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self._raw(name).split(",") if part.strip())
+
+    def number(self, name: str) -> float:
+        value = self._raw(name)
+        try:
+            return float(value)
+        except ValueError:
+            raise RuntimeError(f"environment variable {name} is {value!r}, not a number") from None
+
+    def integer(self, name: str) -> int:
+        number = self.number(name)
+        if number != int(number):
+            raise RuntimeError(f"environment variable {name} is {number:g}, not a whole number")
+        return int(number)
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,5 @@
-"""Cancel and retry a job (POST /jobs/{id}/cancel, POST /jobs/{id}/retry)."""
+"""Cancel and retry a job (POST /jobs/{id}/cancel, POST /jobs/{id}/retry), and close a job whose execution
+ended without reaching Finalize (the EventBridge backstop)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from tracker import layout
 from tracker.batch_tasks import idempotency_key
 from tracker.budget import Budgets
 from tracker.config import Settings
+from tracker.executions import execution_arn, execution_name, job_id_of_execution, start_execution
 from tracker.finalize import Finalizer
 from tracker.model import BatchState, JobState, now_iso
 from tracker.store import JobStore
 
-RETRY_SEPARATOR = "-retry-"
+# How an execution that ended abnormally (EventBridge status) closes its job.
+ENDED_EXECUTION_CODES = {"TIMED_OUT": "execution_timed_out", "ABORTED": "cancelled"}
 
 
 class ControlError(Exception):
@@ -23,11 +26,6 @@ class ControlError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
-
-
-def job_id_of_execution(name: str) -> str:
-    """Executions are named after their job: `<job id>` or `<job id>-retry-<n>`."""
-    return name.split(RETRY_SEPARATOR, 1)[0]
 
 
 class JobControl:
@@ -93,7 +91,7 @@ class JobControl:
         if not pending:
             raise ControlError("nothing_to_retry", f"every batch of job {job_id} finished; nothing to run again")
         attempt = int(job.get("retries", 0)) + 1
-        name = f"{job_id}{RETRY_SEPARATOR}{attempt}"
+        name = execution_name(job_id, attempt)
         manifest_key = layout.retry_manifest_key(job_id, attempt)
         manifest = [{k: b.get(k, "" if k == "key" else 0) for k in ("index", "key", "rows", "bytes")} for b in pending]
         self._s3.put_object(
@@ -106,20 +104,23 @@ class JobControl:
             state = BatchState.RUNNING if batch.get("providerJobId") else BatchState.PENDING
             self._store.reset_batch(job_id, int(batch["index"]), state.value)
         deadline = int(time.time()) + self._settings.max_job_seconds
-        run_id = self._settings.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+        run_id = execution_arn(self._settings, name)
         if not self._store.reopen_job(job_id, run_id, attempt, deadline, now_iso()):
             raise ControlError("not_failed", f"job {job_id} changed state meanwhile; try again")
-        self._sfn.start_execution(
-            stateMachineArn=self._settings.state_machine_arn,
-            name=name,
-            input=json.dumps(
-                {
-                    "jobId": job_id,
-                    "type": job.get("taskType") or job["type"],
-                    "deadline": deadline,
-                    "inFlightBudget": self._settings.in_flight_budget,
-                    "manifest": {"bucket": self._settings.results_bucket, "key": manifest_key},
-                }
-            ),
-        )
+        start_execution(self._settings, self._sfn, job, name=name, manifest_key=manifest_key, deadline=deadline)
         return {"jobId": job_id, "retry": attempt, "batches": [int(b["index"]) for b in pending], "runId": run_id}
+
+    def close_ended_execution(self, name: str, arn: str, status: str, error: str | None) -> dict[str, Any]:
+        """The execution ended without reaching Finalize (timed out, stopped, failed unexpectedly): its
+        tasks hold no provider slot anymore, and the job ends FAILED with its one notification."""
+        job_id = job_id_of_execution(name)
+        job = self._store.get_job(job_id)
+        if job is None or job.get("runId") != arn:
+            # A late event about an execution the job has moved past (e.g. before a retry): nothing to close.
+            return {"jobId": job_id, "state": job["state"] if job else None, "ignored": True}
+        self.release_leases(job_id)
+        return self._finalizer.fail_job(
+            job_id,
+            ENDED_EXECUTION_CODES.get(status, "execution_failed"),
+            f"execution {status.lower()}" + (f": {error}" if error else ""),
+        )

@@ -12,10 +12,10 @@ import time
 from typing import Any
 
 from tracker import layout
+from tracker.catalogue import is_operation, is_track
 from tracker.config import Settings
 from tracker.model import Accounting, BatchState, JobState, now_iso
 from tracker.notify import publish_job_notification
-from tracker.providers.registry import is_operation
 from tracker.report import CodeCounter, render_report
 from tracker.s3io import S3StreamWriter, iter_object_chunks, s3_uri
 from tracker.store import JobStore
@@ -71,7 +71,7 @@ class Finalizer:
         provider_errors = sum(int(b.get("providerErrors", 0)) for b in batches if BatchState(b["batchState"]).accounted)
         accounting = Accounting(
             # A tracked job's rows were sent by someone else: what FullStory reports is all there is to count.
-            rows_in=imported + provider_errors if job["type"] == "track" else int(job.get("rowsIn", 0)),
+            rows_in=imported + provider_errors if is_track(job["type"]) else int(job.get("rowsIn", 0)),
             imported=imported,
             provider_errors=provider_errors,
             rejected=int(job.get("rejected", 0)),

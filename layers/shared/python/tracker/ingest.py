@@ -1,8 +1,10 @@
-"""Turn an input file stream into validated FullStory batch requests and rejected rows.
+"""Turn an input file stream into validated provider requests and rejected rows.
 
-Pure domain code for the Lambda layer: standard library only (the Lambda runtime has neither
-ijson nor pydantic in the layer). Everything streams: input is read in bounded chunks, one row
-(or JSON-array element) at a time, so memory stays flat whatever the file size.
+Core reading, for every provider: pure domain code for the Lambda layer, standard library only (the
+Lambda runtime has no ijson). It knows no provider: what one request must be arrives as a
+:class:`RowRules` (a provider's rules, handed over by tracker.catalogue). Everything streams: input
+is read in bounded chunks, one row (or JSON-array element) at a time, so memory stays flat whatever
+the file size.
 
 Formats (see ``detect_format``): NDJSON (``.ndjson``/``.jsonl``), a JSON document (``.json``) and
 CSV (``.csv``), each optionally gzip-compressed (``.gz``). Input is UTF-8, with or without a BOM.
@@ -16,22 +18,9 @@ per-request checks to requests that did not come from a file, e.g. inline rows o
 
 Decisions (documented here because other code relies on them):
 
-* Anonymous users: the users batch spec marks no field as required, so a request without ``uid``
-  and ``email`` is accepted. A request carrying none of ``uid``, ``display_name``, ``email``,
-  ``id``, ``properties`` (e.g. ``{}``) is rejected (``empty_request``): it would only create an
-  empty anonymous user.
-* ``null`` for an optional field is treated as absent (protobuf JSON semantics, which FullStory's
-  API follows) and passed through unchanged.
-* Events ``shared``: a JSON document ``{"requests": [...], "shared": {...}}`` raises
-  ``InputError("unsupported_shared")``. ``shared`` applies to a whole provider batch while the
-  tracker splits a file into several batches, and FullStory fails every event that also has its
-  own ``context``; copy the context into each event instead. (If ``shared`` follows the
-  ``requests`` array, the error comes after the array's rows were yielded.)
-* Property counting: ``MAX_PROPERTIES`` is checked against every key at every nesting level
-  (``{"a": {"b": 1}}`` counts 2), never letting through an object FullStory refuses. Name rules
-  apply to nested keys too; the dotted path of a nested key is limited to
-  ``MAX_PROPERTY_NAME_CHARS``; the value-size limit applies to each leaf value (arrays count as
-  one value) measured as compact UTF-8 JSON.
+* CSV: the rules name the columns that are request fields (text or JSON); every other named column
+  is a string property collected into the rules' ``csv_properties`` object, and a column of that
+  name holds a JSON object merged with them.
 * CSV decode errors: each physical line is decoded on its own; a record touching a line that is
   not valid UTF-8 is rejected (``invalid_utf8``), the rest of the file is read. Only an
   undecodable header is a job-level ``InputError``.
@@ -58,37 +47,29 @@ import gzip
 import json
 import re
 import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, BinaryIO, Literal, TypeAlias
 
-from tracker.limits import (
-    DEFAULT_MAX_UNCOMPRESSED_BYTES,
-    MAX_DISPLAY_NAME_CHARS,
-    MAX_EMAIL_CHARS,
-    MAX_LINE_BYTES,
-    MAX_PROPERTIES,
-    MAX_PROPERTY_NAME_CHARS,
-    MAX_PROPERTY_VALUE_BYTES,
-    MAX_REJECT_SOURCE_CHARS,
-    MAX_UID_CHARS,
-    PROPERTY_NAME_RE,
-)
+from tracker.limits import DEFAULT_MAX_UNCOMPRESSED_BYTES, MAX_LINE_BYTES, MAX_REJECT_SOURCE_CHARS
 
 __all__ = [
+    "CsvColumn",
     "InputError",
     "InputFormat",
-    "JobType",
     "Rejected",
     "Row",
+    "RowInvalid",
+    "RowRules",
     "detect_format",
+    "encode_compact",
     "make_row",
     "read_requests",
+    "shown_name",
     "validate_request",
 ]
 
-JobType: TypeAlias = Literal["fullstory.users", "fullstory.events"]
 FormatKind: TypeAlias = Literal["csv", "ndjson", "json"]
 
 
@@ -127,6 +108,37 @@ class Rejected:
     code: str
     reason: str
     source: Any
+
+
+class RowInvalid(Exception):
+    """Raised by a provider's validator: the request is refused with ``code`` (short snake_case) and
+    ``reason`` (one sentence naming the field and the limit, never quoting a value)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(code, reason)
+        self.problem = (code, reason)
+
+
+class CsvColumn(Enum):
+    TEXT = "text"  # the cell is the field's string value
+    JSON = "json"  # the cell holds the field's value as JSON
+
+
+@dataclass(frozen=True, slots=True)
+class RowRules:
+    """What one request of a provider's batch import must be: the readers apply it to every row.
+
+    ``validate(request, size)`` raises :class:`RowInvalid` for a request the provider would refuse;
+    ``size`` is the byte length of the request's compact JSON (so a validator can skip per-value
+    size checks when the whole request is small). It runs once per row: keep it fast."""
+
+    rows: str  # what the rows are, for messages: "users", "events"
+    validate: Callable[[dict, int], None]
+    csv_columns: Mapping[str, CsvColumn] = field(default_factory=dict)  # the columns that are request fields
+    csv_properties: str = "properties"  # the object field every other named column goes into
+    csv_required: tuple[str, ...] = ()  # columns a CSV header must have
+    # Top-level keys of a JSON document besides "requests" that the provider refuses: key -> (code, message).
+    refused_document_keys: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 # --- format detection ---------------------------------------------------------------------------
@@ -198,6 +210,7 @@ def _make_fast_encode() -> Callable[[Any], str]:
 
 
 _encode = _make_fast_encode()
+encode_compact = _encode  # compact UTF-8-ready JSON text, as rows are encoded (for providers' validators)
 
 
 def _text_source(raw: str | bytes | None, obj: Any = None) -> str:
@@ -220,237 +233,12 @@ def _text_source(raw: str | bytes | None, obj: Any = None) -> str:
     return raw
 
 
-# --- validation -----------------------------------------------------------------------------------
+# --- rows ---------------------------------------------------------------------------------------
 
 
-class _Invalid(Exception):
-    """Internal: carries (code, reason) out of nested validation."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(code, reason)
-        self.problem = (code, reason)
-
-
-def _shown(name: str, limit: int = 64) -> str:
+def shown_name(name: str, limit: int = 64) -> str:
     """A field/property name for a reason sentence (names are not personal data; long ones cut)."""
     return repr(name if len(name) <= limit else name[:limit] + "...")
-
-
-_GOOD_NAMES: set[str] = set()  # cache of property names already known to satisfy the rule
-_GOOD_NAMES_MAX = 8192
-_name_ok = PROPERTY_NAME_RE.fullmatch
-
-
-def _check_name(name: Any, path: str) -> None:
-    """Raise unless ``name`` satisfies the property-name rule (not the path-length rule)."""
-    if not isinstance(name, str) or _name_ok(name) is None:
-        raise _Invalid(
-            "invalid_property_name",
-            f"Property name {_shown(path)} must use only letters, digits or '_' and start with a letter.",
-        )
-    if len(name) <= MAX_PROPERTY_NAME_CHARS:
-        if len(_GOOD_NAMES) >= _GOOD_NAMES_MAX:
-            _GOOD_NAMES.clear()
-        _GOOD_NAMES.add(name)
-
-
-def _name_too_long(path: str) -> _Invalid:
-    return _Invalid(
-        "property_name_too_long",
-        f"Property name {_shown(path)} is {len(path)} characters including its parents; "
-        f"the limit is {MAX_PROPERTY_NAME_CHARS}.",
-    )
-
-
-def _too_many(field: str, count: int) -> _Invalid:
-    return _Invalid(
-        "too_many_properties",
-        f"Field '{field}' has {count} properties (nested keys included); the limit is {MAX_PROPERTIES}.",
-    )
-
-
-def _count_nested(obj: dict, path: str, count: int, field: str) -> int:
-    """Check the names of a nested properties object; return the running key count."""
-    count += len(obj)
-    if count > MAX_PROPERTIES:
-        raise _too_many(field, count)
-    good = _GOOD_NAMES
-    for name, value in obj.items():
-        if name not in good:
-            _check_name(name, f"{path}.{name}" if isinstance(name, str) else path)
-        if len(path) + 1 + len(name) > MAX_PROPERTY_NAME_CHARS:
-            raise _name_too_long(f"{path}.{name}")
-        if value.__class__ is dict:
-            count = _count_nested(value, f"{path}.{name}", count, field)
-    return count
-
-
-def _check_leaf_sizes(obj: dict, path: str) -> None:
-    for name, value in obj.items():
-        dotted = f"{path}.{name}" if path else name
-        if value.__class__ is dict:
-            _check_leaf_sizes(value, dotted)
-            continue
-        size = len(_encode(value).encode("utf-8"))
-        if size > MAX_PROPERTY_VALUE_BYTES:
-            raise _Invalid(
-                "property_value_too_large",
-                f"Property {_shown(dotted)} is {size} bytes as JSON; the limit is {MAX_PROPERTY_VALUE_BYTES} bytes.",
-            )
-
-
-def _check_properties(props: Any, size: int, field: str = "properties") -> None:
-    """``size`` is the byte size of the whole request's compact encoding: when it is within the
-    value limit no single value can exceed it, so the per-value encoding is skipped."""
-    if props.__class__ is not dict:
-        if props is None:
-            return
-        raise _Invalid("invalid_type", f"Field '{field}' must be a JSON object.")
-    count = len(props)
-    if count > MAX_PROPERTIES:
-        raise _too_many(field, count)
-    good = _GOOD_NAMES
-    for name, value in props.items():
-        if name not in good:
-            _check_name(name, name)
-            if len(name) > MAX_PROPERTY_NAME_CHARS:
-                raise _name_too_long(name)
-        if value.__class__ is dict:
-            count = _count_nested(value, name, count, field)
-    if size > MAX_PROPERTY_VALUE_BYTES:
-        _check_leaf_sizes(props, "")
-
-
-def _unknown_field(request: dict, allowed: frozenset[str], kind: str, prefix: str = "") -> _Invalid:
-    name = next(k for k in request if k not in allowed)
-    return _Invalid(
-        "unknown_field",
-        f"Field {_shown(prefix + str(name))} is not part of a FullStory {kind} "
-        f"(allowed: {', '.join(sorted(allowed))}).",
-    )
-
-
-def _check_string(request: dict, field: str, limit: int | None, label: str = "") -> bool:
-    """Type/length of an optional string field; True when present (not None)."""
-    value = request.get(field)
-    if value is None:
-        return False
-    if value.__class__ is not str and not isinstance(value, str):
-        raise _Invalid("invalid_type", f"Field '{label or field}' must be a string.")
-    if limit is not None and len(value) > limit:
-        raise _Invalid("value_too_long", f"Field '{label or field}' has {len(value)} characters; the limit is {limit}.")
-    return True
-
-
-def _check_object(request: dict, field: str) -> Any:
-    value = request.get(field)
-    if value is not None and value.__class__ is not dict:
-        raise _Invalid("invalid_type", f"Field '{field}' must be a JSON object.")
-    return value
-
-
-_USER_FIELDS = frozenset({"id", "uid", "display_name", "email", "properties", "schema"})
-
-
-def _validate_user(request: dict, size: int) -> None:
-    if not _USER_FIELDS.issuperset(request):
-        raise _unknown_field(request, _USER_FIELDS, "users request")
-    present = _check_string(request, "uid", MAX_UID_CHARS)
-    present = _check_string(request, "display_name", MAX_DISPLAY_NAME_CHARS) or present
-    present = _check_string(request, "email", MAX_EMAIL_CHARS) or present
-    present = _check_string(request, "id", None) or present
-    props = request.get("properties")
-    if props is not None:
-        _check_properties(props, size)
-        present = True
-    _check_object(request, "schema")
-    if not present:
-        raise _Invalid(
-            "empty_request",
-            "The users request has none of 'uid', 'display_name', 'email', 'id' or 'properties'.",
-        )
-
-
-_EVENT_FIELDS = frozenset({"user", "session", "context", "name", "timestamp", "properties", "schema"})
-_EVENT_USER_FIELDS = frozenset({"uid", "id"})
-_EVENT_SESSION_FIELDS = frozenset({"id", "use_most_recent"})
-_EVENT_CONTEXT_FIELDS = frozenset({"browser", "mobile", "device", "location"})
-_ISO_CHARS = frozenset("0123456789-+:.,TWZ")
-_fromisoformat = datetime.fromisoformat
-
-
-def _is_iso8601(value: str) -> bool:
-    """ISO-8601 date or date-time as ``datetime.fromisoformat`` reads it, 'T' as the separator."""
-    if len(value) > 64 or not _ISO_CHARS.issuperset(value):
-        return False
-    try:
-        _fromisoformat(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _validate_event(request: dict, size: int) -> None:
-    if not _EVENT_FIELDS.issuperset(request):
-        raise _unknown_field(request, _EVENT_FIELDS, "events request")
-    name = request.get("name")
-    if name is None:
-        raise _Invalid("missing_field", "Field 'name' is required for an event.")
-    if not isinstance(name, str):
-        raise _Invalid("invalid_type", "Field 'name' must be a string.")
-    if not name or name.isspace():
-        raise _Invalid("empty_field", "Field 'name' must not be empty.")
-    timestamp = request.get("timestamp")
-    if timestamp is not None:
-        if not isinstance(timestamp, str):
-            raise _Invalid("invalid_type", "Field 'timestamp' must be an ISO-8601 string.")
-        if not _is_iso8601(timestamp):
-            raise _Invalid(
-                "invalid_timestamp",
-                "Field 'timestamp' is not an ISO-8601 date-time (e.g. 2022-03-15T14:23:23Z).",
-            )
-    user = _check_object(request, "user")
-    if user is not None:
-        if not _EVENT_USER_FIELDS.issuperset(user):
-            raise _unknown_field(user, _EVENT_USER_FIELDS, "event user", "user.")
-        _check_string(user, "uid", MAX_UID_CHARS, "user.uid")
-        _check_string(user, "id", None, "user.id")
-    session = _check_object(request, "session")
-    if session is not None:
-        if not _EVENT_SESSION_FIELDS.issuperset(session):
-            raise _unknown_field(session, _EVENT_SESSION_FIELDS, "event session", "session.")
-        if _check_string(session, "id", None, "session.id") and user is not None:
-            raise _Invalid("conflicting_fields", "An event with 'session.id' must not also have 'user'.")
-        most_recent = session.get("use_most_recent")
-        if most_recent is not None:
-            if most_recent.__class__ is not bool:
-                raise _Invalid("invalid_type", "Field 'session.use_most_recent' must be true or false.")
-            if most_recent and user is None:
-                raise _Invalid("missing_field", "Field 'user' is required when 'session.use_most_recent' is true.")
-    context = _check_object(request, "context")
-    if context is not None:
-        if not _EVENT_CONTEXT_FIELDS.issuperset(context):
-            raise _unknown_field(context, _EVENT_CONTEXT_FIELDS, "event context", "context.")
-        for key, value in context.items():
-            if value is not None and value.__class__ is not dict:
-                raise _Invalid("invalid_type", f"Field 'context.{key}' must be a JSON object.")
-    props = request.get("properties")
-    if props is not None:
-        _check_properties(props, size)
-    _check_object(request, "schema")
-
-
-_VALIDATORS: dict[str, Callable[[dict, int], None]] = {
-    "fullstory.users": _validate_user,
-    "fullstory.events": _validate_event,
-}
-
-
-def _validator(job_type: str) -> Callable[[dict, int], None]:
-    try:
-        return _VALIDATORS[job_type]
-    except KeyError:
-        raise ValueError(f"unknown job type {job_type!r}; expected one of {sorted(_VALIDATORS)}") from None
 
 
 def _to_row(validate: Callable[[dict, int], None], line: int, obj: Any, raw: str | bytes | None) -> Row | Rejected:
@@ -489,24 +277,22 @@ def _to_row(validate: Callable[[dict, int], None], line: int, obj: Any, raw: str
         )
     try:
         validate(obj, len(encoded))
-    except _Invalid as problem:
+    except RowInvalid as problem:
         return Rejected(line, problem.problem[0], problem.problem[1], obj)
     return Row(line, obj, encoded)
 
 
-def make_row(job_type: JobType, request: Any, line: int = 0) -> Row | Rejected:
+def make_row(rules: RowRules, request: Any, line: int = 0) -> Row | Rejected:
     """Validate and encode one request (e.g. an inline request of ``POST /jobs``), as the readers do."""
-    validate = _validator(job_type)
     if not isinstance(request, dict):
         return Rejected(line, "invalid_type", "A request must be a JSON object.", _text_source(None, request))
-    return _to_row(validate, line, request, None)
+    return _to_row(rules.validate, line, request, None)
 
 
-def validate_request(job_type: JobType, request: Any) -> tuple[str, str] | None:
-    """Check one request against FullStory's documented limits: None when valid, else
-    ``(code, reason)``. Also refuses requests that cannot be encoded as UTF-8 JSON or whose encoding
-    exceeds ``MAX_LINE_BYTES``. Raises ValueError for an unknown job type."""
-    result = make_row(job_type, request)
+def validate_request(rules: RowRules, request: Any) -> tuple[str, str] | None:
+    """Check one request against the provider's rules: None when valid, else ``(code, reason)``. Also
+    refuses requests that cannot be encoded as UTF-8 JSON or whose encoding exceeds ``MAX_LINE_BYTES``."""
+    result = make_row(rules, request)
     return None if isinstance(result, Row) else (result.code, result.reason)
 
 
@@ -658,10 +444,10 @@ class _JsonDocument:
     buffer advances to give each element the line where it starts.
     """
 
-    def __init__(self, read: Callable[[int], bytes], validate: Callable[[dict, int], None], job_type: str) -> None:
+    def __init__(self, read: Callable[[int], bytes], rules: RowRules) -> None:
         self._read = read
-        self._validate = validate
-        self._job_type = job_type
+        self._validate = rules.validate
+        self._refused_keys = rules.refused_document_keys
         self._utf8 = codecs.getincrementaldecoder("utf-8-sig")("surrogateescape")
         self._buf = ""
         self._pos = 0
@@ -807,18 +593,13 @@ class _JsonDocument:
         return key
 
     def _bad_key(self, key: str) -> InputError:
-        if key == "shared":
-            if self._job_type == "fullstory.events":
-                return InputError(
-                    "unsupported_shared",
-                    'A top-level "shared" object is not supported: the file is split into several batches; '
-                    "put the context on each event instead.",
-                )
-        elif key == "requests":
+        if key in self._refused_keys:
+            return InputError(*self._refused_keys[key])
+        if key == "requests":
             return self._syntax_error('"requests" appears twice')
         return InputError(
             "invalid_json_document",
-            f"Unexpected top-level key {_shown(key)}: the document must be an array of requests or an object "
+            f"Unexpected top-level key {shown_name(key)}: the document must be an array of requests or an object "
             'with a "requests" array.',
         )
 
@@ -958,22 +739,11 @@ class _CsvFeed:
             yield text + "\n"
 
 
-_FIELD, _JSON_FIELD, _JSON_PROPS, _PROP, _UNNAMED = range(5)
-_CSV_COLUMNS: dict[str, dict[str, int]] = {
-    "fullstory.users": {"uid": _FIELD, "display_name": _FIELD, "email": _FIELD, "properties": _JSON_PROPS},
-    "fullstory.events": {
-        "name": _FIELD,
-        "timestamp": _FIELD,
-        "user": _JSON_FIELD,
-        "session": _JSON_FIELD,
-        "context": _JSON_FIELD,
-        "properties": _JSON_PROPS,
-    },
-}
+_FIELD, _JSON_FIELD, _JSON_PROPS, _PROP, _UNNAMED = range(5)  # ints: compared once per cell
+_COLUMN_KINDS = {CsvColumn.TEXT: _FIELD, CsvColumn.JSON: _JSON_FIELD}
 
 
-def _csv_plan(header: list[str], job_type: str) -> list[tuple[int, int, str]]:
-    known = _CSV_COLUMNS[job_type]
+def _csv_plan(header: list[str], rules: RowRules) -> list[tuple[int, int, str]]:
     plan: list[tuple[int, int, str]] = []
     seen: set[str] = set()
     for index, cell in enumerate(header):
@@ -982,15 +752,28 @@ def _csv_plan(header: list[str], job_type: str) -> list[tuple[int, int, str]]:
             plan.append((index, _UNNAMED, ""))
             continue
         if name in seen:
-            raise InputError("invalid_header", f"Column {_shown(name)} appears more than once in the CSV header.")
+            raise InputError("invalid_header", f"Column {shown_name(name)} appears more than once in the CSV header.")
         seen.add(name)
-        plan.append((index, known.get(name, _PROP), name))
-    if job_type == "fullstory.events" and "name" not in seen:
-        raise InputError("missing_column", "A CSV of events needs a 'name' column.")
+        if name == rules.csv_properties:
+            plan.append((index, _JSON_PROPS, name))
+        elif name in rules.csv_columns:
+            plan.append((index, _COLUMN_KINDS[rules.csv_columns[name]], name))
+        else:
+            plan.append((index, _PROP, name))
+    for name in rules.csv_required:
+        if name not in seen:
+            raise InputError("missing_column", f"A CSV of {rules.rows} needs a {name!r} column.")
     return plan
 
 
-def _csv_request(plan: list[tuple[int, int, str]], header: list[str], record: list[str], line: int) -> dict | Rejected:
+def _record_rejected(line: int, code: str, reason: str, header: list[str], record: list[str]) -> Rejected:
+    """A CSV record refused before validation; its source is the record by column name."""
+    return Rejected(line, code, reason, dict(zip(header, record, strict=True)))
+
+
+def _csv_request(
+    plan: list[tuple[int, int, str]], header: list[str], record: list[str], line: int, props_field: str
+) -> dict | Rejected:
     request: dict[str, Any] = {}
     props: dict[str, Any] | None = None
     json_props: dict[str, Any] | None = None
@@ -1006,31 +789,26 @@ def _csv_request(plan: list[tuple[int, int, str]], header: list[str], record: li
         elif kind == _FIELD:
             request[name] = cell
         elif kind == _UNNAMED:
-            return Rejected(
+            return _record_rejected(
                 line,
                 "invalid_property_name",
                 f"Column {index + 1} has no header name but its cell on line {line} is not empty.",
-                dict(zip(header, record, strict=True)),
+                header,
+                record,
             )
         else:
             try:
                 value = _decode(cell)
             except (ValueError, RecursionError) as exc:
                 msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "not JSON"
-                return Rejected(
-                    line,
-                    "invalid_json",
-                    f"Column '{name}' is not valid JSON: {msg}.",
-                    dict(zip(header, record, strict=True)),
+                return _record_rejected(
+                    line, "invalid_json", f"Column '{name}' is not valid JSON: {msg}.", header, record
                 )
             if kind == _JSON_FIELD:
                 request[name] = value
             elif value.__class__ is not dict:
-                return Rejected(
-                    line,
-                    "invalid_type",
-                    "Column 'properties' must hold a JSON object.",
-                    dict(zip(header, record, strict=True)),
+                return _record_rejected(
+                    line, "invalid_type", f"Column {props_field!r} must hold a JSON object.", header, record
                 )
             else:
                 json_props = value
@@ -1038,22 +816,21 @@ def _csv_request(plan: list[tuple[int, int, str]], header: list[str], record: li
         if props:
             both = props.keys() & json_props.keys()
             if both:
-                return Rejected(
+                return _record_rejected(
                     line,
                     "duplicate_property",
-                    f"Property {_shown(min(both))} is given both as a column and in the 'properties' column.",
-                    dict(zip(header, record, strict=True)),
+                    f"Property {shown_name(min(both))} is given both as a column and in the {props_field!r} column.",
+                    header,
+                    record,
                 )
             json_props.update(props)
         props = json_props
     if props is not None:
-        request["properties"] = props
+        request[props_field] = props
     return request
 
 
-def _read_csv(
-    read: Callable[[int], bytes], validate: Callable[[dict, int], None], job_type: str
-) -> Iterator[Row | Rejected]:
+def _read_csv(read: Callable[[int], bytes], rules: RowRules) -> Iterator[Row | Rejected]:
     feed = _CsvFeed(_iter_lines(read))
     reader = csv.reader(feed, _Dialect)
     before = 0
@@ -1074,7 +851,8 @@ def _read_csv(
     if not any(cell.strip() for cell in header):
         raise InputError("missing_header", f"The CSV header at line {before + 1} names no columns.")
     header = [cell.strip() for cell in header]
-    plan = _csv_plan(header, job_type)
+    plan = _csv_plan(header, rules)
+    validate, props_field = rules.validate, rules.csv_properties
     columns = len(header)
     while True:
         start = reader.line_num + 1
@@ -1112,7 +890,7 @@ def _read_csv(
                 record,
             )
             continue
-        request = _csv_request(plan, header, record, start)
+        request = _csv_request(plan, header, record, start, props_field)
         if request.__class__ is Rejected:
             yield request  # type: ignore[misc]
         else:
@@ -1125,7 +903,7 @@ def _read_csv(
 def read_requests(
     stream: BinaryIO,
     fmt: InputFormat,
-    job_type: JobType,
+    rules: RowRules,
     *,
     max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES,
 ) -> Iterator[Row | Rejected]:
@@ -1135,15 +913,14 @@ def read_requests(
     where the element starts; for CSV, where the record starts). Blank lines are skipped and not
     counted as rows. Raises ``InputError`` (during iteration) when the file as a whole is unreadable:
     corrupt/truncated gzip, gzip over ``max_uncompressed_bytes``, a JSON document that is not an
-    array / ``{"requests": [...]}`` or is truncated, a CSV without a usable header. Raises
-    ValueError at once for an unknown ``job_type``.
+    array / ``{"requests": [...]}`` or is truncated, a CSV without a usable header. Every request
+    is checked against ``rules`` (the provider's, from tracker.catalogue).
     """
-    validate = _validator(job_type)
     read = _byte_reader(stream, fmt, max_uncompressed_bytes)
     if fmt.kind == "ndjson":
-        return _read_ndjson(read, validate)
+        return _read_ndjson(read, rules.validate)
     if fmt.kind == "json":
-        return iter(_JsonDocument(read, validate, job_type))
+        return iter(_JsonDocument(read, rules))
     if fmt.kind == "csv":
-        return _read_csv(read, validate, job_type)
+        return _read_csv(read, rules)
     raise ValueError(f"unknown input format {fmt.kind!r}")

@@ -8,7 +8,6 @@ finds the existing job instead of starting a second one.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import secrets
@@ -16,17 +15,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tracker import layout
+from tracker import catalogue, layout
 from tracker.access import owner_id
 from tracker.batching import BatchBody, BatchSplitter
 from tracker.config import Settings
+from tracker.executions import execution_arn, execution_name, start_execution
 from tracker.finalize import Finalizer
 from tracker.ingest import InputError, Rejected, detect_format, read_requests
-from tracker.model import JOB_TYPES, JobState, now_iso
+from tracker.model import JobState, now_iso
 from tracker.s3io import S3StreamWriter, s3_uri
 from tracker.store import JobStore
 
-INBOX_PREFIXES = {"inbox/users/": "fullstory.users", "inbox/events/": "fullstory.events"}
 UNKNOWN_TYPE = "unknown"
 
 
@@ -39,10 +38,6 @@ class Upload:
     etag: str | None
     size: int
     principal: str
-
-
-def job_type_for_key(key: str) -> str | None:
-    return next((t for prefix, t in INBOX_PREFIXES.items() if key.startswith(prefix)), None)
 
 
 def job_id_for_upload(upload: Upload) -> str:
@@ -91,7 +86,7 @@ class Intake:
     def accept_upload(self, upload: Upload) -> tuple[str, bool]:
         """Record the job for an inbox upload and run intake; (job id, False) for a duplicate event."""
         job_id = job_id_for_upload(upload)
-        job_type = job_type_for_key(upload.key) or UNKNOWN_TYPE
+        job_type = catalogue.type_for_key(upload.key) or UNKNOWN_TYPE
         source = {
             "bucket": upload.bucket,
             "key": upload.key,
@@ -134,11 +129,13 @@ class Intake:
     # -- steps -------------------------------------------------------------------------------
     def _ingest(self, job: dict[str, Any]) -> None:
         job_id, job_type, source = job["id"], job["type"], job["source"]
-        if job_type not in JOB_TYPES:
+        if job_type not in catalogue.BATCH_TYPES:
             raise InputError(
                 "unknown_prefix",
-                f"{source['key']!r} is not under a known prefix; upload to one of " + ", ".join(INBOX_PREFIXES),
+                f"{source['key']!r} is not under a known prefix; upload to one of "
+                + ", ".join(catalogue.INBOX_PREFIXES),
             )
+        rules = catalogue.row_rules(job_type)
         fmt = detect_format(source.get("format_key") or source["key"])
         get_kwargs: dict[str, Any] = {"Bucket": source["bucket"], "Key": source["key"]}
         if source.get("version"):
@@ -176,7 +173,7 @@ class Intake:
         rejected = S3StreamWriter(results, rejected_key, s3=self._s3)
         try:
             for item in read_requests(
-                obj["Body"], fmt, job_type, max_uncompressed_bytes=self._settings.max_uncompressed_bytes
+                obj["Body"], fmt, rules, max_uncompressed_bytes=self._settings.max_uncompressed_bytes
             ):
                 rows_in += 1
                 if isinstance(item, Rejected):
@@ -252,19 +249,13 @@ class Intake:
         """Mark RUNNING first (the execution may finish before StartExecution even returns), then start;
         the execution name is the job id, so a second start is refused by Step Functions itself."""
         job_id = job["id"]
-        run_id = self._settings.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{job_id}"
+        name = execution_name(job_id)
+        run_id = execution_arn(self._settings, name)
         if not self._store.mark_running(job_id, run_id, now_iso()):
             current = self._store.get_job(job_id) or {}
             if current.get("state") != JobState.RUNNING.value or current.get("runId") != run_id:
                 return  # cancelled (or closed) while intake ran: never start work for a finished job
-        execution_input = {
-            "jobId": job_id,
-            "type": job.get("taskType") or job["type"],  # `track` runs under the tracked provider's type
-            "deadline": int(job.get("deadline") or time.time() + self._settings.max_job_seconds),
-            "inFlightBudget": self._settings.in_flight_budget,
-            "manifest": {"bucket": self._settings.results_bucket, "key": layout.batch_manifest_key(job_id)},
-        }
-        with contextlib.suppress(self._sfn.exceptions.ExecutionAlreadyExists):
-            self._sfn.start_execution(
-                stateMachineArn=self._settings.state_machine_arn, name=job_id, input=json.dumps(execution_input)
-            )
+        deadline = int(job.get("deadline") or time.time() + self._settings.max_job_seconds)
+        start_execution(
+            self._settings, self._sfn, job, name=name, manifest_key=layout.batch_manifest_key(job_id), deadline=deadline
+        )

@@ -6,13 +6,11 @@ import hashlib
 import json
 from typing import Any
 
-from tracker import layout
+from tracker import catalogue, layout
 from tracker.access import Caller, can_see
 from tracker.config import Settings
-from tracker.errors import ProviderRejectedError
 from tracker.intake import new_job, new_job_id
 from tracker.model import JobState, job_view
-from tracker.providers.registry import TRACKABLE, keboola_stack
 from tracker.s3io import parse_s3_uri, s3_uri
 from tracker.store import JobStore
 
@@ -98,28 +96,14 @@ class JobsApi:
         caller: Caller,
         idempotency_key: str | None,
     ) -> tuple[dict[str, Any], bool]:
-        """An export (fullstory.segment_export, keboola.table_export) or `track` of a provider job someone
-        else started: one task through the same state machine, results and notification."""
-        if job_type == "track":
-            if not provider or not provider_job_id:
-                raise ApiError(400, "invalid_request", "track needs 'provider' and 'providerJobId'")
-            if params:
-                raise ApiError(400, "invalid_request", "track takes no 'params'")
-            task_type = TRACKABLE[provider]
-            operation_params: dict[str, Any] = {"provider": provider, "providerJobId": provider_job_id}
-            if provider == "keboola.storage":
-                operation_params["stack"] = self._checked_stack({})
-        else:
-            if provider or provider_job_id:
-                raise ApiError(400, "invalid_request", f"{job_type} takes 'params', not provider/providerJobId")
-            params = dict(params or {})
-            if job_type == "fullstory.segment_export" and not isinstance(params.get("segmentId"), str):
-                raise ApiError(400, "invalid_request", "fullstory.segment_export needs params.segmentId")
-            if job_type == "keboola.table_export":
-                if not isinstance(params.get("tableId"), str) or not params["tableId"].strip():
-                    raise ApiError(400, "invalid_request", "keboola.table_export needs params.tableId")
-                params["stack"] = self._checked_stack(params)
-            task_type, operation_params = job_type, params
+        """An operation (an export) or `track` of a provider job someone else started (tracker.catalogue):
+        one task through the same state machine, results and notification."""
+        try:
+            task_type, operation_params = catalogue.task_params(
+                job_type, params, provider, provider_job_id, self._settings
+            )
+        except catalogue.ParamsError as exc:
+            raise ApiError(400, exc.code, exc.message) from exc
         if idempotency_key:
             digest = hashlib.sha256(f"{caller.owner}\0{idempotency_key}".encode()).hexdigest()
             job_id = f"job-{digest[:24]}"
@@ -136,12 +120,6 @@ class JobsApi:
             return self._store.get_job(job_id) or job, False
         self._sqs.send_message(QueueUrl=self._settings.intake_queue_url, MessageBody=json.dumps({"jobId": job_id}))
         return job, True
-
-    def _checked_stack(self, params: dict[str, Any]) -> str:
-        try:
-            return keboola_stack(params, self._settings)
-        except ProviderRejectedError as exc:
-            raise ApiError(400, exc.code, exc.message) from exc
 
     def get_job(self, job_id: str, caller: Caller) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         job = self._store.get_job(job_id)

@@ -7,11 +7,15 @@ an event never breaks intake.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tracker.executions import ExecutionInput
 from tracker.intake import Upload
 
 
@@ -100,10 +104,51 @@ class BatchRef(_Lenient):
     bytes: int = Field(ge=0)
 
 
-class BatchTask(BaseModel):
-    """The state a distributed Map child carries from task to task."""
+class Phase(StrEnum):
+    """Where a batch stands after a step; the ASL's Choice states route on it (tests/contract/test_asl_phases.py
+    checks that every phase a step answers is routed to the step it means, and that the ASL tests for no other)."""
 
-    model_config = ConfigDict(extra="allow")
+    THROTTLED = "throttled"  # the submit was refused (429, or the org budget is full): wait, submit again
+    POLLING = "polling"  # the provider job runs: wait `nextPollSeconds`, check again
+    DONE = "done"  # the provider job finished: collect its results
+    RESULTS_PENDING = "results_pending"  # results not ready yet (202): wait, collect again
+    COLLECTED = "collected"  # results stored: the batch ended
+    FAILED = "failed"  # the batch ended FAILED with `error`
+
+
+class PollClock(_Lenient):
+    """The polling state a running provider job carries from check to check (seconds since the epoch, and
+    relative to `since` for `pctAt`)."""
+
+    since: float  # when the provider accepted the job (the wait before the first check began)
+    last: float | None = None  # when it was last seen running
+    pct: float | None = None  # its last reported progress, 0..100
+    pctAt: float | None = None  # seconds after `since` at which `pct` was reported
+    rate: float | None = None  # progress in percentage points per second, when known
+
+
+class StepFailure(_Lenient):
+    """What a Catch puts at its ResultPath: the error name and its cause (Step Functions' error output)."""
+
+    error: str = Field(default="States.TaskFailed", alias="Error")
+    cause: str | None = Field(default=None, alias="Cause")
+
+    def code_and_message(self) -> tuple[str, str]:
+        return error_from_failure({"Error": self.error, "Cause": self.cause})
+
+
+class BatchError(BaseModel):
+    code: str
+    message: str
+    exceptionId: str | None = None  # the provider's reference to its error, when it gives one
+
+
+class BatchTask(BaseModel):
+    """The state a distributed Map child carries from task to task: the ItemSelector's fields, then what
+    each step answers. Every field is declared, so a field the ASL adds without a home here is refused
+    rather than silently dropped between two steps."""
+
+    model_config = ConfigDict(extra="forbid")
     jobId: str
     type: str
     deadline: int
@@ -111,18 +156,40 @@ class BatchTask(BaseModel):
     attempt: int = 0
     nextPollSeconds: int = 0
     providerJobId: str | None = None
-    phase: str | None = None
+    providerStatus: str | None = None
+    phase: Phase | None = None
+    poll: PollClock | None = None
+    failure: StepFailure | None = None  # set by the ASL's Catch before RecordBatchFailure
+    state: str | None = None  # the batch's final state, once collected
+    error: BatchError | None = None  # why the batch ended FAILED
+
+    def answer(self, phase: Phase, **changes: Any) -> BatchTask:
+        """This task moved on to `phase`, with the other fields that change (validated like the input)."""
+        return type(self).model_validate({**dict(self), "phase": phase, **changes})
+
+    def for_state_machine(self) -> dict[str, Any]:
+        """The JSON the state machine carries on (absent rather than null fields)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-class ResultsRequest(_Lenient):
+class CollectRequest(_Lenient):
+    """The collect function's input: page a finished batch's results, or record the failure the ASL caught."""
+
     action: Literal["collect", "batch_failed"]
     task: BatchTask
+
+
+class FinalizeInput(ExecutionInput):
+    """The execution's input as the Finalize states pass it on, with the error a Catch added on the way."""
+
+    mapError: StepFailure | None = None  # the Map itself failed (its Catch)
+    finalizeError: StepFailure | None = None  # Finalize failed (its Catch, before FinalizeAsFailed)
 
 
 class FinalizeRequest(_Lenient):
     action: Literal["finalize", "finalize_failed"]
     execution: str
-    input: dict[str, Any]
+    input: FinalizeInput
 
 
 class ExecutionStatusDetail(_Lenient):
@@ -138,3 +205,29 @@ class ExecutionStatusChange(_Lenient):
 
     detail_type: Literal["Step Functions Execution Status Change"] = Field(alias="detail-type")
     detail: ExecutionStatusDetail
+
+
+_CODED = re.compile(r"^\[(?P<code>[a-z0-9_]+)\] (?P<message>.*)$", re.DOTALL)
+_ERROR_CODES = {
+    "States.Timeout": "task_timeout",
+    "States.TaskFailed": "task_failed",
+    "Lambda.Unknown": "task_crashed",
+}
+
+
+def error_from_failure(failure: Mapping[str, Any]) -> tuple[str, str]:
+    """Turn the ASL's {Error, Cause} into (code, message); handler errors carry "[code] message"."""
+    name = str(failure.get("Error", "States.TaskFailed"))
+    cause = failure.get("Cause") or ""
+    message = cause
+    try:
+        parsed = json.loads(cause)
+        if isinstance(parsed, dict):
+            message = str(parsed.get("errorMessage", cause))
+    except (TypeError, ValueError):
+        pass
+    if match := _CODED.match(message):
+        return match["code"], match["message"]
+    return _ERROR_CODES.get(name, re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "task_failed"), (
+        message[:500] or name
+    )

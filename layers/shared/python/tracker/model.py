@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-JOB_TYPES = ("fullstory.users", "fullstory.events")
+from tracker import catalogue
+
+JOB_TYPES = catalogue.BATCH_TYPES  # the job types whose rows come from a file or `requests` (tracker.catalogue)
 
 
 class JobState(StrEnum):

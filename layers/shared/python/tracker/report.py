@@ -18,8 +18,10 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from tracker import catalogue
+
 SCAN_BYTES = 256 * 1024 * 1024  # per file; past this the codes are counted on the rows read so far
-MAX_LINE_BYTES = 4 * 1024 * 1024  # a longer "line" is counted as unreadable, not buffered
+MAX_COUNTED_ROW_BYTES = 4 * 1024 * 1024  # a longer errors/rejected row counts as unreadable, never buffered
 MAX_DISTINCT_CODES = 1000
 MAX_CODE_CHARS = 80
 TOP_CODES = 10
@@ -64,7 +66,7 @@ class CodeCounter:
         self._tail = lines.pop()
         for line in lines:
             self._count_line(line)
-        if len(self._tail) > MAX_LINE_BYTES:
+        if len(self._tail) > MAX_COUNTED_ROW_BYTES:
             self._tail, self._skipping = b"", True
             self._add("(unreadable row)")
         if self.truncated:
@@ -118,7 +120,7 @@ def render_report(
         f"<style>{_CSS}</style></head><body>",
         '<header><div class="brand">jobtracker job report</div>',
         f'<h1><span id="job-id">{_e(job_id)}</span> {_badge(state)}</h1>',
-        f'<p class="sub">{_e(job.get("type"))}</p></header>',
+        f'<p class="sub">{_e(catalogue.label(job.get("type")))} ({_e(job.get("type"))})</p></header>',
         _summary(job, batches),
         _accounting(counts),
         _timeline(job, batches),

@@ -4,12 +4,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from tracker import aws
 
 PART_BYTES = 8 * 1024 * 1024  # S3 minimum is 5 MiB for every part but the last
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+class ObjectStore(Protocol):
+    """The S3 client calls the streaming code makes (a boto3 S3 client in AWS; in-memory in unit tests)."""
+
+    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]: ...
+
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes, ContentType: str) -> Any: ...
+
+    def create_multipart_upload(self, *, Bucket: str, Key: str, ContentType: str) -> dict[str, Any]: ...
+
+    def upload_part(self, *, Bucket: str, Key: str, UploadId: str, PartNumber: int, Body: bytes) -> dict[str, Any]: ...
+
+    def complete_multipart_upload(
+        self, *, Bucket: str, Key: str, UploadId: str, MultipartUpload: dict[str, Any]
+    ) -> Any: ...
+
+    def abort_multipart_upload(self, *, Bucket: str, Key: str, UploadId: str) -> Any: ...
 
 
 class S3StreamWriter:
@@ -18,7 +36,9 @@ class S3StreamWriter:
     Aborts the multipart upload if the writer is left by an exception, so no orphaned parts linger.
     """
 
-    def __init__(self, bucket: str, key: str, *, content_type: str = "application/x-ndjson", s3: Any = None) -> None:
+    def __init__(
+        self, bucket: str, key: str, *, content_type: str = "application/x-ndjson", s3: ObjectStore | None = None
+    ) -> None:
         self.bucket, self.key = bucket, key
         self.bytes_written = 0
         self.lines = 0

@@ -1,4 +1,5 @@
-"""The protocol every batch provider implements: submit, status, results pages."""
+"""The protocols providers implement (BatchProvider: submit, status, results pages; OperationProvider:
+start, status, result file) and the values they answer with."""
 
 from __future__ import annotations
 
@@ -26,15 +27,6 @@ class JobStatus:
     finished: bool
     imports: int = 0
     errors: int = 0
-
-
-def retry_after_seconds(headers: Any) -> float | None:
-    """A Retry-After header in seconds (the HTTP-date form is not used by these providers); None if absent."""
-    value = headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 class ResultsNotReady(Exception):

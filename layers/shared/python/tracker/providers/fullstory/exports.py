@@ -17,9 +17,8 @@ Works for an operation someone else started (``track``): ``status`` and ``result
 operation id. The file name comes from the download's Content-Disposition (``.csv.gz``,
 ``.ndjson.gz`` or ``.json.gz``), so it is right whoever chose the format.
 
-Like the batch provider: plain urllib3 with retries off, ``Authorization: Basic <key>`` as-is, and
-every failure surfaces as one named error from tracker.errors. The download URL is a signed URL on
-another host: it never gets the API key.
+HTTP, its named errors and the signed-URL download with refresh are tracker.providers.http's. The
+download URL is a signed URL on another host: it never gets the API key.
 """
 
 from __future__ import annotations
@@ -32,23 +31,11 @@ from urllib.parse import quote
 
 import urllib3
 
-from tracker.errors import (
-    ProviderAuthError,
-    ProviderRejectedError,
-    ProviderThrottledError,
-    ProviderTransientError,
-)
-from tracker.providers.base import (
-    OperationStatus,
-    ResultFile,
-    ResultsNotReady,
-    Submitted,
-    Throttled,
-    retry_after_seconds,
-)
-from tracker.providers.fullstory import _POOL
+from tracker.errors import ProviderRejectedError, ProviderThrottledError, ProviderTransientError
+from tracker.providers.base import OperationStatus, ResultFile, ResultsNotReady, Submitted, Throttled
+from tracker.providers.fullstory.client import fullstory_http
+from tracker.providers.http import POOL
 
-JOB_TYPE = "fullstory.segment_export"
 EXPORTS_PATH = "/segments/v1/exports"
 OPERATION_PATH = "/operations/v1/{id}"
 EXPORT_RESULTS_PATH = "/search/v1/exports/{id}/results"
@@ -71,11 +58,10 @@ FORMAT_ALIASES = {
     "format_ndjson": "FORMAT_NDJSON",
 }
 DOWNLOAD_ATTEMPTS = 3  # fresh download URLs asked for before giving up (each lives ~5 minutes)
-EXPIRED_DOWNLOAD_STATUSES = (400, 403, 404, 410)  # what storage answers for an expired or revoked signed URL
 CHUNK_BYTES = 1024 * 1024
-_GZIP_MAGIC = b"\x1f\x8b"
 _FILENAME = re.compile(r"""filename\*?=(?:UTF-8'')?"?([^";]+)"?""", re.IGNORECASE)
 _EXTENSIONS = (".csv.gz", ".ndjson.gz", ".json.gz")
+_DOWNLOAD = "FullStory export download"
 
 
 def export_request(params: dict[str, Any]) -> dict[str, Any]:
@@ -92,9 +78,7 @@ def export_request(params: dict[str, Any]) -> dict[str, Any]:
 
 
 class FullStorySegmentExportProvider:
-    """OperationProvider for ``fullstory.segment_export`` (and ``track`` of a ``fullstory.operation``)."""
-
-    job_type = JOB_TYPE
+    """OperationProvider for FullStory segment exports (and for following any FullStory operation)."""
 
     def __init__(
         self,
@@ -102,24 +86,22 @@ class FullStorySegmentExportProvider:
         base_url: str,
         timeout_seconds: float = 30.0,
         *,
-        pool: urllib3.PoolManager = _POOL,
+        pool: urllib3.PoolManager = POOL,
         download_attempts: int = DOWNLOAD_ATTEMPTS,
     ) -> None:
         self._base = base_url.rstrip("/")
-        self._api_key = api_key
-        self._pool = pool
-        self._timeout = urllib3.Timeout(connect=min(5.0, timeout_seconds), read=timeout_seconds)
+        self._http = fullstory_http(api_key, timeout_seconds, pool)
         self._download_attempts = max(1, download_attempts)
 
     # -- protocol ---------------------------------------------------------------------------
     def start(self, params: dict[str, Any], idempotency_key: str) -> Submitted | Throttled:
         body = json.dumps(export_request(params)).encode()
-        response = self._call(
-            "POST", self._base + EXPORTS_PATH, body=body, extra_headers={"Idempotency-Key": idempotency_key}
+        response = self._http.request(
+            "POST", self._base + EXPORTS_PATH, body=body, headers={"Idempotency-Key": idempotency_key}
         )
-        if response.status == 429:
-            return Throttled(retry_after_seconds(response.headers))
-        payload = _json(response)
+        if isinstance(response, Throttled):
+            return response
+        payload = self._http.json(response)
         operation_id = payload.get("operationId") if isinstance(payload, dict) else None
         if not isinstance(operation_id, str) or not operation_id:
             raise ProviderTransientError("FullStory accepted the export but its answer has no operationId")
@@ -142,91 +124,35 @@ class FullStorySegmentExportProvider:
 
         def chunks() -> Iterator[bytes]:
             response = pending.pop() if pending else self._open_download(locate)
-            yield from _stream(response)
+            yield from self._http.stream(response, what=_DOWNLOAD, chunk_bytes=CHUNK_BYTES, gzip=True)
 
         return ResultFile(name=name, content_type="application/gzip", chunks=chunks)
 
     # -- operation and locations ------------------------------------------------------------
     def _operation(self, operation_id: str) -> dict[str, Any] | Throttled:
-        response = self._call("GET", self._base + OPERATION_PATH.format(id=quote(operation_id, safe="")))
-        if response.status == 429:
-            return Throttled(retry_after_seconds(response.headers))
-        payload = _json(response)
+        response = self._http.request("GET", self._base + OPERATION_PATH.format(id=quote(operation_id, safe="")))
+        if isinstance(response, Throttled):
+            return response
+        payload = self._http.json(response)
         if not isinstance(payload, dict) or not isinstance(payload.get("state"), str):
             raise ProviderTransientError("FullStory operation answer has no state")
         return payload
 
     def _search_export_location(self, search_export_id: str) -> str:
         url = self._base + EXPORT_RESULTS_PATH.format(id=quote(search_export_id, safe=""))
-        response = self._call("GET", url)
-        if response.status == 429:
+        response = self._http.request("GET", url)
+        if isinstance(response, Throttled):
             raise ProviderThrottledError(
-                "FullStory throttled the export results request", retry_after=retry_after_seconds(response.headers)
+                "FullStory throttled the export results request", retry_after=response.retry_after
             )
-        payload = _json(response)
+        payload = self._http.json(response)
         location = payload.get("location") if isinstance(payload, dict) else None
         if not isinstance(location, str) or not location:
             raise ProviderTransientError("FullStory export results answer has no location")
         return location
 
     def _open_download(self, locate: _Locator) -> urllib3.BaseHTTPResponse:
-        """GET a fresh location; an expired one (4xx from storage) means: ask again, a bounded number of times."""
-        last = ""
-        for _ in range(self._download_attempts):
-            url = locate()
-            try:
-                response = self._pool.request(
-                    "GET",
-                    url,
-                    # No Authorization: the URL is signed and may be on another host. Accept-Encoding
-                    # keeps storage from un-gzipping the file on the way (decoding is off anyway).
-                    headers={"Accept-Encoding": "gzip"},
-                    retries=False,
-                    timeout=self._timeout,
-                    preload_content=False,
-                    decode_content=False,
-                )
-            except urllib3.exceptions.HTTPError as exc:
-                raise ProviderTransientError(f"FullStory export download unreachable: {type(exc).__name__}") from exc
-            if response.status == 200:
-                return response
-            response.drain_conn()
-            response.release_conn()
-            if response.status in EXPIRED_DOWNLOAD_STATUSES:
-                last = f"{response.status}"
-                continue
-            raise ProviderTransientError(f"FullStory export download answered {response.status}")
-        raise ProviderTransientError(
-            f"FullStory export download URL still refused ({last}) after {self._download_attempts} fresh URLs",
-            code="download_url_expired",
-        )
-
-    # -- HTTP -------------------------------------------------------------------------------
-    def _call(
-        self, method: str, url: str, *, body: bytes | None = None, extra_headers: dict[str, str] | None = None
-    ) -> urllib3.BaseHTTPResponse:
-        headers = {"Authorization": f"Basic {self._api_key}", "Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        headers.update(extra_headers or {})
-        try:
-            response = self._pool.request(method, url, body=body, headers=headers, retries=False, timeout=self._timeout)
-        except urllib3.exceptions.HTTPError as exc:  # reset, refused, timeouts, protocol errors
-            raise ProviderTransientError(f"FullStory unreachable: {type(exc).__name__}") from exc
-        if response.status in (401, 403):
-            raise ProviderAuthError(
-                f"FullStory refused the API key ({response.status} {_error_field(response, 'code')})",
-                code="unauthorized" if response.status == 401 else "forbidden",
-            )
-        if response.status >= 500:
-            raise ProviderTransientError(f"FullStory answered {response.status} {_error_field(response, 'code')}")
-        if response.status >= 400 and response.status != 429:
-            code = _error_field(response, "code")
-            raise ProviderRejectedError(
-                f"FullStory answered {response.status} {code}: {_error_field(response, 'message')[:300]}",
-                code=code or "provider_rejected",
-            )
-        return response
+        return self._http.open_signed(locate, what=_DOWNLOAD, attempts=self._download_attempts)
 
 
 class _Locator:
@@ -307,40 +233,3 @@ def _file_name(operation_id: str, headers: Any) -> str:
         if filename.endswith(extension):
             return stem + extension
     return stem + ".gz"
-
-
-def _stream(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-    """The raw (still gzip) bytes; a body that is not gzip or breaks off is a transient error."""
-    head: bytes | None = b""  # held back until the gzip magic number is seen
-    try:
-        for chunk in response.stream(CHUNK_BYTES, decode_content=False):
-            if head is not None:
-                head += chunk
-                if len(head) < len(_GZIP_MAGIC):
-                    continue
-                if not head.startswith(_GZIP_MAGIC):
-                    raise ProviderTransientError("FullStory export download is not a gzip file")
-                chunk, head = head, None
-            if chunk:
-                yield chunk
-        if head is not None:  # ended before two bytes
-            raise ProviderTransientError("FullStory export download is empty or truncated")
-    except urllib3.exceptions.HTTPError as exc:  # reset mid-body, short read, read timeout
-        raise ProviderTransientError(f"FullStory export download broke off: {type(exc).__name__}") from exc
-    finally:
-        response.release_conn()
-
-
-def _json(response: urllib3.BaseHTTPResponse) -> Any:
-    try:
-        return json.loads(response.data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProviderTransientError(f"FullStory answered malformed JSON ({response.status})") from exc
-
-
-def _error_field(response: urllib3.BaseHTTPResponse, name: str) -> str:
-    try:
-        value = json.loads(response.data).get(name)
-        return str(value) if value else ""
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        return ""

@@ -1,0 +1,195 @@
+"""The one HTTP layer every provider talks through: a pooled urllib3 call, the mapping of statuses and
+transport failures to the named errors of tracker.errors, Retry-After, JSON answers, and signed-URL
+downloads that ask for a fresh URL when one has expired.
+
+Plain urllib3 (shipped with botocore in the Lambda runtime) with its own retries switched off: the
+state machine owns retrying and waiting, so every failure surfaces here as one named error, exactly
+once. What differs between providers is passed in: the credential headers, the statuses that mean
+"wait and try again" (Keboola's maintenance window answers 503 + Retry-After) and how an error body
+reads (:class:`ErrorBody`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+
+from tracker.errors import ProviderAuthError, ProviderRejectedError, ProviderTransientError
+from tracker.providers.base import Throttled
+
+#: Shared by every provider client of a process (one Lambda container): connections are kept alive
+#: between the calls of one task and across warm invocations.
+POOL = urllib3.PoolManager(maxsize=10, retries=False, timeout=urllib3.Timeout(connect=5.0, read=30.0))
+
+#: What storage answers for an expired or revoked signed URL (S3 403/400, GCS 400, Azure 403/404, 410).
+EXPIRED_URL_STATUSES = (400, 403, 404, 410)
+_URL_ENCODED_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})  # fields go into the query string
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """A Retry-After header in seconds (the HTTP-date form is not used by these providers); None if absent."""
+    value = headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorBody:
+    """What a provider's error answer says, read by the provider's own ``read_error``.
+
+    ``code`` becomes the ProviderRejectedError's code (empty: ``provider_rejected``); ``summary`` goes
+    into the messages of auth and server errors, ``detail`` into a refused request's message."""
+
+    code: str = ""
+    summary: str = ""
+    detail: str = ""
+
+
+def json_body(response: Any) -> Any:
+    """The response body as JSON, else ``None`` (for reading error bodies, which may be anything)."""
+    try:
+        return json.loads(response.data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class ProviderHttp:
+    """One provider's HTTP client: its name for messages, its credential headers, its error bodies."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        headers: dict[str, str],
+        credential: str,
+        read_error: Callable[[Any], ErrorBody],
+        throttle_statuses: tuple[int, ...] = (429,),
+        timeout_seconds: float = 30.0,
+        pool: urllib3.PoolManager = POOL,
+    ) -> None:
+        self.name = name
+        self.pool = pool
+        self.timeout = urllib3.Timeout(connect=min(5.0, timeout_seconds), read=timeout_seconds)
+        self._headers = headers
+        self._credential = credential  # "the API key": how an auth refusal names what was refused
+        self._read_error = read_error
+        self._throttle_statuses = throttle_statuses
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        fields: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> urllib3.BaseHTTPResponse | Throttled:
+        """A 2xx/3xx answer, or Throttled for a throttling status; every other outcome raises its named error.
+
+        ``fields`` go into the query string of a GET and form-urlencoded into the body of a POST (as the
+        official clients send forms); ``body`` is sent as JSON."""
+        sent = {**self._headers, "Accept": "application/json"}
+        if body is not None:
+            sent["Content-Type"] = "application/json"
+        sent.update(headers or {})
+        extra: dict[str, Any] = {}
+        if fields is not None and method.upper() not in _URL_ENCODED_METHODS:
+            extra["encode_multipart"] = False
+        try:
+            response = self.pool.request(
+                method, url, body=body, fields=fields, headers=sent, retries=False, timeout=self.timeout, **extra
+            )
+        except urllib3.exceptions.HTTPError as exc:  # reset, refused, timeouts, protocol errors
+            raise ProviderTransientError(f"{self.name} unreachable: {type(exc).__name__}") from exc
+        status = response.status
+        if status in self._throttle_statuses:
+            return Throttled(retry_after_seconds(response.headers))
+        if status < 400:
+            return response
+        error = self._read_error(response)
+        if status in (401, 403):
+            raise ProviderAuthError(
+                f"{self.name} refused {self._credential} ({status} {error.summary})",
+                code="unauthorized" if status == 401 else "forbidden",
+            )
+        if status >= 500:
+            raise ProviderTransientError(f"{self.name} answered {status} {error.summary}")
+        raise ProviderRejectedError(f"{self.name} answered {status} {error.detail}", code=error.code or None)
+
+    def json(self, response: urllib3.BaseHTTPResponse) -> Any:
+        """The answer's JSON; a body that is not JSON is a transient error (a proxy's HTML page, a cut body)."""
+        try:
+            return json.loads(response.data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProviderTransientError(f"{self.name} answered malformed JSON ({response.status})") from exc
+
+    # -- signed-URL downloads ------------------------------------------------------------------
+    def open_signed(self, next_url: Callable[[], str], *, what: str, attempts: int) -> urllib3.BaseHTTPResponse:
+        """GET the file behind a short-lived signed URL; when storage refuses it as expired, ask
+        ``next_url`` for a fresh one, at most ``attempts`` URLs in all. The URL is the credential and may
+        be on another host, so none of the provider's headers go with it; the body is kept as stored
+        (``Accept-Encoding: gzip`` and no decoding: a ``.gz`` file stays the gzip it is)."""
+        status = 0
+        for _ in range(max(1, attempts)):
+            url = next_url()
+            try:
+                response = self.pool.request(
+                    "GET",
+                    url,
+                    headers={"Accept-Encoding": "gzip"},
+                    retries=False,
+                    redirect=False,
+                    timeout=self.timeout,
+                    preload_content=False,
+                    decode_content=False,
+                )
+            except urllib3.exceptions.HTTPError as exc:
+                raise ProviderTransientError(f"{what} unreachable: {type(exc).__name__}") from exc
+            if response.status == 200:
+                return response
+            response.drain_conn()
+            response.release_conn()
+            status = response.status
+            if status not in EXPIRED_URL_STATUSES:
+                raise ProviderTransientError(f"{what} answered {status}")
+        raise ProviderTransientError(
+            f"{what} refused {max(1, attempts)} signed URLs in a row (last answer {status}): they keep expiring",
+            code="download_url_expired",
+        )
+
+    @staticmethod
+    def stream(
+        response: urllib3.BaseHTTPResponse, *, what: str, chunk_bytes: int, gzip: bool = False
+    ) -> Iterator[bytes]:
+        """The body in chunks, as stored. With ``gzip`` a body that does not start with the gzip magic
+        number is refused; a body that breaks off is a transient error. A download abandoned or broken
+        mid-way closes its connection instead of handing a half-read one back to the pool."""
+        head: bytes | None = b"" if gzip else None  # held back until the gzip magic number is seen
+        complete = False
+        try:
+            for chunk in response.stream(chunk_bytes, decode_content=False):
+                if head is not None:
+                    head += chunk
+                    if len(head) < len(_GZIP_MAGIC):
+                        continue
+                    if not head.startswith(_GZIP_MAGIC):
+                        raise ProviderTransientError(f"{what} is not a gzip file")
+                    chunk, head = head, None
+                if chunk:
+                    yield chunk
+            if head is not None:  # ended before two bytes
+                raise ProviderTransientError(f"{what} is empty or truncated")
+            complete = True
+        except urllib3.exceptions.HTTPError as exc:  # reset mid-body, short read, read timeout
+            raise ProviderTransientError(f"{what} broke off: {type(exc).__name__}") from exc
+        finally:
+            if not complete:
+                response.close()
+            response.release_conn()

@@ -1,0 +1,30 @@
+"""Provider credentials from Secrets Manager, for every provider package."""
+
+from __future__ import annotations
+
+import json
+
+from tracker.errors import ProviderAuthError
+
+SECRET_MAX_AGE_SECONDS = 300
+
+
+def read_secret(arn: str, what: str, json_key: str) -> str:
+    """A credential from Secrets Manager (plain string or {json_key: ...}), cached by Powertools Parameters."""
+    from aws_lambda_powertools.utilities import parameters
+
+    if not arn:
+        raise ProviderAuthError(f"no {what} secret is configured")
+    try:
+        raw = parameters.get_secret(arn, max_age=SECRET_MAX_AGE_SECONDS)
+    except parameters.exceptions.GetParameterError as exc:
+        raise ProviderAuthError(f"the {what} secret cannot be read", code="secret_unavailable") from exc
+    value = str(raw or "").strip()
+    if value.startswith("{"):
+        try:
+            value = str(json.loads(value).get(json_key, "")).strip()
+        except (ValueError, AttributeError):
+            value = ""
+    if not value:
+        raise ProviderAuthError(f"the {what} secret is empty; put the credential into it", code="secret_empty")
+    return value
