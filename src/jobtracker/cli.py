@@ -206,59 +206,123 @@ def simulate_keboola(
     )
 
 
+def _fault_options(kinds_help: str) -> Any:
+    """--fault (repeatable) and --fault-seed, in the shared grammar (jobtracker.simulators.faults)."""
+
+    def add(command: Any) -> Any:
+        command = click.option(
+            "--fault-seed", default=None, type=int, help="Seed of the fault dice, for repeatable runs."
+        )(command)
+        return click.option("--fault", "faults", multiple=True, metavar="SPEC", help=kinds_help)(command)
+
+    return add
+
+
+def _parse_faults(specs: tuple[str, ...]) -> tuple[Any, ...]:
+    from jobtracker.simulators.faults import parse_fault
+
+    try:
+        return tuple(parse_fault(spec) for spec in specs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
+
+
 @simulate.command("databricks")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8902, show_default=True, type=int)
 @click.option("--token", default=None, help="Accept only this bearer token (default: any non-empty token).")
-@click.option("--polls-per-phase", default=1, show_default=True, type=click.IntRange(0, 1000),
-              help="runs/get answers spent in PENDING and in RUNNING before the run ends.")
-@click.option("--missing-run-status", type=click.Choice(["400", "404"]), default="400", show_default=True,
-              help="How runs/get answers an unknown run: 400 INVALID_PARAMETER_VALUE (as the service) or 404.")
-def simulate_databricks(host: str, port: int, token: str | None, polls_per_phase: int, missing_run_status: str) -> None:
+@click.option(
+    "--polls-per-phase",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0, 1000),
+    help="runs/get answers spent in PENDING and in RUNNING before the run ends.",
+)
+@click.option(
+    "--missing-run-status",
+    type=click.Choice(["400", "404"]),
+    default="400",
+    show_default=True,
+    help="How runs/get answers an unknown run: 400 INVALID_PARAMETER_VALUE (as the service) or 404.",
+)
+@click.option("--retry-after", default=1, show_default=True, type=int, help="Retry-After seconds on 429.")
+@_fault_options(
+    "Inject failures, repeatable: 429:0.3, 500@status:0.1, reset@submit:1x, slow:2s, malformed:0.05, stuck; "
+    "targets submit (run-now), status (runs/get), pages (jobs/list)."
+)
+@_tls_options
+def simulate_databricks(
+    host: str,
+    port: int,
+    token: str | None,
+    polls_per_phase: int,
+    missing_run_status: str,
+    retry_after: int,
+    faults: tuple[str, ...],
+    fault_seed: int | None,
+    tls: bool,
+    tls_dir: Path | None,
+) -> None:
     """Databricks Jobs API 2.2/2.1: run-now, runs/get, jobs/list (jobs 101-107, one per outcome)."""
-    from jobtracker.simulators.databricks import DatabricksConfig, DatabricksServer
+    from jobtracker.simulators.databricks import DatabricksConfig, serve
 
     config = DatabricksConfig(
         token=token,
         pending_polls=polls_per_phase,
         running_polls=polls_per_phase,
         missing_run_status=int(missing_run_status),
+        retry_after_seconds=retry_after,
+        faults=_parse_faults(faults),
+        fault_seed=fault_seed,
     )
-    server = DatabricksServer(config, host=host, port=port)
-    server.start()
-    click.echo(f"Databricks simulator on {server.base_url}  (jobs: "
-               + ", ".join(f"{j.job_id} {j.outcome}" for j in config.jobs) + ")")
-    _serve_until_interrupted(server)
+    click.echo("jobs: " + ", ".join(f"{j.job_id} {j.outcome}" for j in config.jobs), err=True)
+    serve(config, host=host, port=port, tls=tls, tls_dir=tls_dir)
 
 
 @simulate.command("dbt-cloud")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8903, show_default=True, type=int)
 @click.option("--token", default=None, help="Accept only this token (default: any non-empty token).")
-@click.option("--polls-per-phase", default=1, show_default=True, type=click.IntRange(0, 1000),
-              help="Retrieve Run answers spent in Queued, Starting and Running before the run ends.")
-def simulate_dbt_cloud(host: str, port: int, token: str | None, polls_per_phase: int) -> None:
+@click.option(
+    "--polls-per-phase",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0, 1000),
+    help="Retrieve Run answers spent in Queued, Starting and Running before the run ends.",
+)
+@click.option("--retry-after", default=1, show_default=True, type=int, help="Retry-After seconds on 429.")
+@_fault_options(
+    "Inject failures, repeatable: 429:0.3, 500@status:0.1, reset@submit:1x, slow:2s, malformed:0.05, stuck; "
+    "targets submit (trigger run), status (retrieve run), results (run artifacts)."
+)
+@_tls_options
+def simulate_dbt_cloud(
+    host: str,
+    port: int,
+    token: str | None,
+    polls_per_phase: int,
+    retry_after: int,
+    faults: tuple[str, ...],
+    fault_seed: int | None,
+    tls: bool,
+    tls_dir: Path | None,
+) -> None:
     """dbt Cloud API v2: trigger job run, retrieve run, run artifacts (account 70403, jobs 201-203)."""
-    from jobtracker.simulators.dbt_cloud import DbtCloudConfig, DbtCloudServer
+    from jobtracker.simulators.dbt_cloud import DbtCloudConfig, serve
 
     config = DbtCloudConfig(
-        token=token, queued_polls=polls_per_phase, starting_polls=polls_per_phase, running_polls=polls_per_phase
+        token=token,
+        queued_polls=polls_per_phase,
+        starting_polls=polls_per_phase,
+        running_polls=polls_per_phase,
+        retry_after_seconds=retry_after,
+        faults=_parse_faults(faults),
+        fault_seed=fault_seed,
     )
-    server = DbtCloudServer(config, host=host, port=port)
-    server.start()
-    click.echo(f"dbt Cloud simulator on {server.base_url}  (account {config.account_id}; jobs: "
-               + ", ".join(f"{j.job_id} {j.outcome}" for j in config.jobs) + ")")
-    _serve_until_interrupted(server)
-
-
-def _serve_until_interrupted(server: Any) -> None:
-    click.echo("Ctrl-C stops.", err=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        click.echo("stopping", err=True)
-    finally:
-        server.stop()
+    click.echo(
+        f"account {config.account_id}; jobs: " + ", ".join(f"{j.job_id} {j.outcome}" for j in config.jobs), err=True
+    )
+    serve(config, host=host, port=port, tls=tls, tls_dir=tls_dir)
 
 
 @main.group()

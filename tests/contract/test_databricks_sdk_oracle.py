@@ -15,19 +15,20 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import ResourceDoesNotExist
 from databricks.sdk.service import jobs
 
-from jobtracker.simulators.databricks import DEFAULT_JOBS, DatabricksConfig, DatabricksServer
+from jobtracker.simulators.databricks import DEFAULT_JOBS, DatabricksConfig, DatabricksSimulator
+from jobtracker.simulators.faults import parse_fault
 
 TOKEN = "dapi-oracle-test"
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[DatabricksServer]:
-    with DatabricksServer(DatabricksConfig(token=TOKEN, terminating_polls=1)) as running:
+def server() -> Iterator[DatabricksSimulator]:
+    with DatabricksSimulator(DatabricksConfig(token=TOKEN, terminating_polls=1)) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def client(server: DatabricksServer) -> WorkspaceClient:
+def client(server: DatabricksSimulator) -> WorkspaceClient:
     logging.getLogger("databricks.sdk").setLevel(logging.ERROR)
     return WorkspaceClient(host=server.base_url, token=TOKEN)
 
@@ -85,12 +86,14 @@ def test_sdk_idempotency_token_gets_the_same_run(client: WorkspaceClient) -> Non
     assert first.run_id == again.run_id
 
 
-def test_sdk_waits_out_a_429_with_retry_after_zero(server: DatabricksServer) -> None:
+def test_sdk_waits_out_a_429_with_retry_after_zero(server: DatabricksSimulator) -> None:
     fast = WorkspaceClient(host=server.base_url, token=TOKEN)
-    server.simulator.config.retry_after_seconds = 0  # the SDK sleeps Retry-After seconds before retrying
-    server.simulator.throttle(1)
+    server.config.retry_after_seconds = 0  # the SDK sleeps Retry-After seconds before retrying
+    server.config.faults = (parse_fault("429@pages:1x"),)
     try:
         assert [j.job_id for j in fast.jobs.list(limit=100)] == [j.job_id for j in DEFAULT_JOBS]
     finally:
-        server.simulator.config.retry_after_seconds = 1
-    assert server.simulator.requests[-2:] == [("GET", "/api/2.2/jobs/list")] * 2
+        server.config.retry_after_seconds = 1
+        server.config.faults = ()
+    assert server.stats["throttled"] == 1
+    assert server.requests[-1:] == [("GET", "/api/2.2/jobs/list")]

@@ -16,19 +16,27 @@ RUNNING for ``running_polls``, TERMINATING for ``terminating_polls``, then its j
 SUCCESS, SUCCESS_WITH_FAILURES, FAILED, TIMEDOUT, CANCELED, MAXIMUM_CONCURRENT_RUNS_REACHED, EXCLUDED,
 UPSTREAM_FAILED, UPSTREAM_CANCELED, DISABLED (TERMINATED with that result_state), SKIPPED and
 INTERNAL_ERROR (their own terminal life-cycle states, no result_state).
+
+Serving, ``--tls`` and injected faults are the shared ones (:mod:`jobtracker.simulators.server`,
+:mod:`jobtracker.simulators.faults`); targets: ``submit`` = run-now, ``status``/``operation`` = runs/get,
+``pages`` = jobs/list. ``stuck`` keeps every run RUNNING. Errors are Databricks' ``{"error_code",
+"message"}`` [ERRORS], an injected 429 is ``REQUEST_LIMIT_EXCEEDED`` with ``Retry-After`` [SDK].
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from jobtracker.simulators.handler_server import Answer, HandlerServer
+from jobtracker.simulators.faults import Fault
+from jobtracker.simulators.server import Answer, ApiError, Simulator, run_until_interrupted
+
+__all__ = ["DEFAULT_JOBS", "OUTCOMES", "DatabricksConfig", "DatabricksSimulator", "SimJob", "serve"]
 
 # result_state -> (termination code, termination type, state_message) [SDK TerminationCodeCode descriptions]
 _TERMINATED = {
@@ -87,6 +95,11 @@ class DatabricksConfig:
     terminating_polls: int = 0
     retry_after_seconds: int = 1
     missing_run_status: int = 400  # 400 INVALID_PARAMETER_VALUE as the service answers; 404 for the generic form
+    # A life-cycle state newer than the pinned SDK knows, which every run reports once it has left PENDING
+    # and never leaves: [STATES] "Additional states might be introduced in future releases".
+    future_lifecycle_state: str | None = None
+    faults: tuple[Fault, ...] = ()  # injected failures (jobtracker.simulators.faults)
+    fault_seed: int | None = None
     workspace_url: str = "https://dbc-simulated.cloud.databricks.com"  # for run_page_url only
     workspace_id: str = "1234567890123456"
     user: str = "jobtracker@example.com"
@@ -103,72 +116,76 @@ class _Run:
     ended: float | None = None
 
 
-@dataclass(eq=False)
-class _ApiError(Exception):
-    status: int
-    code: str
-    message: str
-    headers: dict[str, str] = field(default_factory=dict)
+class DatabricksSimulator(Simulator[DatabricksConfig]):
+    """A Databricks workspace's Jobs API on a real local port (``with DatabricksSimulator() as sim``)."""
 
+    title = "Databricks simulator"
+    server_name = "DatabricksSimulator/1.0"
+    # [ERRORS] every error is {"error_code", "message"}; [SDK errors/platform.py] maps these codes.
+    injected_errors = {
+        "500": ("INTERNAL_ERROR", "Injected fault: internal error"),
+        "429": ("REQUEST_LIMIT_EXCEEDED", "Too many requests. Please wait a moment and try again."),
+    }
+    internal_error = ("INTERNAL_ERROR", "Internal error")
+    malformed_answer = (200, b'{"run_id": 8800000', {"Content-Type": "application/json"})
 
-class DatabricksSimulator:
-    """The API logic; ``handle`` needs no server (see :class:`DatabricksServer`)."""
-
-    def __init__(self, config: DatabricksConfig | None = None) -> None:
-        self.config = config or DatabricksConfig()
-        self._lock = threading.Lock()
+    def __init__(
+        self,
+        config: DatabricksConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: bool = False,
+        tls_dir: Path | None = None,
+    ) -> None:
+        super().__init__(config or DatabricksConfig(), host, port, tls=tls, tls_dir=tls_dir)
         self._runs: dict[int, _Run] = {}
         self._tokens: dict[str, int] = {}
         self._next_run_id = 880_000_000_001
-        self._throttle = 0
+        self._stats.update(run_now=0, runs_get=0, lists=0, unauthorized=0)
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, for tests
 
     # -- knobs for tests ------------------------------------------------------------------------
-    def throttle(self, count: int) -> None:
-        """Answer the next `count` requests 429 REQUEST_LIMIT_EXCEEDED with Retry-After."""
-        with self._lock:
-            self._throttle = count
-
     def forget_run(self, run_id: int) -> None:
         """The run vanishes ("Runs are automatically removed after 60 days" [SDK get_run_output doc])."""
         with self._lock:
             self._runs.pop(run_id, None)
 
     # -- HTTP ------------------------------------------------------------------------------------
-    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
-        parts = urlsplit(path)
+    def fault_targets(self, method: str, path: str) -> Collection[str]:
+        if path.endswith("/jobs/run-now"):
+            return ("submit",)
+        if path.endswith("/jobs/runs/get"):
+            return ("status", "operation")
+        if path.endswith("/jobs/list"):
+            return ("pages",)
+        return ()  # the discovery probe: a workspace answers it whatever else fails
+
+    def error_answer(self, err: ApiError) -> Answer:
+        return _json(err.status, {"error_code": err.code, "message": err.message}, err.headers)
+
+    def handle(self, method: str, raw_path: str, headers: Any, body: bytes, fault: Fault | None = None) -> Answer:
+        parts = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         with self._lock:
             self.requests.append((method, parts.path))
             if parts.path == "/.well-known/databricks-config" and method == "GET":
                 # [SDK oauth.py get_host_metadata] the client's best-effort, unauthenticated discovery probe
                 # (HostMetadata: oidc_endpoint, workspace_id); a workspace answers it before any API call.
-                host = headers.get("host", "127.0.0.1")
-                return _json(200, {"oidc_endpoint": f"http://{host}/oidc", "workspace_id": self.config.workspace_id})
-            try:
-                self._authenticate(headers)
-                if self._throttle > 0:
-                    self._throttle -= 1
-                    # [SDK errors/customizer.py] 429 carries Retry-After; REQUEST_LIMIT_EXCEEDED is in the
-                    # SDK's ERROR_CODE_MAPPING (errors/platform.py).
-                    raise _ApiError(
-                        429,
-                        "REQUEST_LIMIT_EXCEEDED",
-                        "Too many requests. Please wait a moment and try again.",
-                        {"Retry-After": str(self.config.retry_after_seconds)},
-                    )
-                return self._route(method, parts.path, query, body)
-            except _ApiError as exc:
-                # [ERRORS] every error is {"error_code", "message"}.
-                return _json(exc.status, {"error_code": exc.code, "message": exc.message}, exc.headers)
+                base = self.public_base(headers)
+                return _json(200, {"oidc_endpoint": f"{base}/oidc", "workspace_id": self.config.workspace_id})
+            self._authenticate(headers)
+            return self._route(method, parts.path, query, body)
 
-    def _authenticate(self, headers: dict[str, str]) -> None:
-        scheme, _, token = (headers.get("authorization") or "").partition(" ")
+    def _authenticate(self, headers: Any) -> None:
+        scheme, _, token = (headers.get("Authorization") or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise _ApiError(401, "UNAUTHENTICATED", "Credential was not sent or was of an unsupported type.")
+            self._stats["unauthorized"] += 1
+            raise ApiError(401, "UNAUTHENTICATED", "Credential was not sent or was of an unsupported type.")
         if self.config.token is not None and token != self.config.token:
-            raise _ApiError(403, "PERMISSION_DENIED", "Invalid access token.")
+            self._stats["unauthorized"] += 1
+            raise ApiError(403, "PERMISSION_DENIED", "Invalid access token.")
 
     def _route(self, method: str, path: str, query: dict[str, str], body: bytes) -> Answer:
         for version in VERSIONS:
@@ -179,31 +196,32 @@ class DatabricksSimulator:
                 return self._get_run(query)
             if path == f"{prefix}/list" and method == "GET":
                 return self._list(query)
-        raise _ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {path}'")
+        raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {path}'")
 
     def _run_now(self, body: bytes) -> Answer:
+        self._stats["run_now"] += 1
         try:
             request = json.loads(body or b"{}")
         except ValueError:
-            raise _ApiError(400, "MALFORMED_REQUEST", "Invalid JSON given in the body of the request") from None
+            raise ApiError(400, "MALFORMED_REQUEST", "Invalid JSON given in the body of the request") from None
         if not isinstance(request, dict):
-            raise _ApiError(400, "MALFORMED_REQUEST", "Invalid JSON given in the body of the request")
+            raise ApiError(400, "MALFORMED_REQUEST", "Invalid JSON given in the body of the request")
         job_id = request.get("job_id")
         if isinstance(job_id, str) and job_id.isdigit():
             job_id = int(job_id)  # [SDK] int64 fields travel as numbers or strings
         if not isinstance(job_id, int) or isinstance(job_id, bool):
-            raise _ApiError(400, "INVALID_PARAMETER_VALUE", "Missing required field: job_id")
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "Missing required field: job_id")
         job = next((j for j in self.config.jobs if j.job_id == job_id), None)
         if job is None:
             # [SDK errors/overrides.py] a missing job: 400 INVALID_PARAMETER_VALUE "Job .. does not exist".
-            raise _ApiError(400, "INVALID_PARAMETER_VALUE", f"Job {job_id} does not exist.")
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Job {job_id} does not exist.")
         parameters = request.get("job_parameters") or {}
         if not isinstance(parameters, dict):
-            raise _ApiError(400, "INVALID_PARAMETER_VALUE", "job_parameters must be a map of strings")
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "job_parameters must be a map of strings")
         token = request.get("idempotency_token")
         if token is not None:
             if not isinstance(token, str) or len(token) > IDEMPOTENCY_TOKEN_MAX:
-                raise _ApiError(400, "INVALID_PARAMETER_VALUE", "idempotency_token must have at most 64 characters")
+                raise ApiError(400, "INVALID_PARAMETER_VALUE", "idempotency_token must have at most 64 characters")
             # [RUNNOW] "If a run with the provided token already exists, the request does not create a new
             # run but returns the ID of the existing run instead."
             if token in self._tokens:
@@ -218,16 +236,17 @@ class DatabricksSimulator:
         return _json(200, {"run_id": run.run_id, "number_in_job": run.run_id})
 
     def _get_run(self, query: dict[str, str]) -> Answer:
+        self._stats["runs_get"] += 1
         raw = query.get("run_id", "")
         if not raw.isdigit():
-            raise _ApiError(400, "INVALID_PARAMETER_VALUE", "Missing required field: run_id")
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "Missing required field: run_id")
         run = self._runs.get(int(raw))
         if run is None:
             if self.config.missing_run_status == 404:
-                raise _ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Run {raw} does not exist.")
+                raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Run {raw} does not exist.")
             # [SDK errors/overrides.py] "Job Runs InvalidParameterValue=>ResourceDoesNotExist": runs/get
             # answers 400 INVALID_PARAMETER_VALUE "Run .* does not exist".
-            raise _ApiError(400, "INVALID_PARAMETER_VALUE", f"Run {raw} does not exist.")
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Run {raw} does not exist.")
         run.polls += 1
         return _json(200, self._run_view(run))
 
@@ -239,6 +258,8 @@ class DatabricksSimulator:
             return "RUNNING"
         if run.polls <= config.pending_polls + config.running_polls + config.terminating_polls:
             return "TERMINATING"
+        if self.has_fault("stuck"):
+            return "RUNNING"  # a run whose cluster never finishes its work
         return "ENDED"
 
     def _run_view(self, run: _Run) -> dict[str, Any]:
@@ -252,6 +273,9 @@ class DatabricksSimulator:
             state["life_cycle_state"] = "PENDING"
             state["state_message"] = "Waiting for cluster"
             status["state"] = "PENDING"
+        elif self.config.future_lifecycle_state is not None:
+            state["life_cycle_state"] = self.config.future_lifecycle_state
+            status["state"] = self.config.future_lifecycle_state
         elif phase in ("RUNNING", "TERMINATING"):
             state["life_cycle_state"] = phase
             status["state"] = phase
@@ -303,13 +327,14 @@ class DatabricksSimulator:
         }
 
     def _list(self, query: dict[str, str]) -> Answer:
+        self._stats["lists"] += 1
         try:
             limit = int(query.get("limit") or LIST_LIMIT_DEFAULT)
             offset = int(query.get("page_token") or query.get("offset") or 0)
         except ValueError:
-            raise _ApiError(400, "INVALID_PARAMETER_VALUE", "limit, offset and page_token are integers here") from None
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "limit, offset and page_token are integers here") from None
         if not 0 < limit <= LIST_LIMIT_MAX:
-            raise _ApiError(400, "INVALID_PARAMETER_VALUE", f"limit must be between 1 and {LIST_LIMIT_MAX}")
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"limit must be between 1 and {LIST_LIMIT_MAX}")
         name = (query.get("name") or "").lower()
         jobs = [j for j in self.config.jobs if not name or j.name.lower() == name]  # [SDK] exact, case-insensitive
         page = jobs[offset : offset + limit]
@@ -333,12 +358,16 @@ class DatabricksSimulator:
 
 
 def _json(status: int, value: Any, headers: dict[str, str] | None = None) -> Answer:
-    return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(value).encode()
+    return status, json.dumps(value).encode(), {"Content-Type": "application/json", **(headers or {})}
 
 
-class DatabricksServer(HandlerServer):
-    """The simulator over HTTP on 127.0.0.1: ``with DatabricksServer() as sim: sim.base_url``."""
-
-    def __init__(self, config: DatabricksConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.simulator = DatabricksSimulator(config)
-        super().__init__(self.simulator, host=host, port=port)
+def serve(
+    config: DatabricksConfig,
+    host: str = "127.0.0.1",
+    port: int = 8902,
+    *,
+    tls: bool = False,
+    tls_dir: Path | None = None,
+) -> None:
+    """Blocking entry point for ``jobtracker simulate databricks --port N [--tls]``; Ctrl-C stops it."""
+    run_until_interrupted(DatabricksSimulator(config, host=host, port=port, tls=tls, tls_dir=tls_dir))

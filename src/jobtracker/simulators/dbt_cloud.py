@@ -13,21 +13,29 @@ Sources:
 A run moves by polls of Retrieve Run (deterministic, no sleeps): Queued (1) for ``queued_polls``
 answers, Starting (2) for ``starting_polls``, Running (3) for ``running_polls``, then its job's outcome:
 Success (10), Error (20) or Cancelled (30).
+
+Serving, ``--tls`` and injected faults are the shared ones (:mod:`jobtracker.simulators.server`,
+:mod:`jobtracker.simulators.faults`); targets: ``submit`` = Trigger Job Run, ``status``/``operation`` =
+Retrieve Run, ``results``/``download`` = Retrieve Run Artifact. ``stuck`` keeps every run Running.
+Every error is the documented envelope ``{"status": {...}, "data": null}`` [OPENAPI].
 """
 
 from __future__ import annotations
 
 import json
 import re
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from jobtracker.simulators.handler_server import Answer, HandlerServer
+from jobtracker.simulators.faults import Fault
+from jobtracker.simulators.server import Answer, ApiError, Simulator, run_until_interrupted
+
+__all__ = ["DEFAULT_DBT_JOBS", "DbtCloudConfig", "DbtCloudSimulator", "SimDbtJob", "serve"]
 
 QUEUED, STARTING, RUNNING, SUCCESS, ERROR, CANCELLED = 1, 2, 3, 10, 20, 30
 HUMANIZED = {
@@ -73,6 +81,8 @@ class DbtCloudConfig:
     retry_after_seconds: int = 1
     base_url: str = "https://cloud.getdbt.com"  # for `href` only
     clock: Callable[[], float] = time.time
+    faults: tuple[Fault, ...] = ()  # injected failures (jobtracker.simulators.faults)
+    fault_seed: int | None = None
 
 
 @dataclass
@@ -86,95 +96,110 @@ class _Run:
     finished: float | None = None
 
 
-@dataclass(eq=False)
-class _ApiError(Exception):
-    status: int
-    message: str
-    headers: dict[str, str] = field(default_factory=dict)
+class DbtCloudSimulator(Simulator[DbtCloudConfig]):
+    """dbt Cloud's API v2 (runs) on a real local port (``with DbtCloudSimulator() as sim``)."""
 
+    title = "dbt Cloud simulator"
+    server_name = "DbtCloudSimulator/1.0"
+    # The error codes are not part of dbt Cloud's envelope (only the HTTP status and user_message are);
+    # they are kept for the shared plumbing and never sent.
+    injected_errors = {
+        "500": ("server_error", "Injected fault: an unexpected error occurred."),
+        "429": ("throttled", "Too many requests."),
+    }
+    internal_error = ("server_error", "Internal error")
+    malformed_answer = (200, b'{"status": {"code": 200, "is_success": tr', {"Content-Type": "application/json"})
 
-class DbtCloudSimulator:
-    """The API logic; ``handle`` needs no server (see :class:`DbtCloudServer`)."""
-
-    def __init__(self, config: DbtCloudConfig | None = None) -> None:
-        self.config = config or DbtCloudConfig()
-        self._lock = threading.Lock()
+    def __init__(
+        self,
+        config: DbtCloudConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: bool = False,
+        tls_dir: Path | None = None,
+    ) -> None:
+        super().__init__(config or DbtCloudConfig(), host, port, tls=tls, tls_dir=tls_dir)
         self._runs: dict[int, _Run] = {}
         self._next_run_id = 300_000_001
-        self._throttle = 0
+        self._stats.update(triggers=0, run_gets=0, artifact_gets=0, unauthorized=0)
         self.requests: list[tuple[str, str]] = []
 
-    def throttle(self, count: int) -> None:
-        """Answer the next `count` requests 429 with Retry-After ([AIRFLOW] retries 429 as transient)."""
-        with self._lock:
-            self._throttle = count
-
     def forget_run(self, run_id: int) -> None:
+        """The run is deleted (dbt Cloud prunes old runs); Retrieve Run then answers 404."""
         with self._lock:
             self._runs.pop(run_id, None)
 
-    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
-        route = urlsplit(path).path
+    def fault_targets(self, method: str, path: str) -> Collection[str]:
+        if _TRIGGER.match(path):
+            return ("submit",)
+        if _RUN.match(path):
+            return ("status", "operation")
+        if _ARTIFACT.match(path):
+            return ("results", "download")
+        return ("other",)
+
+    def error_answer(self, err: ApiError) -> Answer:
+        return _envelope(err.status, None, user_message=err.message, headers=err.headers)
+
+    def handle(self, method: str, raw_path: str, headers: Any, body: bytes, fault: Fault | None = None) -> Answer:
+        route = urlsplit(raw_path).path
         with self._lock:
             self.requests.append((method, route))
-            try:
-                self._authenticate(headers)
-                if self._throttle > 0:
-                    self._throttle -= 1
-                    raise _ApiError(429, "Too many requests.", {"Retry-After": str(self.config.retry_after_seconds)})
-                return self._route(method, route, body)
-            except _ApiError as exc:
-                return _envelope(exc.status, None, user_message=exc.message, headers=exc.headers)
+            self._authenticate(headers)
+            return self._route(method, route, body)
 
-    def _authenticate(self, headers: dict[str, str]) -> None:
-        scheme, _, token = (headers.get("authorization") or "").partition(" ")
+    def _authenticate(self, headers: Any) -> None:
+        scheme, _, token = (headers.get("Authorization") or "").partition(" ")
         token = token.strip()
-        if scheme not in ("Token", "Bearer") or not token:  # [AUTH]
-            raise _ApiError(401, "Invalid token.")
-        if self.config.token is not None and token != self.config.token:
-            raise _ApiError(401, "Invalid token.")
+        if scheme not in ("Token", "Bearer") or not token or (self.config.token not in (None, token)):  # [AUTH]
+            self._stats["unauthorized"] += 1
+            raise ApiError(401, "unauthorized", "Invalid token.")
 
     def _route(self, method: str, path: str, body: bytes) -> Answer:
         if match := _TRIGGER.match(path):
             if method != "POST":
-                raise _ApiError(405, f'Method "{method}" not allowed.')
+                raise ApiError(405, "error", f'Method "{method}" not allowed.')
             self._account(match)
             return self._trigger(int(match.group("job")), body)
         if match := _RUN.match(path):
             if method != "GET":
-                raise _ApiError(405, f'Method "{method}" not allowed.')
+                raise ApiError(405, "error", f'Method "{method}" not allowed.')
             self._account(match)
             run = self._run(int(match.group("run")))
             run.polls += 1
+            self._stats["run_gets"] += 1
             return _envelope(200, self._run_view(run))
         if match := _ARTIFACT.match(path):
             self._account(match)
+            self._stats["artifact_gets"] += 1
             return self._artifact(self._run(int(match.group("run"))), match.group("path"))
-        raise _ApiError(404, "The requested resource was not found.")
+        raise ApiError(404, "error", "The requested resource was not found.")
 
     def _account(self, match: re.Match[str]) -> None:
         if int(match.group("account")) != self.config.account_id:
-            raise _ApiError(404, "The requested resource was not found.")
+            raise ApiError(404, "error", "The requested resource was not found.")
 
     def _run(self, run_id: int) -> _Run:
         run = self._runs.get(run_id)
         if run is None:
-            raise _ApiError(404, "The requested resource was not found.")
+            raise ApiError(404, "error", "The requested resource was not found.")
         return run
 
     def _trigger(self, job_id: int, body: bytes) -> Answer:
+        self._stats["triggers"] += 1
         job = next((j for j in self.config.jobs if j.job_id == job_id), None)
         if job is None:
-            raise _ApiError(404, "The requested resource was not found.")
+            raise ApiError(404, "error", "The requested resource was not found.")
         try:
             request = json.loads(body or b"{}")
         except ValueError:
-            raise _ApiError(400, "JSON parse error.") from None
+            raise ApiError(400, "error", "JSON parse error.") from None
         cause = request.get("cause") if isinstance(request, dict) else None
         if not isinstance(cause, str) or not cause.strip():
-            raise _ApiError(400, "cause: This field is required.")  # [OPENAPI] required, minLength 1
+            raise ApiError(400, "error", "cause: This field is required.")  # [OPENAPI] required, minLength 1
         if len(cause) > CAUSE_MAX:
-            raise _ApiError(400, f"cause: Ensure this field has no more than {CAUSE_MAX} characters.")
+            raise ApiError(400, "error", f"cause: Ensure this field has no more than {CAUSE_MAX} characters.")
         trigger = {
             "cause": cause,
             "job_definition_id": job.job_id,
@@ -191,7 +216,7 @@ class DbtCloudSimulator:
             return QUEUED
         if run.polls <= config.queued_polls + config.starting_polls:
             return STARTING
-        if run.polls <= config.queued_polls + config.starting_polls + config.running_polls:
+        if run.polls <= config.queued_polls + config.starting_polls + config.running_polls or self.has_fault("stuck"):
             return RUNNING
         return OUTCOMES[run.job.outcome]
 
@@ -244,7 +269,7 @@ class DbtCloudSimulator:
         # [OPENAPI] "Once a run has been completed, you can use this endpoint to download the manifest.json,
         # run_results.json, or catalog.json files"; before that there is nothing to fetch.
         if self._status(run) < SUCCESS or path != "run_results.json":
-            raise _ApiError(404, "The requested resource was not found.")
+            raise ApiError(404, "error", "The requested resource was not found.")
         failed = run.job.outcome != "success"
         results = {
             "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/run-results/v6.json"},
@@ -259,7 +284,7 @@ class DbtCloudSimulator:
             ],
             "elapsed_time": 1.6,
         }
-        return 200, {"Content-Type": "application/json"}, json.dumps(results).encode()
+        return 200, json.dumps(results).encode(), {"Content-Type": "application/json"}
 
 
 def _envelope(code: int, data: Any, *, user_message: str = "Success!", headers: dict[str, str] | None = None) -> Answer:
@@ -268,7 +293,7 @@ def _envelope(code: int, data: Any, *, user_message: str = "Success!", headers: 
         "status": {"code": code, "is_success": code < 400, "user_message": user_message, "developer_message": ""},
         "data": data,
     }
-    return code, {"Content-Type": "application/json", **(headers or {})}, json.dumps(body).encode()
+    return code, json.dumps(body).encode(), {"Content-Type": "application/json", **(headers or {})}
 
 
 def _iso(ts: float) -> str:
@@ -280,9 +305,13 @@ def _duration(start: float, end: float) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-class DbtCloudServer(HandlerServer):
-    """The simulator over HTTP on 127.0.0.1."""
-
-    def __init__(self, config: DbtCloudConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.simulator = DbtCloudSimulator(config)
-        super().__init__(self.simulator, host=host, port=port)
+def serve(
+    config: DbtCloudConfig,
+    host: str = "127.0.0.1",
+    port: int = 8903,
+    *,
+    tls: bool = False,
+    tls_dir: Path | None = None,
+) -> None:
+    """Blocking entry point for ``jobtracker simulate dbt-cloud --port N [--tls]``; Ctrl-C stops it."""
+    run_until_interrupted(DbtCloudSimulator(config, host=host, port=port, tls=tls, tls_dir=tls_dir))
