@@ -365,26 +365,63 @@ def providers_validate(files: tuple[Path, ...]) -> None:
         sys.exit(1)
 
 
-@providers.command("list")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Spec folder (default: the project's specs/).")
-def providers_list(directory: Path | None) -> None:
-    """The shipped specs with their job types."""
+@providers.command("bundle")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write it (default: the shared layer's tracker/providers/spec/specs.json).",
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if the bundle differs from specs/*.yaml.")
+def providers_bundle(out: Path | None, check: bool) -> None:
+    """Validate specs/*.yaml and write the JSON bundle the functions read (Lambda has no YAML parser)."""
     from tracker.providers.spec.loader import SpecError
+    from tracker.providers.spec.shipped import BUNDLE_PATH
 
-    from jobtracker.specs import SPECS_DIR, shipped_specs
+    from jobtracker.specs import bundle_text
 
+    target = out or BUNDLE_PATH
     try:
-        specs = shipped_specs(directory or SPECS_DIR)
+        text, count = bundle_text()
     except SpecError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(1)
-    width = max((len(s.job_type) for s in specs), default=4)
-    click.echo(f"{'TYPE':<{width}}  START  IN-FLIGHT  TITLE")
-    for spec in specs:
-        start = "yes" if spec.start else "track"
-        click.echo(f"{spec.job_type:<{width}}  {start:<5}  {spec.in_flight:>9}  {spec.title}")
+    if check:
+        current = target.read_text(encoding="utf-8") if target.is_file() else ""
+        if current != text:
+            click.echo(f"{target} is out of date: run `make specs`", err=True)
+            sys.exit(1)
+        click.echo(f"{target}: up to date ({count} specs)")
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    click.echo(f"{target}: {count} specs")
+
+
+@providers.command("list")
+def providers_list() -> None:
+    """Every job type the tracker runs, built-in and from specs, with its provider and in-flight budget
+    (at the template's defaults)."""
+    from tracker import catalogue
+
+    from jobtracker.local.settings import template_settings
+
+    limits = catalogue.budget_limits(template_settings())
+    rows = [
+        (
+            entry.name,
+            entry.kind.value,
+            f"spec {entry.spec}" if entry.spec else (entry.provider or "-"),
+            str(limits[entry.budget.name]) if entry.budget else "-",
+            entry.label,
+        )
+        for entry in catalogue.TYPES
+    ]
+    header = ("TYPE", "KIND", "PROVIDER", "IN-FLIGHT", "TITLE")
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(4)]
+    for row in (header, *rows):
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4])
 
 
 @main.group()

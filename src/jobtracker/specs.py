@@ -135,12 +135,18 @@ def shipped_specs(directory: Path = SPECS_DIR) -> list[ProviderSpec]:
     return specs
 
 
+def bundle_text(directory: Path = SPECS_DIR) -> tuple[str, int]:
+    """The JSON bundle of every spec in `directory`, validated, and how many it holds."""
+    specs = shipped_specs(directory)
+    return bundle_json(specs) + "\n", len(specs)
+
+
 def write_bundle(out: Path, directory: Path = SPECS_DIR) -> int:
     """Validate every shipped spec and write the JSON bundle Lambda reads; returns the number of specs."""
-    specs = shipped_specs(directory)
+    text, count = bundle_text(directory)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(bundle_json(specs) + "\n", encoding="utf-8")
-    return len(specs)
+    out.write_text(text, encoding="utf-8")
+    return count
 
 
 def _display(path: Path) -> str:

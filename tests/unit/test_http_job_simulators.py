@@ -24,7 +24,7 @@ from jobtracker.simulators.dbt_cloud import DEFAULT_DBT_JOBS, DbtCloudSimulator
 from jobtracker.simulators.faults import parse_fault
 from jobtracker.specs import shipped_specs
 
-DATABRICKS, DBT = shipped_specs()
+DATABRICKS, DBT, _FULLSTORY = shipped_specs()
 BEARER = {"Authorization": "Bearer dapi-test"}
 TOKEN = {"Authorization": "Token dbtc-test"}
 
@@ -38,13 +38,13 @@ def call(sim: Any, request: RenderedRequest, headers: dict[str, str]) -> tuple[i
 
 def follow(spec: ProviderSpec, sim: Any, params: dict[str, Any], headers: dict[str, str]) -> list[tuple[str, str]]:
     """Start a job through the spec and poll until the spec reads a terminal state: (state, provider word)s."""
-    status, _, answer = call(sim, render_start(spec, params, job_id="job-1", idempotency_key="k"), headers)
+    status, _, answer = call(sim, render_start(spec, params, idempotency_key="k"), headers)
     assert status == 200, answer
     provider_job_id = read_job_id(spec, answer)
     seen = []
     for _ in range(10):
         status, _, answer = call(
-            sim, render_status(spec, params, provider_job_id=provider_job_id, job_id="job-1"), headers
+            sim, render_status(spec, params, provider_job_id=provider_job_id), headers
         )
         assert status == 200, answer
         reading = evaluate_status(spec, answer)
@@ -171,7 +171,7 @@ def test_a_run_that_vanishes_mid_way_is_terminal_through_the_spec() -> None:
     run_id = json.loads(sim.respond("POST", "/api/2.2/jobs/run-now", BEARER, b'{"job_id": 101}')[1])["run_id"]
     sim.forget_run(run_id)
     status, _, _ = call(
-        sim, render_status(DATABRICKS, {"job_id": 101}, provider_job_id=str(run_id), job_id="j"), BEARER
+        sim, render_status(DATABRICKS, {"job_id": 101}, provider_job_id=str(run_id)), BEARER
     )
     assert vanished(DATABRICKS, status)
 

@@ -6,9 +6,8 @@ import base64
 from typing import Any
 
 import pytest
-from tracker.errors import ProviderTransientError, TrackerError
+from tracker.errors import ProviderRejectedError, ProviderTransientError, TrackerError
 from tracker.providers.spec.evaluate import (
-    ProviderAnswerError,
     SpecParamsError,
     auth_headers,
     decode_answer,
@@ -17,13 +16,14 @@ from tracker.providers.spec.evaluate import (
     render_result,
     render_start,
     render_status,
+    result_file_name,
     vanished,
     vanished_reading,
 )
 
 from jobtracker.specs import read_spec_text, shipped_specs
 
-DATABRICKS, DBT = shipped_specs()
+DATABRICKS, DBT, FULLSTORY = shipped_specs()
 
 
 def run(lifecycle: str, result: str | None = None, message: str = "") -> dict[str, Any]:
@@ -155,32 +155,34 @@ def test_a_known_state_resets_the_unknown_streak() -> None:
 
 
 def test_a_selector_that_matches_nothing_is_a_named_error() -> None:
-    with pytest.raises(ProviderAnswerError) as caught:
+    with pytest.raises(ProviderRejectedError) as caught:
         evaluate_status(DATABRICKS, {"run_id": 1, "status": {"state": "RUNNING"}})
     assert caught.value.code == "answer_field_missing"
     assert str(caught.value) == (
         "[answer_field_missing] http:databricks status: state field 'lifecycle': selector 'state.life_cycle_state' "
         "matched nothing: $ has no field 'state' (fields: run_id, status)"
     )
-    assert isinstance(caught.value, ProviderTransientError)  # retried a few times, then the job ends FAILED
+    # The class the state machine does not retry: the API changed or the spec is wrong; the job ends FAILED.
+    assert type(caught.value) is ProviderRejectedError
 
 
 @pytest.mark.parametrize("answer", [[1, 2], "RUNNING", None, 3])
 def test_an_answer_of_the_wrong_shape_is_a_named_error(answer: Any) -> None:
-    with pytest.raises(ProviderAnswerError, match="matched nothing: \\$ is"):
+    with pytest.raises(ProviderRejectedError, match="matched nothing: \\$ is"):
         evaluate_status(DBT, answer)
 
 
 def test_a_state_field_holding_an_object_is_the_wrong_type() -> None:
-    with pytest.raises(ProviderAnswerError) as caught:
+    with pytest.raises(ProviderRejectedError) as caught:
         evaluate_status(DBT, {"data": {"status": {"code": 10}}})
     assert caught.value.code == "answer_wrong_type" and "is an object, not a value" in str(caught.value)
 
 
 def test_a_non_json_answer_is_a_named_error() -> None:
-    with pytest.raises(ProviderAnswerError) as caught:
+    with pytest.raises(ProviderTransientError) as caught:
         decode_answer(b"<html><body>502 Bad Gateway</body></html>", what="http:dbt_cloud status")
-    assert caught.value.code == "answer_not_json"
+    # A proxy's error page or a cut body: retried a few times (the class the state machine retries), then FAILED.
+    assert type(caught.value) is ProviderTransientError and caught.value.code == "answer_not_json"
     assert "http:dbt_cloud status: the answer is not JSON (41 bytes starting '<html><body>502" in str(caught.value)
     assert decode_answer(b'{"a": 1}', what="x") == {"a": 1}
 
@@ -219,26 +221,33 @@ def test_status_text_that_matches_nothing_falls_back_to_the_state_fields() -> No
 
 
 def test_start_request_keeps_json_types_and_drops_absent_optional_params() -> None:
-    request = render_start(DATABRICKS, {"job_id": 101}, job_id="job-abc", idempotency_key="k")
+    request = render_start(DATABRICKS, {"job_id": 101}, idempotency_key="job-abc-b00001")
     assert (request.method, request.path, request.body) == (
         "POST",
         "/api/2.2/jobs/run-now",
-        {"job_id": 101, "idempotency_token": "job-abc"},
+        {"job_id": 101, "idempotency_token": "job-abc-b00001"},
     )
-    request = render_start(
-        DATABRICKS, {"job_id": 7, "job_parameters": {"day": "2026-12-01"}}, job_id="j", idempotency_key="k"
-    )
-    assert request.body == {"job_id": 7, "job_parameters": {"day": "2026-12-01"}, "idempotency_token": "j"}
-    request = render_start(
-        DBT, {"account_id": 1, "job_id": 2, "steps_override": ["dbt build"]}, job_id="j-1", idempotency_key="k"
-    )
+    request = render_start(DATABRICKS, {"job_id": 7, "job_parameters": {"day": "2026-12-01"}}, idempotency_key="k")
+    assert request.body == {"job_id": 7, "job_parameters": {"day": "2026-12-01"}, "idempotency_token": "k"}
+    request = render_start(DBT, {"account_id": 1, "job_id": 2, "steps_override": ["dbt build"]}, idempotency_key="k1")
     assert request.path == "/api/v2/accounts/1/jobs/2/run/"
-    assert request.body == {"cause": "Triggered by jobtracker job j-1", "steps_override": ["dbt build"]}
+    assert request.body == {"cause": "Triggered by jobtracker (k1)", "steps_override": ["dbt build"]}
+
+
+def test_headers_and_defaults_fill_the_start_request() -> None:
+    request = render_start(FULLSTORY, {"segmentId": "everyone"}, idempotency_key="job-1-b00001")
+    assert request.headers == {"Idempotency-Key": "job-1-b00001"}
+    assert request.body == {
+        "segmentId": "everyone",
+        "type": "TYPE_EVENT",
+        "format": "FORMAT_CSV",
+        "timeRange": {"start": "", "end": ""},
+    }
 
 
 def test_missing_unknown_and_mistyped_params_are_all_named() -> None:
     with pytest.raises(SpecParamsError) as caught:
-        render_start(DBT, {"job_id": "2", "acount_id": 1}, job_id="j", idempotency_key="k")
+        render_start(DBT, {"job_id": "2", "acount_id": 1}, idempotency_key="k")
     assert caught.value.code == "invalid_params"
     message = str(caught.value)
     assert "params.account_id is required" in message
@@ -247,39 +256,64 @@ def test_missing_unknown_and_mistyped_params_are_all_named() -> None:
 
 
 def test_status_request_encodes_path_values() -> None:
-    request = render_status(DBT, {"account_id": 1, "job_id": 2}, provider_job_id="7/../8", job_id="j")
+    request = render_status(DBT, {"account_id": 1, "job_id": 2}, provider_job_id="7/../8")
     assert request.path == "/api/v2/accounts/1/runs/7%2F..%2F8/"
-    request = render_status(DATABRICKS, {"job_id": 1}, provider_job_id="880000000001", job_id="j")
+    request = render_status(DATABRICKS, {"job_id": 1}, provider_job_id="880000000001")
     assert (request.path, request.query) == ("/api/2.2/jobs/runs/get", {"run_id": "880000000001"})
 
 
 def test_tracking_needs_only_the_params_the_status_request_uses() -> None:
     with pytest.raises(SpecParamsError, match=r"params\.account_id is required"):
-        render_status(DBT, {"job_id": 2}, provider_job_id="7", job_id="j")
+        render_status(DBT, {"job_id": 2}, provider_job_id="7")
 
 
 def test_the_job_id_is_read_from_the_start_answer() -> None:
     assert read_job_id(DATABRICKS, {"run_id": 880000000001, "number_in_job": 880000000001}) == "880000000001"
     assert read_job_id(DBT, {"status": {"code": 200}, "data": {"id": 300000001}}) == "300000001"
-    with pytest.raises(ProviderAnswerError, match=r"answer_field_missing.*'run_id' matched nothing"):
+    with pytest.raises(ProviderRejectedError, match=r"answer_field_missing.*'run_id' matched nothing"):
         read_job_id(DATABRICKS, {"number_in_job": 1})
-    with pytest.raises(ProviderAnswerError, match=r"answer_wrong_type.*is True, not a job id"):
+    with pytest.raises(ProviderRejectedError, match=r"answer_wrong_type.*is True, not a job id"):
         read_job_id(DATABRICKS, {"run_id": True})
 
 
 def test_result_sources() -> None:
-    source = render_result(DBT, {"account_id": 1, "job_id": 2}, {}, provider_job_id="9", job_id="j")
-    assert source is not None and source.file_name == "run_results.json" and source.url is None
+    source = render_result(DBT, {"account_id": 1, "job_id": 2}, {}, provider_job_id="9")
+    assert source is not None and source.url is None and source.url_selector is None
     assert source.request is not None and source.request.path == "/api/v2/accounts/1/runs/9/artifacts/run_results.json"
-    source = render_result(DATABRICKS, {"job_id": 1}, {}, provider_job_id="88", job_id="j")
-    assert source is not None and source.file_name == "run-88.json" and source.request is not None
+    assert result_file_name(DBT, {"account_id": 1}, provider_job_id="9") == "run_results.json"
+    source = render_result(DATABRICKS, {"job_id": 1}, {}, provider_job_id="88")
+    assert source is not None and source.request is not None
+    assert result_file_name(DATABRICKS, {}, provider_job_id="88") == "run-88.json"
     url_spec = read_spec_text(BOOLEAN_SPEC + "result:\n  url: data.download\n  fileName: out.csv\n", source="b.yaml")
     found = render_result(
-        url_spec, {}, {"data": {"download": "https://files.example.com/x?sig=1"}}, provider_job_id="1", job_id="j"
+        url_spec, {}, {"data": {"download": "https://files.example.com/x?sig=1"}}, provider_job_id="1"
     )
     assert found is not None and found.url == "https://files.example.com/x?sig=1" and found.request is None
-    with pytest.raises(ProviderAnswerError, match="answer_wrong_type"):
-        render_result(url_spec, {}, {"data": {"download": "ftp://x"}}, provider_job_id="1", job_id="j")
+    with pytest.raises(ProviderRejectedError, match="answer_wrong_type"):
+        render_result(url_spec, {}, {"data": {"download": "ftp://x"}}, provider_job_id="1")
+
+
+def test_a_result_request_may_read_the_last_status_answer() -> None:
+    final = {"state": "COMPLETED", "results": {"searchExportId": "se/1"}}
+    source = render_result(FULLSTORY, {"segmentId": "everyone"}, final, provider_job_id="op=")
+    assert source is not None and source.request is not None and source.url_selector == "location"
+    assert source.request.path == "/search/v1/exports/se%2F1/results"
+    with pytest.raises(ProviderRejectedError) as caught:
+        render_result(FULLSTORY, {"segmentId": "everyone"}, {"state": "COMPLETED"}, provider_job_id="op")
+    assert caught.value.code == "answer_field_missing" and "answer.results.searchExportId" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("job_id", "disposition", "name"),
+    [
+        ("c2VhcmNo==", 'attachment; filename="everyone-2026-12-01.csv.gz"', "segment-export-c2VhcmNo.csv.gz"),
+        ("../../etc", 'attachment; filename="x.ndjson.gz"', "segment-export-etc.ndjson.gz"),
+        ("7", None, "segment-export-7"),
+        ("7", 'attachment; filename="../../evil sh"', "segment-export-7"),
+    ],
+)
+def test_result_file_names_stay_in_the_jobs_folder(job_id: str, disposition: str | None, name: str) -> None:
+    assert result_file_name(FULLSTORY, {}, provider_job_id=job_id, disposition=disposition) == name
 
 
 def test_vanished_jobs() -> None:
@@ -293,6 +327,10 @@ def test_credentials_headers() -> None:
     assert auth_headers(DATABRICKS.auth, "dapi123") == {"Authorization": "Bearer dapi123"}
     assert auth_headers(DBT.auth, "dbtc_abc\n") == {"Authorization": "Token dbtc_abc"}
     assert auth_headers(DBT.auth, '{"token": "dbtc_x"}', key="token") == {"Authorization": "Token dbtc_x"}
+    # FullStory's secret is the key, or JSON {"apiKey": ...}, as the built-in provider reads it.
+    assert auth_headers(FULLSTORY.auth, "k1") == auth_headers(FULLSTORY.auth, '{"apiKey": "k1"}') == {
+        "Authorization": "Basic k1"
+    }
     basic = read_spec_text(BOOLEAN_SPEC.replace("type: bearer", "type: basic"), source="b.yaml").auth
     expected = "Basic " + base64.b64encode(b"svc:p@ss:word").decode()
     assert auth_headers(basic, "svc:p@ss:word") == {"Authorization": expected}

@@ -12,7 +12,7 @@ import yaml
 from tracker.providers.spec.loader import SpecError, load_bundle, spec_from_document
 from tracker.providers.spec.model import ProviderSpec
 
-from jobtracker.specs import SPECS_DIR, read_spec_text, shipped_specs, write_bundle
+from jobtracker.specs import SPECS_DIR, bundle_text, read_spec_text, shipped_specs, write_bundle
 
 DATABRICKS = (SPECS_DIR / "databricks.yaml").read_text()
 LAYER = Path(__file__).resolve().parents[2] / "layers" / "shared" / "python" / "tracker"
@@ -48,7 +48,7 @@ def problems_of(text: str, source: str = "specs/x.yaml") -> list[str]:
 
 
 def test_shipped_specs_load_with_their_types() -> None:
-    assert [s.job_type for s in shipped_specs()] == ["http:databricks", "http:dbt_cloud"]
+    assert [s.job_type for s in shipped_specs()] == ["http:databricks", "http:dbt_cloud", "http:fullstory_export"]
 
 
 def test_a_minimal_spec_loads() -> None:
@@ -103,7 +103,7 @@ def test_templates_may_only_name_declared_params_and_known_values() -> None:
 def test_optional_params_must_be_marked_and_only_as_whole_values() -> None:
     text = DATABRICKS.replace('job_parameters: "{params.job_parameters?}"', 'job_parameters: "{params.job_parameters}"')
     assert "params.job_parameters is optional; write {params.job_parameters?}" in problems_of(text)[0]
-    text = DATABRICKS.replace('idempotency_token: "{jobId}"', 'idempotency_token: "x-{params.job_parameters?}"')
+    text = DATABRICKS.replace('idempotency_token: "{idempotencyKey}"', 'idempotency_token: "x-{params.job_parameters?}"')
     assert "may only be a whole value of a body or query field" in problems_of(text)[0]
 
 
@@ -164,8 +164,25 @@ def test_the_published_schema_accepts_the_shipped_specs_and_rejects_a_broken_one
 
 def test_the_lambda_bundle_round_trips(tmp_path: Path) -> None:
     out = tmp_path / "specs.json"
-    assert write_bundle(out) == 2
+    assert write_bundle(out) == 3
     assert load_bundle(out) == {s.name: s for s in shipped_specs()}
+
+
+def test_the_committed_bundle_is_the_specs_folder() -> None:
+    """The functions read layers/shared/python/tracker/providers/spec/specs.json (sam build copies the layer
+    as it is): it must say what specs/*.yaml say. `make specs` rewrites it."""
+    from tracker.providers.spec import shipped
+
+    text, count = bundle_text()
+    assert shipped.BUNDLE_PATH.read_text(encoding="utf-8") == text, "specs.json is out of date: run `make specs`"
+    assert count == len(list(SPECS_DIR.glob("*.yaml")))
+    # What the catalogue reads without validating agrees with the validated specs.
+    facts = {f.name: f for f in shipped.facts()}
+    for spec in shipped_specs():
+        fact = facts[spec.name]
+        assert (fact.job_type, fact.title, fact.in_flight) == (spec.job_type, spec.title, spec.in_flight)
+        assert fact.starts_jobs == (spec.start is not None) and fact.parameters == spec.template_parameters
+        assert shipped.spec(spec.name) == spec
 
 
 def test_a_hand_edited_bundle_gets_a_clear_error(tmp_path: Path) -> None:
@@ -193,3 +210,45 @@ def test_the_deployed_spec_code_imports_no_yaml() -> None:
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert not any(name.split(".")[0] == "yaml" for name in imported), path.name
+
+
+def test_built_in_values_are_known_only_where_they_exist() -> None:
+    text = DATABRICKS.replace('idempotency_token: "{idempotencyKey}"', 'idempotency_token: "{extension}"')
+    assert problems_of(text)[0].endswith("start.body.idempotency_token: {extension} is only known to result.fileName")
+    text = DATABRICKS.replace('    run_id: "{providerJobId}"\n  # An unknown', '    run_id: "{idempotencyKey}"\n  # An unknown')
+    assert "status.query.run_id: {idempotencyKey} is only known when starting a job" in problems_of(text)[0]
+    text = DATABRICKS.replace("path: /api/2.2/jobs/run-now", "path: /api/2.2/jobs/{answer.run_id}")
+    assert "start.path: {answer.run_id} (a field of the last status answer) is only known to result.request" in (
+        problems_of(text)[0]
+    )
+
+
+def test_headers_are_templates_and_never_the_credentials() -> None:
+    with_header = DATABRICKS.replace("  path: /api/2.2/jobs/run-now\n", "  path: /api/2.2/jobs/run-now\n  headers:\n    X: h\n")
+    spec = read_spec_text(with_header.replace("X: h", "X-Request-Id: '{idempotencyKey}'"), source="x")
+    assert spec.start is not None and spec.start.headers == {"X-Request-Id": "{idempotencyKey}"}
+    found = problems_of(with_header.replace("X: h", "Authorization: Bearer x"))
+    assert "start.headers: header Authorization: set by the tracker itself" in found[0]
+    found = problems_of(with_header.replace("X: h", "X-Run: '{params.nope}'"))
+    assert "start.headers.X-Run: {params.nope} is not a declared param" in found[0]
+
+
+def test_param_defaults_fit_their_type_and_make_the_param_usable_without_a_question_mark() -> None:
+    text = DATABRICKS.replace(
+        "  job_parameters:\n    type: object\n", "  job_parameters:\n    type: object\n    default: {a: '1'}\n"
+    ).replace('"{params.job_parameters?}"', '"{params.job_parameters}"')
+    assert read_spec_text(text, source="x").params["job_parameters"].default == {"a": "1"}
+    found = problems_of(text.replace("default: {a: '1'}", "default: 5"))
+    assert "params.job_parameters: default 5 is not of type object" in found[0]
+
+
+def test_a_result_is_a_request_a_url_or_a_request_answering_a_url() -> None:
+    fullstory = (SPECS_DIR / "fullstory_export.yaml").read_text()
+    spec = read_spec_text(fullstory, source="x")
+    assert spec.result is not None and spec.result.request is not None and spec.result.url == "location"
+    found = problems_of(fullstory.replace("  url: location\n", "").replace(
+        "  request:\n    method: GET\n    path: /search/v1/exports/{answer.results.searchExportId}/results\n", ""
+    ))
+    assert "result: give `request`, `url` (a selector) or both" in found[0]
+    found = problems_of(fullstory.replace("{answer.results.searchExportId}", "{answer.results..id}"))
+    assert "result.request.path: unsupported selector syntax 'results..id'" in found[0]

@@ -2,15 +2,18 @@
 
 - :func:`render_start`, :func:`render_status`, :func:`render_result` fill a spec's request templates
   from a job's params (missing or mistyped params -> :class:`SpecParamsError` naming every one);
-- :func:`decode_answer` turns a body into JSON (not JSON -> :class:`ProviderAnswerError`);
+- :func:`decode_answer` turns a body into JSON (not JSON -> ProviderTransientError ``answer_not_json``);
 - :func:`read_job_id` finds the started job's id in the start answer;
 - :func:`evaluate_status` maps a status answer to the tracker's state, the provider's own word,
   progress and error; :func:`vanished` says whether an HTTP status means the job no longer exists;
 - :func:`auth_headers` builds the credentials header from a secret's value.
 
-An answer the spec cannot read raises :class:`ProviderAnswerError` (a ProviderTransientError: the
-state machine retries it a few times, then the job ends FAILED with its code). A state no rule knows
-is counted: the caller keeps ``unknown_streak`` between polls and passes it back, so an endless
+An answer that is not JSON raises ProviderTransientError (code ``answer_not_json``: a proxy's error page
+or a cut body; the state machine retries it a few times, then the job ends FAILED with that code). An
+answer the spec cannot read raises ProviderRejectedError (``answer_field_missing``, ``answer_wrong_type``:
+the API changed or the spec is wrong; retrying cannot help, so the job ends FAILED at once, naming the
+selector). These are the error classes the state machine retries or catches by name. A state no rule
+knows is counted: the caller keeps ``unknown_streak`` between polls and passes it back, so an endless
 unknown state ends the job instead of following it forever.
 """
 
@@ -18,13 +21,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from pydantic import ValidationError
 
-from tracker.errors import ProviderTransientError, TrackerError
+from tracker.errors import ProviderRejectedError, ProviderTransientError, TrackerError
 from tracker.providers.spec.model import (
     BasicAuth,
     BearerAuth,
@@ -44,11 +49,6 @@ VANISHED_CODE = "provider_job_not_found"
 MAX_TEXT = 500  # provider words and messages kept in a job record are cut to this many characters
 
 
-class ProviderAnswerError(ProviderTransientError):
-    """A provider answer the spec cannot read: not JSON, a selector that matches nothing, a value of the
-    wrong type. Codes: answer_not_json, answer_field_missing, answer_wrong_type."""
-
-    code = "answer_unreadable"
 
 
 class SpecParamsError(TrackerError):
@@ -63,16 +63,18 @@ class RenderedRequest:
     path: str  # already URL-encoded, starts with '/'
     query: dict[str, str]
     body: Any  # JSON value or None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class ResultSource:
-    """Where a finished job's output is: a request to the API (with credentials) or a bare URL (without)."""
+    """Where a finished job's output is: the answer to a request to the API (with credentials), a download
+    URL (fetched without them), or a request whose answer holds the download URL (``url_selector``)."""
 
-    file_name: str
     content_type: str
     request: RenderedRequest | None = None
     url: str | None = None
+    url_selector: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +92,11 @@ class StatusReading:
 
 
 # -- requests --------------------------------------------------------------------------------------
-def validate_params(spec: ProviderSpec, params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The job's params checked against the spec's declared params (unknown names refused)."""
+def validate_params(spec: ProviderSpec, params: Mapping[str, Any] | None, *, tracking: bool = False) -> dict[str, Any]:
+    """The job's params checked against the spec's declared params (unknown names refused, defaults filled
+    in). ``tracking``: a job started elsewhere needs only the params its status and result requests use."""
     try:
-        model = params_model(spec).model_validate(dict(params or {}))
+        model = params_model(spec, tracking=tracking).model_validate(dict(params or {}))
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False):
@@ -109,56 +112,112 @@ def validate_params(spec: ProviderSpec, params: Mapping[str, Any] | None) -> dic
     return model.model_dump(exclude_none=True)
 
 
-def render_start(
-    spec: ProviderSpec, params: Mapping[str, Any] | None, *, job_id: str, idempotency_key: str
-) -> RenderedRequest:
+def render_start(spec: ProviderSpec, params: Mapping[str, Any] | None, *, idempotency_key: str) -> RenderedRequest:
     if spec.start is None:
         raise SpecParamsError(f"{spec.job_type} only tracks jobs started elsewhere (the spec has no `start`)")
-    values = TemplateValues(validate_params(spec, params), job_id=job_id, idempotency_key=idempotency_key)
+    values = TemplateValues(validate_params(spec, params), idempotency_key=idempotency_key)
     return _render(spec, "start", spec.start, values)
 
 
-def render_status(
-    spec: ProviderSpec, params: Mapping[str, Any] | None, *, provider_job_id: str, job_id: str
-) -> RenderedRequest:
-    values = TemplateValues(validate_params(spec, params), provider_job_id=provider_job_id, job_id=job_id)
+def render_status(spec: ProviderSpec, params: Mapping[str, Any] | None, *, provider_job_id: str) -> RenderedRequest:
+    values = TemplateValues(validate_params(spec, params, tracking=True), provider_job_id=provider_job_id)
     return _render(spec, "status", spec.status, values)
 
 
 def render_result(
-    spec: ProviderSpec,
-    params: Mapping[str, Any] | None,
-    final_answer: Any,
-    *,
-    provider_job_id: str,
-    job_id: str,
+    spec: ProviderSpec, params: Mapping[str, Any] | None, final_answer: Any, *, provider_job_id: str
 ) -> ResultSource | None:
-    """Where to fetch the result of a job that ended in `state`; None when the spec declares no result."""
+    """Where to fetch the result of a COMPLETED job whose last status answer was `final_answer`; None when
+    the spec declares no result."""
     result = spec.result
     if result is None:
         return None
-    values = TemplateValues(validate_params(spec, params), provider_job_id=provider_job_id, job_id=job_id)
-    file_name = render_text(result.file_name, values).replace("/", "_")
+    values = TemplateValues(
+        validate_params(spec, params, tracking=True), provider_job_id=provider_job_id, answer=final_answer
+    )
     if result.request is not None:
-        return ResultSource(
-            file_name, result.content_type, request=_render(spec, "result.request", result.request, values)
-        )
-    url = _find(parse_selector(str(result.url)), final_answer, "result.url")
+        request = _render(spec, "result.request", result.request, values)
+        return ResultSource(result.content_type, request=request, url_selector=result.url)
+    return ResultSource(result.content_type, url=download_url(spec, final_answer, "the last status answer"))
+
+
+def result_file_name(
+    spec: ProviderSpec, params: Mapping[str, Any] | None, *, provider_job_id: str, disposition: str | None = None
+) -> str:
+    """The name the result is stored under in ``results/<job>/``: the spec's ``result.fileName`` (the last
+    status answer's file, ``status.json``, without a result); ``{extension}`` is that of the file name the
+    download's Content-Disposition gives (``.csv.gz``), empty when it gives none."""
+    template = spec.result.file_name if spec.result is not None else "status.json"
+    values = TemplateValues(
+        validate_params(spec, params, tracking=True),
+        provider_job_id=provider_job_id,
+        extension=_extension(disposition),
+    )
+    return _file_name(render_text(template, values, value_filter=_file_name_part))
+
+
+_DISPOSITION_NAME = re.compile(r"""filename\*?=(?:UTF-8'')?"?([^";]+)"?""", re.IGNORECASE)
+_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,6}$")
+
+
+def _extension(disposition: str | None) -> str:
+    """``.csv.gz`` from ``attachment; filename="everyone-2026-12-01.csv.gz"``: its last (at most two) short
+    suffixes; empty without a file name."""
+    match = _DISPOSITION_NAME.search(disposition or "")
+    name = match.group(1).rsplit("/", 1)[-1] if match else ""
+    suffixes = [part for part in PurePosixPath(name).suffixes[-2:] if _SUFFIX.match(part)]
+    while suffixes and not name.endswith("".join(suffixes)):
+        suffixes.pop(0)
+    return "".join(suffixes)
+
+
+def download_url(spec: ProviderSpec, answer: Any, where: str) -> str:
+    """The download URL the spec's ``result.url`` selects in an answer; a named error when it is not one."""
+    selector = str(spec.result.url if spec.result else "")
+    url = _find(parse_selector(selector), answer, f"{spec.job_type} result.url in {where}")
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-        raise ProviderAnswerError(
-            f"{spec.job_type}: result.url {result.url!r} is {url!r}, not a URL", code="answer_wrong_type"
+        raise ProviderRejectedError(
+            f"{spec.job_type}: result.url {selector!r} in {where} is {_cut(repr(url), 80)}, not a URL",
+            code="answer_wrong_type",
         )
-    return ResultSource(file_name, result.content_type, url=url)
+    return url
+
+
+_EXTENSION = re.compile(r"^(?:\.[A-Za-z0-9]{1,6}){1,2}$")
+
+
+def _file_name_part(value: str) -> str:
+    """A value inside a file name (a provider job id may hold '/', '=' or '..'): letters, digits, _ and -;
+    an extension (``.csv.gz``) as it is."""
+    if not value or _EXTENSION.match(value):
+        return value
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", value).strip("_") or "x"
+
+
+def _file_name(text: str) -> str:
+    """A file name within the job's results folder: no path, nothing a shell or a URL would trip on."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "result"
+    return cleaned[:128]
 
 
 def _render(spec: ProviderSpec, where: str, request: RequestSpec, values: TemplateValues) -> RenderedRequest:
     try:
         path = render_text(request.path, values, url_encode=True)
         query = {name: _query_text(value) for name, value in (render_json(request.query, values) or {}).items()}
+        headers = {name: render_text(text, values) for name, text in request.headers.items()}
         body = render_json(request.body, values) if request.body is not None else None
     except TemplateValueError as exc:
+        answer_fields = [name for name in exc.missing if name.startswith("answer.")]
+        if answer_fields:
+            raise ProviderRejectedError(
+                f"{spec.job_type} {where}: the last status answer has no {', '.join(answer_fields)}",
+                code="answer_field_missing",
+            ) from None
         raise SpecParamsError(f"{spec.job_type} {where}: {exc}") from None
-    return RenderedRequest(method=request.method, path=path, query=query, body=body)
+    for name, value in headers.items():
+        if any(ch in value for ch in "\r\n"):
+            raise SpecParamsError(f"{spec.job_type} {where}: header {name} would span several lines")
+    return RenderedRequest(method=request.method, path=path, query=query, body=body, headers=headers)
 
 
 def _query_text(value: Any) -> str:
@@ -171,12 +230,12 @@ def _query_text(value: Any) -> str:
 
 # -- answers ---------------------------------------------------------------------------------------
 def decode_answer(body: bytes, *, what: str) -> Any:
-    """A provider answer's JSON; raises ProviderAnswerError (answer_not_json) naming what was asked."""
+    """A provider answer's JSON; raises ProviderTransientError (answer_not_json) naming what was asked."""
     try:
         return json.loads(body)
     except (UnicodeDecodeError, ValueError):
         start = body[:60].decode("utf-8", "replace").replace("\n", " ")
-        raise ProviderAnswerError(
+        raise ProviderTransientError(
             f"{what}: the answer is not JSON ({len(body)} bytes starting {start!r})", code="answer_not_json"
         ) from None
 
@@ -186,7 +245,7 @@ def read_job_id(spec: ProviderSpec, answer: Any) -> str:
         raise SpecParamsError(f"{spec.job_type} has no `start`")
     value = _find(parse_selector(spec.start.job_id), answer, f"{spec.job_type} start.jobId")
     if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
-        raise ProviderAnswerError(
+        raise ProviderRejectedError(
             f"{spec.job_type} start.jobId {spec.start.job_id!r} is {value!r}, not a job id", code="answer_wrong_type"
         )
     return str(value)
@@ -198,7 +257,7 @@ def vanished(spec: ProviderSpec, http_status: int) -> bool:
 
 
 def evaluate_status(spec: ProviderSpec, answer: Any, *, unknown_streak: int = 0) -> StatusReading:
-    """The tracker's reading of one status answer. Raises ProviderAnswerError when a required state field
+    """The tracker's reading of one status answer. Raises ProviderRejectedError when a required state field
     is absent or not a scalar; an unmatched combination counts toward the spec's unknown limit."""
     mapping = spec.status.state
     where = f"{spec.job_type} status"
@@ -208,9 +267,7 @@ def evaluate_status(spec: ProviderSpec, answer: Any, *, unknown_streak: int = 0)
     rule = next((r for r in mapping.rules if _matches(r, observed)), None)
     if rule is None:
         return _unknown(spec, observed, provider_status, unknown_streak, warnings)
-    progress = _progress(spec, answer, warnings) if rule.state in ("PENDING", "RUNNING") else None
-    if rule.state == "COMPLETED":
-        progress = 100.0
+    progress = 100.0 if rule.state == "COMPLETED" else _progress(spec, answer, warnings)
     error = _error(spec, answer, rule, provider_status, warnings) if rule.state == "FAILED" else None
     return StatusReading(rule.state, provider_status, progress, error, 0, tuple(warnings))
 
@@ -238,12 +295,12 @@ def _observe(mapping: StateMapping, answer: Any, where: str) -> dict[str, Any]:
             if state_field.optional:
                 value = None
             else:
-                raise ProviderAnswerError(
+                raise ProviderRejectedError(
                     f"{where}: state field {name!r}: {exc}", code="answer_field_missing"
                 ) from None
         if isinstance(value, (dict, list)):
             kind = "an object" if isinstance(value, dict) else "a list"
-            raise ProviderAnswerError(
+            raise ProviderRejectedError(
                 f"{where}: state field {name!r} ({state_field.selector}) is {kind}, not a value",
                 code="answer_wrong_type",
             )
@@ -356,7 +413,7 @@ def _find(selector: Any, answer: Any, where: str) -> Any:
     try:
         return selector.find(answer)
     except SelectorMissError as exc:
-        raise ProviderAnswerError(f"{where}: {exc}", code="answer_field_missing") from None
+        raise ProviderRejectedError(f"{where}: {exc}", code="answer_field_missing") from None
 
 
 def _word(value: Any) -> str:
@@ -371,8 +428,8 @@ def _cut(text: str, limit: int = MAX_TEXT) -> str:
 def auth_headers(
     auth: BearerAuth | BasicAuth | HeaderAuth, secret_string: str, *, key: str | None = None
 ) -> dict[str, str]:
-    """The credentials header from a secret's value (the whole string, or `key` of a JSON secret).
-    Error messages never include the value."""
+    """The credentials header from a secret's value: the whole string, or, when the secret is a JSON object,
+    its field `key` (as the built-in providers read theirs). Error messages never include the value."""
     value = _secret_value(secret_string, key if key is not None else auth.secret.key, basic=isinstance(auth, BasicAuth))
     if isinstance(auth, BearerAuth):
         return {"Authorization": f"{auth.scheme} {value}"}
@@ -394,7 +451,7 @@ def _secret_value(secret_string: str, key: str | None, *, basic: bool) -> str:
         if not isinstance(user, str) or not isinstance(password, str):
             raise TrackerError("a Basic-auth secret needs string fields username and password", code="invalid_secret")
         return f"{user}:{password}"
-    if key is not None:
+    if key is not None and document is not None:
         if not isinstance(document, dict) or not isinstance(document.get(key), str):
             raise TrackerError(f"the secret has no string field {key!r}", code="invalid_secret")
         text = document[key].strip()
@@ -406,13 +463,13 @@ def _secret_value(secret_string: str, key: str | None, *, basic: bool) -> str:
 
 
 __all__ = [
-    "ProviderAnswerError",
     "RenderedRequest",
     "ResultSource",
     "SpecParamsError",
     "StatusReading",
     "auth_headers",
     "decode_answer",
+    "download_url",
     "evaluate_status",
     "read_job_id",
     "render_result",

@@ -59,22 +59,11 @@ class _Model(BaseModel):
 
 
 # -- where the API is, and who we are ---------------------------------------------------------------
-class ParameterRef(_Model):
-    """A value that the deployment provides: a template parameter of the stack, by name."""
+class BaseUrlRef(_Model):
+    """A base URL the deployment provides: a template parameter of the stack, by name (template.yaml owns its
+    default and its allowed pattern; the functions get it as an environment variable of the same name)."""
 
     parameter: str = Field(pattern=PARAMETER_PATTERN, description="Template parameter (logical name) holding it.")
-    default: str | None = Field(default=None, description="Used when the deployment leaves the parameter empty.")
-
-
-class BaseUrlRef(ParameterRef):
-    @field_validator("default")
-    @classmethod
-    def _https(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(HTTPS_URL_PATTERN, value):
-            raise ValueError(
-                f"default must be an https:// URL without query, e.g. https://cloud.getdbt.com; got {value!r}"
-            )
-        return value
 
 
 class SecretRef(_Model):
@@ -137,15 +126,53 @@ Auth = Annotated[BearerAuth | BasicAuth | HeaderAuth, Field(discriminator="type"
 class ParamSpec(_Model):
     type: Literal["string", "integer", "number", "boolean", "object", "array"]
     required: bool = False
+    default: Any = Field(default=None, description="The value when the job does not give one (not with required).")
     description: str = ""
+
+    @model_validator(mode="after")
+    def _default_fits(self) -> ParamSpec:
+        if self.default is None:
+            return self
+        if self.required:
+            raise ValueError("a required param has no default")
+        fits = {
+            "string": isinstance(self.default, str),
+            "integer": isinstance(self.default, int) and not isinstance(self.default, bool),
+            "number": isinstance(self.default, int | float) and not isinstance(self.default, bool),
+            "boolean": isinstance(self.default, bool),
+            "object": isinstance(self.default, dict),
+            "array": isinstance(self.default, list),
+        }[self.type]
+        if not fits:
+            raise ValueError(f"default {self.default!r} is not of type {self.type}")
+        return self
 
 
 # -- requests ---------------------------------------------------------------------------------------
+# Headers a spec may not set: the credentials (auth's), what the HTTP layer writes itself, and hop-by-hop ones.
+RESERVED_HEADERS = frozenset(
+    {"authorization", "host", "content-length", "content-type", "transfer-encoding", "connection", "cookie", "accept"}
+)
+
+
 class RequestSpec(_Model):
     method: Literal["GET", "POST", "PUT", "PATCH"] = "GET"
     path: str = Field(description="Path template, e.g. /api/v2/accounts/{params.account_id}/runs/{providerJobId}/")
     query: dict[str, Any] = Field(default_factory=dict, description="Query parameters (templates).")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra request headers (templates), e.g. Idempotency-Key: '{idempotencyKey}'."
+    )
     body: Any = Field(default=None, description="JSON body template (not for GET).")
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.match(HEADER_NAME_PATTERN, name):
+                raise ValueError(f"header name {name!r}: letters, digits and - only")
+            if name.lower() in RESERVED_HEADERS:
+                raise ValueError(f"header {name}: set by the tracker itself (credentials come from `auth`)")
+        return value
 
     @field_validator("path")
     @classmethod
@@ -267,22 +294,30 @@ class StatusSpec(RequestSpec):
 
 
 class ResultSpec(_Model):
-    """The job's output, streamed into ``results/<job>/<fileName>`` when the job ends in one of `fetchOn`."""
+    """A COMPLETED job's output, streamed into ``results/<job>/<fileName>``. Three forms:
+
+    - ``request`` alone: the answer to this API request (sent with the credentials) is the file;
+    - ``url`` alone: a download URL found in the job's last status answer;
+    - ``request`` and ``url``: the request's answer holds the download URL (FullStory's export results).
+
+    A download URL is fetched without the credentials (it is a signed URL, often on another host, which
+    must be in the tracker's allowlist); an expired one is asked for again. A FAILED job has no result: its
+    error is the job's error."""
 
     url: SelectorText | None = Field(
-        default=None, description="A download URL in the last status answer (fetched without credentials)."
+        default=None,
+        description="Where the download URL is: in the answer to `request`, or without it in the last status answer.",
     )
-    request: RequestSpec | None = Field(default=None, description="A request to the API (with credentials).")
+    request: RequestSpec | None = Field(
+        default=None, description="A request to the API (with credentials); may use {answer.SELECTOR}."
+    )
     file_name: str = Field(default="result.json", pattern=r"^[A-Za-z0-9._{}-]{1,128}$")
     content_type: str = "application/json"
-    fetch_on: list[State] = Field(default_factory=lambda: ["COMPLETED"], min_length=1)
 
     @model_validator(mode="after")
-    def _one_source(self) -> ResultSpec:
-        if (self.url is None) == (self.request is None):
-            raise ValueError("give exactly one of `url` (a selector) or `request`")
-        if set(self.fetch_on) - {"COMPLETED", "FAILED"}:
-            raise ValueError("fetchOn: results are fetched only for COMPLETED and/or FAILED")
+    def _a_source(self) -> ResultSpec:
+        if self.url is None and self.request is None:
+            raise ValueError("give `request`, `url` (a selector) or both")
         return self
 
 
@@ -292,7 +327,7 @@ class ProviderSpec(_Model):
     name: str = Field(pattern=NAME_PATTERN, description="Lowercase; the job type is http:<name>.")
     title: str = Field(min_length=1, max_length=120)
     docs: list[str] = Field(default_factory=list, description="The provider documentation this spec follows.")
-    base_url: str | BaseUrlRef = Field(description="https:// URL, or {parameter: Name, default: URL}.")
+    base_url: str | BaseUrlRef = Field(description="https:// URL, or {parameter: Name} (a template parameter).")
     auth: Auth
     in_flight: int = Field(ge=1, le=10_000, description="At most this many jobs of this type in progress at once.")
     params: dict[str, ParamSpec] = Field(default_factory=dict)
@@ -321,7 +356,7 @@ class ProviderSpec(_Model):
         for where, request in self._requests():
             problems += self._check_request(where, request)
         if self.result is not None and "{" in self.result.file_name:
-            problems += self._check_text("result.fileName", self.result.file_name, allow_job_id=True)
+            problems += self._check_text("result.fileName", self.result.file_name, "result.fileName")
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -329,6 +364,26 @@ class ProviderSpec(_Model):
     @property
     def job_type(self) -> str:
         return TYPE_PREFIX + self.name
+
+    @property
+    def template_parameters(self) -> tuple[str, ...]:
+        """The template parameters this spec names (its base URL's and its secret's), in that order."""
+        names = [self.base_url.parameter] if isinstance(self.base_url, BaseUrlRef) else []
+        if self.auth.secret.parameter is not None:
+            names.append(self.auth.secret.parameter)
+        return tuple(names)
+
+    @property
+    def tracking_params(self) -> frozenset[str]:
+        """The params a job started elsewhere must still give: those the status and result requests need."""
+        needed: set[str] = set()
+        requests = [self.status] + ([self.result.request] if self.result and self.result.request else [])
+        for request in requests:
+            texts = [request.path, *request.headers.values()]
+            texts += [text for _, text in walk_strings(request.query)] + [t for _, t in walk_strings(request.body)]
+            for text in texts:
+                needed.update(h.param for h in placeholders(text) if h.param and not h.optional)
+        return frozenset(name for name in needed if self.params[name].default is None)
 
     def _requests(self) -> list[tuple[str, RequestSpec]]:
         found: list[tuple[str, RequestSpec]] = [("status", self.status)]
@@ -339,15 +394,16 @@ class ProviderSpec(_Model):
         return found
 
     def _check_request(self, where: str, request: RequestSpec) -> list[str]:
-        allow_job_id = where != "start"
-        problems = self._check_text(f"{where}.path", request.path, allow_job_id=allow_job_id)
+        problems = self._check_text(f"{where}.path", request.path, where)
+        for name, text in request.headers.items():
+            problems += self._check_text(f"{where}.headers.{name}", text, where)
         for section, template in (("query", request.query), ("body", request.body)):
             for path, text in walk_strings(template):
                 location = f"{where}.{section}" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
-                problems += self._check_text(location, text, allow_job_id=allow_job_id, allow_optional=True)
+                problems += self._check_text(location, text, where, allow_optional=True)
         return problems
 
-    def _check_text(self, where: str, text: str, *, allow_job_id: bool, allow_optional: bool = False) -> list[str]:
+    def _check_text(self, where: str, text: str, context: str, *, allow_optional: bool = False) -> list[str]:
         try:
             found = placeholders(text)
         except ValueError as exc:
@@ -355,21 +411,46 @@ class ProviderSpec(_Model):
         whole = whole_placeholder(text) if allow_optional else None
         problems = []
         for holder in found:
-            problems += self._check_placeholder(where, holder, allow_job_id=allow_job_id, whole=holder == whole)
+            if holder.answer is not None:
+                problems += self._check_answer(where, holder, allowed=context == "result.request")
+            elif holder.builtin is not None:
+                problems += self._check_builtin(where, holder, context)
+            else:
+                problems += self._check_param(where, holder, whole=holder == whole)
         return problems
 
-    def _check_placeholder(self, where: str, holder: Placeholder, *, allow_job_id: bool, whole: bool) -> list[str]:
-        if holder.builtin == "providerJobId" and not allow_job_id:
-            return [f"{where}: {{providerJobId}} is not known before the job is started"]
-        if holder.builtin is not None:
-            return [f"{where}: {{{holder.builtin}?}} is never absent; drop the '?'"] if holder.optional else []
+    @staticmethod
+    def _check_answer(where: str, holder: Placeholder, *, allowed: bool) -> list[str]:
+        if not allowed:
+            return [f"{where}: {holder.text} (a field of the last status answer) is only known to result.request"]
+        if holder.optional:
+            return [f"{where}: {holder.text}: an answer field is never optional; drop the '?'"]
+        try:
+            parse_selector(str(holder.answer))
+        except SelectorSyntaxError as exc:
+            return [f"{where}: {exc}"]
+        return []
+
+    @staticmethod
+    def _check_builtin(where: str, holder: Placeholder, context: str) -> list[str]:
+        name = str(holder.builtin)
+        if name not in BUILTINS_BY_CONTEXT[context]:
+            known = {
+                "providerJobId": "is not known before the job is started",
+                "idempotencyKey": "is only known when starting a job",
+                "extension": "is only known to result.fileName",
+            }[name]
+            return [f"{where}: {{{name}}} {known}"]
+        return [f"{where}: {{{name}?}} is never absent; drop the '?'"] if holder.optional else []
+
+    def _check_param(self, where: str, holder: Placeholder, *, whole: bool) -> list[str]:
         declared = self.params.get(str(holder.param))
         if declared is None:
             listed = ", ".join(sorted(self.params)) or "none declared"
             return [f"{where}: {holder.text} is not a declared param (params: {listed})"]
         if holder.optional and not whole:
             return [f"{where}: {holder.text} may only be a whole value of a body or query field"]
-        if not holder.optional and not declared.required:
+        if not holder.optional and not declared.required and declared.default is None:
             return [
                 f"{where}: params.{holder.param} is optional; write {{params.{holder.param}?}} to drop the field "
                 "when absent, or make the param required"
@@ -377,8 +458,19 @@ class ProviderSpec(_Model):
         return []
 
 
+# Which built-in values each template may use: the idempotency key exists when a job is started, the provider's
+# job id afterwards, the extension the download names (Content-Disposition) only for the result's file name.
+BUILTINS_BY_CONTEXT: dict[str, frozenset[str]] = {
+    "start": frozenset({"idempotencyKey"}),
+    "status": frozenset({"providerJobId"}),
+    "result.request": frozenset({"providerJobId"}),
+    "result.fileName": frozenset({"providerJobId", "extension"}),
+}
+
+
 __all__ = [
     "BUILTINS",
+    "RESERVED_HEADERS",
     "STATES",
     "TYPE_PREFIX",
     "Auth",

@@ -23,23 +23,27 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-_BUILT: dict[int, tuple[ProviderSpec, type[BaseModel]]] = {}  # by id(spec); the spec is kept so the id stays its own
+# by (id(spec), tracking); the spec is kept so the id stays its own
+_BUILT: dict[tuple[int, bool], tuple[ProviderSpec, type[BaseModel]]] = {}
 
 
-def params_model(spec: ProviderSpec) -> type[BaseModel]:
-    """A model whose fields are the spec's params (required ones required, unknown names refused)."""
-    built = _BUILT.get(id(spec))
+def params_model(spec: ProviderSpec, *, tracking: bool = False) -> type[BaseModel]:
+    """A model whose fields are the spec's params (required ones required, defaults filled in, unknown names
+    refused). ``tracking``: for a job started elsewhere, only the params its status and result requests
+    use are required."""
+    built = _BUILT.get((id(spec), tracking))
     if built is not None and built[0] is spec:
         return built[1]
+    needed = spec.tracking_params if tracking else frozenset(n for n, p in spec.params.items() if p.required)
     fields: dict[str, Any] = {}
     for name, param in spec.params.items():
         annotation = _TYPES[param.type]
-        default = ... if param.required else None
+        required = name in needed
         fields[name] = (
-            annotation if param.required else annotation | None,
-            Field(default, description=param.description),
+            annotation if required else annotation | None,
+            Field(... if required else param.default, description=param.description),
         )
     model = create_model(f"Params_{spec.name}", __base__=_Params, **fields)
     if len(_BUILT) < 256:
-        _BUILT[id(spec)] = (spec, model)
+        _BUILT[(id(spec), tracking)] = (spec, model)
     return model

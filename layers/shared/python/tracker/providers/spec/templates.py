@@ -1,25 +1,32 @@
-"""Templates: request paths, query values and JSON bodies filled from a job's params.
+"""Templates: request paths, query values, headers and JSON bodies filled from a job's params.
 
-Placeholders are ``{params.NAME}``, ``{providerJobId}``, ``{jobId}`` (the tracker's job id) and
-``{idempotencyKey}``; ``{{`` and ``}}`` are literal braces. A string that is exactly one placeholder
-keeps the value's JSON type (``job_id: "{params.job_id}"`` sends an integer); ``{params.NAME?}`` is
-allowed only there and drops the enclosing field (or list item) when the job has no such param.
-Inside a longer string the value is written as text, which only scalars can be.
+Placeholders are ``{params.NAME}``, ``{idempotencyKey}`` (when starting a job: the tracker's key for this
+start, the same when a start is retried), ``{providerJobId}`` (afterwards), in the request that fetches a
+result ``{answer.SELECTOR}`` (a field of the job's last status answer, e.g.
+``{answer.results.searchExportId}``) and in the result's file name ``{extension}`` (the extension of the
+file name the download names, e.g. ``.csv.gz``); ``{{`` and ``}}`` are literal braces.
+
+A string that is exactly one placeholder keeps the value's JSON type (``job_id: "{params.job_id}"`` sends
+an integer); ``{params.NAME?}`` is allowed only there and drops the enclosing field (or list item) when the
+job has no such param. Inside a longer string the value is written as text, which only scalars can be.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from tracker.providers.spec.selectors import SelectorMissError, parse_selector
+
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 _NAME = re.compile(
-    r"^(?:params\.(?P<param>[A-Za-z_][A-Za-z0-9_]*)|(?P<builtin>providerJobId|jobId|idempotencyKey))(?P<optional>\?)?$"
+    r"^(?:params\.(?P<param>[A-Za-z_][A-Za-z0-9_]*)|answer\.(?P<answer>[A-Za-z0-9_.\[\]-]+)"
+    r"|(?P<builtin>providerJobId|idempotencyKey|extension))(?P<optional>\?)?$"
 )
-BUILTINS = ("providerJobId", "jobId", "idempotencyKey")
+BUILTINS = ("providerJobId", "idempotencyKey", "extension")
 _ABSENT = object()
 
 
@@ -32,10 +39,16 @@ class Placeholder:
     param: str | None  # params.NAME -> NAME
     builtin: str | None  # providerJobId | jobId | idempotencyKey
     optional: bool
+    answer: str | None = None  # answer.SELECTOR -> SELECTOR (a field of the last status answer)
 
     @property
     def text(self) -> str:
-        name = f"params.{self.param}" if self.param else str(self.builtin)
+        if self.param:
+            name = f"params.{self.param}"
+        elif self.answer:
+            name = f"answer.{self.answer}"
+        else:
+            name = str(self.builtin)
         return "{" + name + ("?" if self.optional else "") + "}"
 
 
@@ -45,13 +58,16 @@ class TemplateValues:
 
     params: Mapping[str, Any]
     provider_job_id: str | None = None
-    job_id: str | None = None
     idempotency_key: str | None = None
+    answer: Any = None  # the job's last status answer (decoded JSON), for {answer.SELECTOR}
+    extension: str | None = None  # of the file name the download names, for {extension}
 
     def builtin(self, name: str) -> Any:
-        return {"providerJobId": self.provider_job_id, "jobId": self.job_id, "idempotencyKey": self.idempotency_key}[
-            name
-        ]
+        return {
+            "providerJobId": self.provider_job_id,
+            "idempotencyKey": self.idempotency_key,
+            "extension": self.extension,
+        }[name]
 
 
 class TemplateValueError(LookupError):
@@ -79,10 +95,14 @@ def placeholders(text: str) -> list[Placeholder]:
         parsed = _NAME.match(inner.strip())
         if not parsed:
             raise TemplateSyntaxError(
-                f"unknown placeholder {{{inner}}} in {text!r}; use {{params.NAME}}, "
+                f"unknown placeholder {{{inner}}} in {text!r}; use {{params.NAME}}, {{answer.SELECTOR}}, "
                 + ", ".join("{" + b + "}" for b in BUILTINS)
             )
-        found.append(Placeholder(parsed.group("param"), parsed.group("builtin"), bool(parsed.group("optional"))))
+        found.append(
+            Placeholder(
+                parsed.group("param"), parsed.group("builtin"), bool(parsed.group("optional")), parsed.group("answer")
+            )
+        )
     return found
 
 
@@ -108,8 +128,11 @@ def walk_strings(template: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
                 yield (index, *path), text
 
 
-def render_text(text: str, values: TemplateValues, *, url_encode: bool = False) -> str:
-    """Fill a path or a header-like string: every value is written as text."""
+def render_text(
+    text: str, values: TemplateValues, *, url_encode: bool = False, value_filter: Callable[[str], str] | None = None
+) -> str:
+    """Fill a path or a header-like string: every value is written as text (URL-encoded, or passed through
+    ``value_filter``, e.g. to keep a file name free of path separators)."""
     missing: list[str] = []
     unwritable: list[str] = []
 
@@ -128,6 +151,8 @@ def render_text(text: str, values: TemplateValues, *, url_encode: bool = False) 
             unwritable.append(holder.text.strip("{}?"))
             return ""
         text_value = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        if value_filter is not None:
+            text_value = value_filter(text_value)
         return quote(text_value, safe="") if url_encode else text_value
 
     rendered = _PLACEHOLDER.sub(substitute, text)
@@ -176,6 +201,12 @@ def _render(template: Any, values: TemplateValues, problems: TemplateValueError)
 def _lookup(holder: Placeholder, values: TemplateValues) -> Any:
     if holder.param is not None:
         value = values.params.get(holder.param)
+        return _ABSENT if value is None else value
+    if holder.answer is not None:
+        try:
+            value = parse_selector(holder.answer).find(values.answer)
+        except SelectorMissError:
+            return _ABSENT
         return _ABSENT if value is None else value
     value = values.builtin(str(holder.builtin))
     return _ABSENT if value is None else value
