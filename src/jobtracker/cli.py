@@ -476,6 +476,9 @@ def local_up(
         click.echo(f"REST API        {session.api.base_url if session.api else '-'}")
         click.echo(f"AWS endpoint    {session.aws_endpoint}   (any credentials; region us-east-1)")
         click.echo(f"FullStory sim   {session.simulator.base_url}")
+        click.echo(f"Keboola sim     {session.keboola.base_url}")
+        click.echo(f"Databricks sim  {session.databricks.base_url}   (jobs 101-107)")
+        click.echo(f"dbt Cloud sim   {session.dbt_cloud.base_url}   (account {session.dbt_cloud.config.account_id})")
         click.echo(f"inbox bucket    {stack.inbox_bucket}")
         click.echo(f"results bucket  {stack.results_bucket}")
         click.echo(f"jobs table      {stack.output('JobsTable')}")
@@ -491,6 +494,9 @@ def local_up(
                 f"watch:   awscurl --service execute-api {api_url}/jobs   (or restart with --allow-unsigned for curl)"
             )
         click.echo(f"submit:  jobtracker submit users.csv --type {DEFAULT_BATCH_TYPE} --local")
+        spec_type = next((t.name for t in catalogue.TYPES if t.spec == "databricks"), None)
+        if spec_type:
+            click.echo(f"         jobtracker submit --type {spec_type} --param job_id=101 --local")
         click.echo("Ctrl-C stops.", err=True)
         try:
             threading.Event().wait()

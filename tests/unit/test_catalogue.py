@@ -63,13 +63,13 @@ def test_which_provider_serves_which_type() -> None:
         "http:dbt_cloud": ("spec", "dbt_cloud", "http:dbt_cloud"),
         "http:fullstory_export": ("spec", "fullstory_export", "http:fullstory_export"),
     }
-    assert catalogue.TRACKABLE == {
+    assert {
         "fullstory.users": "fullstory.users",
         "fullstory.events": "fullstory.events",
         "fullstory.operation": "fullstory.segment_export",
         "keboola.storage": "keboola.table_export",
         **{name: name for name in specs},
-    }
+    } == catalogue.TRACKABLE
 
 
 def test_the_derived_lists() -> None:

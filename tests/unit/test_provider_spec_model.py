@@ -103,7 +103,8 @@ def test_templates_may_only_name_declared_params_and_known_values() -> None:
 def test_optional_params_must_be_marked_and_only_as_whole_values() -> None:
     text = DATABRICKS.replace('job_parameters: "{params.job_parameters?}"', 'job_parameters: "{params.job_parameters}"')
     assert "params.job_parameters is optional; write {params.job_parameters?}" in problems_of(text)[0]
-    text = DATABRICKS.replace('idempotency_token: "{idempotencyKey}"', 'idempotency_token: "x-{params.job_parameters?}"')
+    token = 'idempotency_token: "{idempotencyKey}"'
+    text = DATABRICKS.replace(token, 'idempotency_token: "x-{params.job_parameters?}"')
     assert "may only be a whole value of a body or query field" in problems_of(text)[0]
 
 
@@ -215,7 +216,8 @@ def test_the_deployed_spec_code_imports_no_yaml() -> None:
 def test_built_in_values_are_known_only_where_they_exist() -> None:
     text = DATABRICKS.replace('idempotency_token: "{idempotencyKey}"', 'idempotency_token: "{extension}"')
     assert problems_of(text)[0].endswith("start.body.idempotency_token: {extension} is only known to result.fileName")
-    text = DATABRICKS.replace('    run_id: "{providerJobId}"\n  # An unknown', '    run_id: "{idempotencyKey}"\n  # An unknown')
+    status_query = '    run_id: "{providerJobId}"\n  # An unknown'
+    text = DATABRICKS.replace(status_query, status_query.replace("{providerJobId}", "{idempotencyKey}"))
     assert "status.query.run_id: {idempotencyKey} is only known when starting a job" in problems_of(text)[0]
     text = DATABRICKS.replace("path: /api/2.2/jobs/run-now", "path: /api/2.2/jobs/{answer.run_id}")
     assert "start.path: {answer.run_id} (a field of the last status answer) is only known to result.request" in (
@@ -224,7 +226,8 @@ def test_built_in_values_are_known_only_where_they_exist() -> None:
 
 
 def test_headers_are_templates_and_never_the_credentials() -> None:
-    with_header = DATABRICKS.replace("  path: /api/2.2/jobs/run-now\n", "  path: /api/2.2/jobs/run-now\n  headers:\n    X: h\n")
+    start_path = "  path: /api/2.2/jobs/run-now\n"
+    with_header = DATABRICKS.replace(start_path, start_path + "  headers:\n    X: h\n")
     spec = read_spec_text(with_header.replace("X: h", "X-Request-Id: '{idempotencyKey}'"), source="x")
     assert spec.start is not None and spec.start.headers == {"X-Request-Id": "{idempotencyKey}"}
     found = problems_of(with_header.replace("X: h", "Authorization: Bearer x"))

@@ -1,4 +1,5 @@
-"""Starts the whole offline world together: FullStory simulator, offline stack, REST API, AWS endpoint."""
+"""Starts the whole offline world together: the provider simulators (FullStory, Keboola, Databricks, dbt
+Cloud), the offline stack, REST API, AWS endpoint."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 from jobtracker.local.api_gateway import OfflineApiServer, routes_from_template
 from jobtracker.local.stack import LOCAL_API_KEY, OfflineStack
+from jobtracker.simulators.databricks import DatabricksConfig, DatabricksSimulator
+from jobtracker.simulators.dbt_cloud import DbtCloudConfig, DbtCloudSimulator
 from jobtracker.simulators.fullstory import FullStorySimulator, SimulatorConfig
 from jobtracker.simulators.keboola import KeboolaSimulator, KeboolaSimulatorConfig
 
@@ -28,9 +31,13 @@ class OfflineSession:
     # The local-dev switch: let unsigned requests (plain curl) into the offline API.
     allow_unsigned: bool = False
     keboola_config: KeboolaSimulatorConfig | None = None
+    databricks_config: DatabricksConfig | None = None
+    dbt_cloud_config: DbtCloudConfig | None = None
     stack: OfflineStack = field(init=False)
     simulator: FullStorySimulator = field(init=False)
     keboola: KeboolaSimulator = field(init=False)
+    databricks: DatabricksSimulator = field(init=False)
+    dbt_cloud: DbtCloudSimulator = field(init=False)
     api: OfflineApiServer | None = field(init=False, default=None)
     aws_endpoint: str | None = field(init=False, default=None)
     _moto_server: Any = field(init=False, default=None)
@@ -43,8 +50,16 @@ class OfflineSession:
             config.api_key = LOCAL_API_KEY
         self.simulator = FullStorySimulator(config, port=self.simulator_port).start()
         self.keboola = KeboolaSimulator(self.keboola_config or KeboolaSimulatorConfig()).start()
+        self.databricks = DatabricksSimulator(self.databricks_config).start()
+        self.dbt_cloud = DbtCloudSimulator(self.dbt_cloud_config).start()
+        # Jobs of spec types (http:<name>) reach only the simulators' hosts (plain http: the offline stack
+        # allows it to 127.0.0.1, tracker.providers.spec.hosts).
+        http_hosts = [sim.base_url.split("://", 1)[1] for sim in (self.simulator, self.databricks, self.dbt_cloud)]
         params = {
             "FullStoryBaseUrl": self.simulator.base_url,
+            "DatabricksHost": self.databricks.base_url,
+            "DbtCloudUrl": self.dbt_cloud.base_url,
+            "HttpJobHosts": ",".join(http_hosts),
             "LogLevel": "WARNING",
             # Offline every principal of the local account is an admin (uploads through the emulated
             # endpoint carry no principal); pass AdminPrincipals to try the per-caller model.
@@ -85,3 +100,5 @@ class OfflineSession:
         self.stack.stop()
         self.simulator.stop()
         self.keboola.stop()
+        self.databricks.stop()
+        self.dbt_cloud.stop()
