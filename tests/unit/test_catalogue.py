@@ -192,10 +192,7 @@ def test_spec_types_take_the_params_their_spec_declares() -> None:
 
 def test_track_of_a_spec_type_keeps_the_params_its_status_request_needs() -> None:
     task, params = catalogue.task_params("track", None, "http:databricks", "880000000001", SETTINGS)
-    assert (task, params) == (
-        "http:databricks",
-        {"provider": "http:databricks", "providerJobId": "880000000001", "params": {}},
-    )
+    assert (task, params) == ("http:databricks", {"provider": "http:databricks", "providerJobId": "880000000001"})
     task, params = catalogue.task_params("track", {"account_id": 70403}, "http:dbt_cloud", "300000001", SETTINGS)
     assert params["params"] == {"account_id": 70403}  # job_id is not needed to follow a run
     with pytest.raises(ParamsError, match=r"params\.account_id is required"):

@@ -261,7 +261,8 @@ def task_params(
         task = get(TRACKABLE[provider])
         tracked = {"provider": provider, "providerJobId": provider_job_id}
         if task.spec is not None:  # the status request of a spec may need params (dbt Cloud's account_id)
-            return task.name, {**tracked, "params": _spec_params(task, params, tracking=True)}
+            given = _spec_params(task, params, tracking=True)
+            return task.name, {**tracked, "params": given} if given else tracked
         if params:
             raise ParamsError("invalid_request", f"track of {provider} takes no 'params'")
         return task.name, {**tracked, **_bound(task, {}, settings)}
@@ -285,9 +286,12 @@ def _spec_params(entry: JobType, params: dict[str, Any] | None, *, tracking: boo
             f"{entry.name} only follows jobs started elsewhere: use type track, provider {entry.name}",
         )
     try:
-        return validate_params(spec, params, tracking=tracking)
+        checked = validate_params(spec, params, tracking=tracking)
     except SpecParamsError as exc:
         raise ParamsError("invalid_request", exc.message) from None
+    # A started job keeps the params it runs with, defaults included; a tracked one only those given (its
+    # status requests fill in the defaults again).
+    return {k: v for k, v in checked.items() if k in (params or {})} if tracking else checked
 
 
 def _validated(entry: JobType, values: dict[str, Any]) -> None:
