@@ -126,7 +126,8 @@ class DbtCloudSimulator(Simulator[DbtCloudConfig]):
         self.requests: list[tuple[str, str]] = []
 
     def forget_run(self, run_id: int) -> None:
-        """The run is deleted (dbt Cloud prunes old runs); Retrieve Run then answers 404."""
+        """The run is no longer there (a test knob): Retrieve Run answers 404 for a run it does not know, in
+        the documented envelope with ``data`` null [OPENAPI]."""
         with self._lock:
             self._runs.pop(run_id, None)
 
