@@ -6,6 +6,7 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from tracker import catalogue
@@ -94,11 +95,25 @@ def _tls_options(command: Any) -> Any:
 )
 @click.option("--page-size", default=1000, show_default=True, type=int)
 @click.option(
+    "--running-limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Batches processed at once (per org); later ones are accepted and wait, PROCESSING.",
+)
+@click.option(
     "--in-progress-limit",
     default=200,
     show_default=True,
     type=int,
-    help="Answer 429 to new batches while this many are PROCESSING.",
+    help="Answer 429 to new batches once this many are in progress (waiting or running).",
+)
+@click.option(
+    "--operations-limit",
+    default=500_000,
+    show_default=True,
+    type=int,
+    help="Answer 429 to new batches once the batches in progress hold this many requests.",
 )
 @click.option("--retry-after", default=1, show_default=True, type=int, help="Retry-After seconds on 429.")
 @click.option(
@@ -119,7 +134,9 @@ def simulate_fullstory(
     processing_seconds: float,
     polls_to_complete: int | None,
     page_size: int,
+    running_limit: int,
     in_progress_limit: int,
+    operations_limit: int,
     retry_after: int,
     faults: tuple[str, ...],
     fault_seed: int | None,
@@ -139,7 +156,9 @@ def simulate_fullstory(
             polls_to_complete=polls_to_complete,
             processing_seconds=processing_seconds,
             page_size=page_size,
+            running_limit=running_limit,
             in_progress_limit=in_progress_limit,
+            operations_limit=operations_limit,
             retry_after_seconds=retry_after,
             faults=parsed,
             fault_seed=fault_seed,
@@ -163,6 +182,28 @@ def simulate_fullstory(
 )
 @click.option("--download-ttl", default=300.0, show_default=True, type=float, help="Seconds a file URL stays valid.")
 @click.option(
+    "--backend",
+    type=click.Choice(["aws", "azure", "gcp"]),
+    default="aws",
+    show_default=True,
+    help="The stack's file storage: S3 (served on --s3-port), Azure Blob Storage or GCS (on --port).",
+)
+@click.option(
+    "--s3-port",
+    default=8902,
+    show_default=True,
+    type=int,
+    help="The S3 file storage's port (any S3 client reaches it with AWS_ENDPOINT_URL_S3=http://127.0.0.1:PORT).",
+)
+@click.option("--unsliced", is_flag=True, help="Export tables as one file instead of slices and a manifest.")
+@click.option(
+    "--credentials-ttl",
+    default=3600.0,
+    show_default=True,
+    type=float,
+    help="Seconds the file storage credentials of a file detail stay valid.",
+)
+@click.option(
     "--fault",
     "faults",
     multiple=True,
@@ -178,12 +219,17 @@ def simulate_keboola(
     processing_seconds: float,
     polls_to_complete: int | None,
     download_ttl: float,
+    backend: str,
+    s3_port: int,
+    unsliced: bool,
+    credentials_ttl: float,
     faults: tuple[str, ...],
     fault_seed: int | None,
     tls: bool,
     tls_dir: Path | None,
 ) -> None:
-    """Keboola Storage API: table export-async, storage jobs, files (demo table in.c-main.users)."""
+    """Keboola Storage API: table export-async, storage jobs, files (demo table in.c-main.users). Exports are
+    headerless and sliced, as on Keboola's Snowflake and Redshift backends."""
     from jobtracker.simulators.keboola import KeboolaSimulatorConfig, parse_keboola_fault, serve
 
     try:
@@ -196,6 +242,9 @@ def simulate_keboola(
             polls_to_complete=polls_to_complete,
             processing_seconds=processing_seconds,
             download_ttl_seconds=download_ttl,
+            backend=backend,
+            sliced=not unsliced,
+            credentials_ttl_seconds=credentials_ttl,
             faults=parsed,
             fault_seed=fault_seed,
         ),
@@ -203,6 +252,7 @@ def simulate_keboola(
         port=port,
         tls=tls,
         tls_dir=tls_dir,
+        s3_port=s3_port if backend == "aws" else None,
     )
 
 
@@ -229,7 +279,7 @@ def _parse_faults(specs: tuple[str, ...]) -> tuple[Any, ...]:
 
 @simulate.command("databricks")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8902, show_default=True, type=int)
+@click.option("--port", default=8904, show_default=True, type=int)
 @click.option("--token", default=None, help="Accept only this bearer token (default: any non-empty token).")
 @click.option(
     "--polls-per-phase",
@@ -281,7 +331,7 @@ def simulate_databricks(
 
 @simulate.command("dbt-cloud")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8903, show_default=True, type=int)
+@click.option("--port", default=8905, show_default=True, type=int)
 @click.option("--token", default=None, help="Accept only this token (default: any non-empty token).")
 @click.option(
     "--polls-per-phase",
@@ -423,6 +473,25 @@ def providers_list() -> None:
     for row in (header, *rows):
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4])
 
+def _endpoint_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An http(s) base URL (scheme and host, optionally a port), without a trailing slash."""
+    if value is None:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise click.BadParameter(f"{value!r} is not a base URL like https://api.fullstory.com or http://127.0.0.1:8900")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _secret_file(path: Path | None, option: str) -> str | None:
+    """A key or token kept in a file (never on the command line, where `ps` and shell history show it)."""
+    if path is None:
+        return None
+    secret = path.read_text(encoding="utf-8").strip()
+    if not secret or "\n" in secret:
+        raise click.BadParameter(f"{path} must hold one non-empty line", param_hint=option)
+    return secret
+
 
 @main.group()
 def local() -> None:
@@ -443,6 +512,40 @@ def local() -> None:
     is_flag=True,
     help="Local-dev switch: let unsigned requests (plain curl) into the API; by default, as in AWS, only SigV4.",
 )
+@click.option(
+    "--keboola-backend",
+    type=click.Choice(["aws", "azure", "gcp"]),
+    default="aws",
+    show_default=True,
+    help="The Keboola simulator's file storage: S3 (in the offline S3, at the AWS endpoint), Azure Blob or GCS.",
+)
+@click.option(
+    "--fullstory-url",
+    callback=_endpoint_url,
+    default=None,
+    metavar="URL",
+    help="Talk to this FullStory-compatible endpoint (a staging proxy, a recorded replay, https://api.fullstory.com) "
+    "instead of starting the simulator.",
+)
+@click.option(
+    "--fullstory-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the FullStory API key the stack sends (default: the offline demo key).",
+)
+@click.option(
+    "--keboola-url",
+    callback=_endpoint_url,
+    default=None,
+    metavar="URL",
+    help="Talk to this Keboola stack (e.g. https://connection.keboola.com) instead of starting the simulator.",
+)
+@click.option(
+    "--keboola-token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the Keboola Storage API token the stack sends (default: an offline demo token).",
+)
 def local_up(
     api_port: int,
     aws_port: int,
@@ -451,10 +554,20 @@ def local_up(
     poll_seconds: int,
     batch_rows: int | None,
     allow_unsigned: bool,
+    keboola_backend: str,
+    fullstory_url: str | None,
+    fullstory_key_file: Path | None,
+    keboola_url: str | None,
+    keboola_token_file: Path | None,
 ) -> None:
-    """Run the stack until Ctrl-C: `jobtracker submit FILE --local`, curl the API, or `aws --endpoint-url`."""
+    """Run the stack until Ctrl-C: `jobtracker submit FILE --local`, curl the API, or `aws --endpoint-url`.
+
+    With --fullstory-url / --keboola-url the stack talks to that endpoint instead of its own simulator (which
+    is then not started); the key / token file's content goes into the stack's secret.
+    """
     from jobtracker.local.session import OfflineSession
     from jobtracker.simulators.fullstory import SimulatorConfig
+    from jobtracker.simulators.keboola import KeboolaSimulatorConfig
 
     parameters: dict[str, Any] = {
         "PollMinSeconds": poll_seconds,
@@ -463,20 +576,43 @@ def local_up(
     }
     if batch_rows:
         parameters["MaxBatchRequests"] = batch_rows
+    fullstory_key = _secret_file(fullstory_key_file, "--fullstory-key-file")
     session = OfflineSession(
         parameters=parameters,
-        simulator_config=SimulatorConfig(polls_to_complete=None, processing_seconds=processing_seconds),
+        # Given a key file and no URL, the simulator accepts that key only (try a key before pointing at the API).
+        simulator_config=SimulatorConfig(
+            polls_to_complete=None, processing_seconds=processing_seconds, api_key=fullstory_key
+        ),
         simulator_port=simulator_port,
         api_port=api_port,
         aws_port=aws_port,
         allow_unsigned=allow_unsigned,
+        keboola_config=KeboolaSimulatorConfig(backend=keboola_backend),
+        fullstory_url=fullstory_url,
+        stack_api_key=fullstory_key,
+        keboola_url=keboola_url,
+        keboola_token=_secret_file(keboola_token_file, "--keboola-token-file"),
     )
-    with session:
+    try:
+        session.__enter__()
+    except ValueError as exc:  # e.g. a URL the template's parameter refuses
+        raise click.UsageError(str(exc)) from None
+    try:
         stack = session.stack
         click.echo(f"REST API        {session.api.base_url if session.api else '-'}")
         click.echo(f"AWS endpoint    {session.aws_endpoint}   (any credentials; region us-east-1)")
-        click.echo(f"FullStory sim   {session.simulator.base_url}")
-        click.echo(f"Keboola sim     {session.keboola.base_url}")
+        if session.simulator is not None:
+            click.echo(f"FullStory sim   {session.simulator.base_url}")
+        else:
+            click.echo(f"FullStory       {fullstory_url}   (not the simulator)")
+        if session.keboola is not None:
+            click.echo(f"Keboola sim     {session.keboola.base_url}   (file storage: {keboola_backend})")
+            if keboola_backend == "aws":  # the export's slices are in the offline S3, beside the tracker's buckets
+                click.echo(f"Keboola files   AWS_ENDPOINT_URL_S3={session.aws_endpoint}   (e.g. for kbcstorage)")
+            elif keboola_backend == "gcp":
+                click.echo(f"Keboola files   STORAGE_EMULATOR_HOST={session.keboola.base_url}")
+        else:
+            click.echo(f"Keboola         {keboola_url}   (not the simulator)")
         click.echo(f"Databricks sim  {session.databricks.base_url}   (jobs 101-107)")
         click.echo(f"dbt Cloud sim   {session.dbt_cloud.base_url}   (account {session.dbt_cloud.config.account_id})")
         click.echo(f"inbox bucket    {stack.inbox_bucket}")
@@ -502,6 +638,8 @@ def local_up(
             threading.Event().wait()
         except KeyboardInterrupt:
             click.echo("stopping", err=True)
+    finally:
+        session.__exit__()
 
 
 @main.command()

@@ -1,5 +1,5 @@
 """The simulator's GET /operations/v1/{id} answers validate against the seed Operation JSON Schema
-(../shared/seeds/000_93a71e2e27b383be.txt) with its format checker: running (official PENDING and
+(tests/contract/fixtures/seeds/fullstory-operation.schema.json) with its format checker: running (official PENDING and
 the seed's RUNNING), completed (official ``results.searchExportId`` and the seed's
 ``results.downloadUrl``) and failed. The top level is also checked strictly (no property the seed
 does not declare), so the simulator cannot invent fields. The export-results answer is checked
@@ -11,19 +11,16 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jsonschema
 import pytest
 import urllib3
 
-jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is needed for contract tests")
+from jobtracker.simulators.fullstory import FullStorySimulator, SimulatorConfig
+from tests.contract.schemas import OPERATION_SCHEMA, load
 
-from jobtracker.simulators.fullstory import FullStorySimulator, SimulatorConfig  # noqa: E402
-
-SEEDS = Path(__file__).resolve().parents[2].parent / "shared" / "seeds"
-OPERATION_SEED = SEEDS / "000_93a71e2e27b383be.txt"
 AUTH = {"Authorization": "Basic contract-key", "Content-Type": "application/json"}
 EXPORT = {"segmentId": "everyone", "type": "TYPE_EVENT", "format": "FORMAT_CSV", "timeRange": {"start": "", "end": ""}}
 # As documented for Get Export Results: location (a URL) and expires (UTC RFC 3339).
@@ -38,14 +35,9 @@ EXPORT_RESULTS_SCHEMA = {
     },
 }
 
-pytestmark = pytest.mark.skipif(
-    not OPERATION_SEED.is_file(), reason=f"seed Operation schema not found at {OPERATION_SEED}"
-)
-
 
 def _seed_schema() -> dict[str, Any]:
-    text = OPERATION_SEED.read_text(encoding="utf-8")
-    return json.loads(text[text.index("{") :])  # prose first, then the JSON Schema
+    return load(OPERATION_SCHEMA)
 
 
 def _validator(schema: dict[str, Any]) -> Any:

@@ -1,40 +1,30 @@
 """GET /jobs/{id} read as a FullStory Operation, and ?view=storage-job read as a Keboola Storage
-JobResponse, validate against the seed schemas in ../shared/seeds — for a job that completed, one
-that failed, and one still running, answered by the offline stack."""
+JobResponse, validate against the seed schemas (vendored in tests/contract/fixtures/seeds) — for a job that
+completed, one that failed, and one still running, answered by the offline stack."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jsonschema
 import pytest
 import urllib3
 
 from jobtracker.local.session import OfflineSession
-from jobtracker.local.stack import REPO_ROOT
 from jobtracker.simulators.fullstory import SimulatorConfig, parse_fault
+from tests.contract.schemas import JOB_RESPONSE_SCHEMA, OPERATION_SCHEMA, load
 from tests.integration.helpers import ndjson, upload_and_wait, users
 
-SEEDS = REPO_ROOT.parent / "shared" / "seeds"
 HTTP = urllib3.PoolManager(retries=False, timeout=10)
+OPERATION = OPERATION_SCHEMA
+JOB_RESPONSE = JOB_RESPONSE_SCHEMA
 
 
-def _schema(name: str) -> dict:
-    path = SEEDS / name
-    if not path.exists():
-        pytest.skip(f"seed schema {path} not found (the contract needs ../shared/seeds)")
-    text = path.read_text(encoding="utf-8")
-    return json.loads(text[text.index("{") :])  # the Operation seed starts with prose before its JSON Schema
-
-
-def _validator(name: str) -> jsonschema.protocols.Validator:
-    schema = _schema(name)
+def _validator(path: Path) -> jsonschema.protocols.Validator:
+    schema = load(path)
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
-
-
-OPERATION = "000_93a71e2e27b383be.txt"
-JOB_RESPONSE = "003_deedcb57e240690b.txt"
 
 
 @pytest.fixture(scope="module")

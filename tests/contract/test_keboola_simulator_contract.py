@@ -1,8 +1,8 @@
 """The Keboola simulator's storage jobs validate against the seed JobResponse JSON Schema.
 
 Why: the Keboola provider is built and tested against the simulator, so the simulator must answer
-what the seed (``../shared/seeds/003_deedcb57e240690b.txt``) describes, in every status a client can
-see: ``waiting`` (the export-async answer and a poll), ``processing``, ``success`` and ``error``.
+what the seed (``tests/contract/fixtures/seeds/keboola-job-response.schema.json``) describes, in every status a
+client can see: ``waiting`` (the export-async answer and a poll), ``processing``, ``success`` and ``error``.
 
 How the seed is applied, and the three places where it cannot be applied as written:
 
@@ -25,35 +25,27 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import urllib3
 
-jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is needed for contract tests")
-
-from jobtracker.simulators.keboola import (  # noqa: E402
+from jobtracker.simulators.keboola import (
     BROKEN_TABLE,
     DEMO_TABLE,
     KeboolaSimulator,
     KeboolaSimulatorConfig,
 )
+from tests.contract.schemas import JOB_RESPONSE_SCHEMA, load
 
-SEEDS = Path(__file__).resolve().parents[2].parent / "shared" / "seeds"
-JOB_RESPONSE = SEEDS / "003_deedcb57e240690b.txt"
 TOKEN = {"X-StorageApi-Token": "contract-token"}
 NULLABLE = ("startTime", "endTime", "error")  # the seed marks these `nullable: true`
-
-pytestmark = pytest.mark.skipif(
-    not JOB_RESPONSE.is_file(), reason=f"seed JobResponse schema not found at {JOB_RESPONSE} (needs ../shared/seeds)"
-)
 
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
-    text = JOB_RESPONSE.read_text(encoding="utf-8")
-    doc = json.loads(text[text.index("{") :])
+    doc = load(JOB_RESPONSE_SCHEMA)
     assert doc.get("title") == "JobResponse", "the seed is not the JobResponse schema any more"
     return doc
 

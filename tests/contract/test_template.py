@@ -31,9 +31,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from cfnlint.api import lint
-from samtranslator.public.parser import Parser
-from samtranslator.public.translator import ManagedPolicyLoader, Translator
 
+from jobtracker.local.sam import render
 from jobtracker.local.template import load_template, substitute_definition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,34 +172,8 @@ def _lint_findings(text: str) -> list[str]:
     ]
 
 
-class _StubPolicyLoader(ManagedPolicyLoader):
-    """No IAM call: SAM's bundled managed-policy map resolves AWS managed policy names offline."""
-
-    def __init__(self) -> None:
-        pass
-
-    def load(self) -> dict[str, str]:
-        return {}
-
-
-def _as_packaged(template: dict[str, Any]) -> dict[str, Any]:
-    """What `sam package` hands to the transform: local CodeUri/ContentUri/DefinitionUri become S3 URIs."""
-    packaged = copy.deepcopy(template)
-    sections = [res.get("Properties", {}) for res in packaged.get("Resources", {}).values()]
-    sections += list(packaged.get("Globals", {}).values())
-    for props in sections:
-        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
-            value = props.get(key)
-            if isinstance(value, str) and not value.startswith("s3://"):
-                props[key] = f"s3://jobtracker-artifacts/{value.strip('/').replace('/', '-')}"
-    return packaged
-
-
 def _transform(template: dict[str, Any]) -> dict[str, Any]:
-    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=REGION))
-    return translator.translate(
-        _as_packaged(template), parameter_values={}, get_managed_policy_map=_StubPolicyLoader().load
-    )
+    return render(template)
 
 
 def _assert_no_problems(problems: list[str], what: str) -> None:
@@ -494,7 +467,11 @@ def _api_auth_problems(transformed: dict[str, Any], expected_routes: set[tuple[s
         body = res.get("Properties", {}).get("Body", {})
         iam_schemes = {
             scheme
-            for scheme, spec in body.get("securityDefinitions", {}).items()
+            # Swagger 2.0 keeps them in securityDefinitions, OpenAPI 3 (OpenApiVersion) in components.
+            for scheme, spec in {
+                **body.get("securityDefinitions", {}),
+                **body.get("components", {}).get("securitySchemes", {}),
+            }.items()
             if spec.get("x-amazon-apigateway-authtype") == "awsSigv4"
         }
         for path, methods in body.get("paths", {}).items():

@@ -431,6 +431,9 @@ def test_batch_stats_keep_their_keys_and_snapshots(make_sim) -> None:
         "status_gets",
         "page_gets",
         "max_in_progress",
+        "max_running",
+        "max_queued",
+        "max_operations_in_progress",
         "faults",
     }
     (snap,) = sim.operations()

@@ -594,6 +594,89 @@ def test_in_progress_limit_answers_429_until_a_job_finishes(make_sim: Callable) 
     assert [j["status"] for j in sim.jobs()] == ["COMPLETED", "PROCESSING", "PROCESSING"]
 
 
+# Org caps: developer.fullstory.com/server/v2/users/create-batch-user-import-job, "Special Batch Rate Limits":
+# 100 batches run per org, more are accepted but do not start until some complete; 429 from 200 batches or
+# 500,000 operations in progress. Small caps here, the same rules.
+
+
+def test_batches_beyond_the_running_limit_are_accepted_and_queued_until_a_slot_frees(make_sim: Callable) -> None:
+    sim, client = make_sim(running_limit=2, in_progress_limit=10, polls_to_complete=2)
+    a, b, c, d = (client.submit("users", [{"uid": uid}]) for uid in "abcd")
+    assert [j["queued"] for j in sim.jobs()] == [False, False, True, True]
+    for _ in range(5):  # a queued batch is PROCESSING, and polling it does not move it on
+        assert client.status("users", c["id"])["job"]["status"] == "PROCESSING"
+    assert client.poll_until_done("users", a["id"])["job"]["status"] == "COMPLETED"
+    assert [j["queued"] for j in sim.jobs()] == [False, False, False, True]  # c took a's slot, d still waits
+    assert client.poll_until_done("users", c["id"])["imports"] == 1  # two polls once it runs
+    assert not sim.jobs()[3]["queued"]  # c's slot went to d
+    for job in (b, d):
+        assert client.poll_until_done("users", job["id"])["job"]["status"] == "COMPLETED"
+    assert (sim.stats["max_running"], sim.stats["max_queued"], sim.stats["max_in_progress"]) == (2, 2, 4)
+
+
+def test_queued_batches_start_in_the_order_they_were_accepted_across_kinds(make_sim: Callable) -> None:
+    sim, client = make_sim(running_limit=1, polls_to_complete=1)
+    first = client.submit("users", [{"uid": "a"}])
+    queued = [client.submit("events", [{"name": "e"}]), client.submit("users", [{"uid": "b"}])]
+    client.status("users", first["id"])  # done: the oldest queued batch starts, the other still waits
+    assert [j["queued"] for j in sim.jobs()] == [False, False, True]
+    assert client.status("events", queued[0]["id"])["job"]["status"] == "COMPLETED"
+    assert client.status("users", queued[1]["id"])["job"]["status"] == "COMPLETED"
+
+
+def test_wall_clock_queue_starts_a_batch_when_the_one_before_it_finished(make_sim: Callable) -> None:
+    """By wall clock, a queued batch starts at the moment the batch before it finished (not when someone
+    next asks), so its own processing time runs from there."""
+    sim, client = make_sim(running_limit=1, polls_to_complete=None, processing_seconds=3600)
+    first = client.submit("users", [{"uid": "a"}])
+    client.submit("users", [{"uid": "b"}])
+    with sim._lock:  # an hour and a half later
+        for job in sim._jobs.values():
+            job.created_mono -= 5400
+            if job.started is not None:
+                job.started_mono -= 5400
+    assert client.status("users", first["id"])["job"]["status"] == "COMPLETED"
+    second_now = sim.jobs()[1]
+    assert (second_now["queued"], second_now["status"]) == (False, "PROCESSING")  # runs since the hour mark
+    assert second_now["started"] == sim.jobs()[0]["finished"]
+
+
+def test_in_progress_limit_counts_queued_and_running_batches(make_sim: Callable) -> None:
+    sim, client = make_sim(running_limit=1, in_progress_limit=3, polls_to_complete=1)
+    jobs = [client.submit("users", [{"uid": uid}]) for uid in "abc"]  # one running, two queued
+    status, body, resp = client.request("POST", "/v2/users/batch", {"requests": [{"uid": "d"}]})
+    assert (status, body["code"]) == (429, "too_many_requests") and resp.headers["Retry-After"].isdigit()
+    client.status("users", jobs[0]["id"])  # one finishes: room for one more
+    client.submit("users", [{"uid": "d"}])
+    assert sim.stats["throttled"] == 1
+
+
+def test_operations_limit_counts_the_rows_in_progress(make_sim: Callable) -> None:
+    sim, client = make_sim(operations_limit=5, polls_to_complete=1, retry_after_seconds=4)
+    big = client.submit("users", [{"uid": f"u{i}"} for i in range(3)])
+    client.submit("events", [{"name": "e"}, {"name": "f"}])  # 5 in progress: the cap is reached
+    status, body, resp = client.request("POST", "/v2/users/batch", {"requests": [{"uid": "x"}]})
+    assert (status, body["code"], resp.headers["Retry-After"]) == (429, "too_many_requests", "4")
+    assert "operations in progress (5)" in body["message"]
+    client.status("users", big["id"])  # 3 rows done: 2 in progress
+    client.submit("users", [{"uid": f"v{i}"} for i in range(4)])  # accepted though it takes them to 6
+    assert sim.stats["max_operations_in_progress"] == 6
+    assert client.request("POST", "/v2/users/batch", {"requests": []})[0] == 429
+
+
+def test_org_caps_count_every_key_of_the_org(make_sim: Callable) -> None:
+    _, client = make_sim(in_progress_limit=2)  # any key is accepted: several keys of one org
+    for key in ("key-of-tool-a", "key-of-tool-b"):
+        status, _, _ = client.request(
+            "POST", "/v2/users/batch", {"requests": []}, headers={"Authorization": f"Basic {key}"}
+        )
+        assert status == 200
+    status, body, _ = client.request(
+        "POST", "/v2/users/batch", {"requests": []}, headers={"Authorization": "Basic key-of-tool-c"}
+    )
+    assert (status, body["code"]) == (429, "too_many_requests")
+
+
 def test_idempotent_replay_is_not_blocked_by_in_progress_limit(make_sim: Callable) -> None:
     sim, client = make_sim(in_progress_limit=1)
     headers = {**AUTH, "Idempotency-Key": "k"}
@@ -648,12 +731,55 @@ def test_server_survives_bad_input_and_keeps_connections_usable(
     assert sim.stats["batch_posts"] == 1
 
 
-def test_v2beta_events_alias(sim_client: tuple[FullStorySimulator, Client]) -> None:
+@pytest.mark.parametrize(("kind", "row"), [("events", {"name": "A"}), ("users", {"uid": "a"})])
+def test_v2beta_alias(sim_client: tuple[FullStorySimulator, Client], kind: str, row: dict[str, Any]) -> None:
+    """Both Swagger specs list the batch routes under /v2beta as well as /v2."""
     _, client = sim_client
-    status, body, _ = client.request("POST", "/v2beta/events/batch", {"requests": [{"name": "A"}]})
+    status, body, _ = client.request("POST", f"/v2beta/{kind}/batch", {"requests": [row]})
     assert status == 200
-    assert client.status("events", body["job"]["id"])["job"]["id"] == body["job"]["id"]
-    assert client.request("POST", "/v2beta/users/batch", {"requests": []})[0] == 404
+    assert client.status(kind, body["job"]["id"])["job"]["id"] == body["job"]["id"]
+
+
+def test_a_key_without_the_permission_gets_403(make_sim: Callable) -> None:
+    _, client = make_sim(forbidden_keys=("read-only",))
+    status, body, _ = client.request(
+        "POST", "/v2/users/batch", {"requests": []}, headers={"Authorization": "Basic read-only"}
+    )
+    assert (status, body) == (403, {"code": "forbidden", "message": "insufficient permissions"})
+
+
+def test_include_schema_is_a_bool(sim_client: tuple[FullStorySimulator, Client]) -> None:
+    _, client = sim_client
+    job = client.submit("users", [{"uid": "a"}])
+    client.poll_until_done("users", job["id"])
+    for value in ("true", "false", "1", "F"):
+        assert client.request("GET", f"/v2/users/batch/{job['id']}/imports?include_schema={value}")[0] == 200
+    status, body, _ = client.request("GET", f"/v2/users/batch/{job['id']}/imports?include_schema=maybe")
+    assert (status, body["code"]) == (400, "invalid_argument")
+
+
+@pytest.mark.parametrize(
+    ("row", "outcome"),
+    [
+        ({"name": "A", "session": {"id": "1:2"}}, None),
+        ({"name": "A", "session": {"id": "1:2"}, "user": {"uid": "u"}}, "user is not accepted with session.id"),
+        ({"name": "A", "session": {"use_most_recent": True}, "user": {"uid": "u"}}, None),
+        ({"name": "A", "session": {"use_most_recent": True}}, "session.use_most_recent needs a user"),
+        ({"name": "A", "session": {"use_most_recent": False}}, None),
+    ],
+)
+def test_documented_session_and_user_rules(
+    sim_client: tuple[FullStorySimulator, Client], row: dict[str, Any], outcome: str | None
+) -> None:
+    _, client = sim_client
+    job = client.submit("events", [row])
+    done = client.poll_until_done("events", job["id"])
+    if outcome is None:
+        assert (done["imports"], done["errors"]) == (1, 0)
+    else:
+        (page,) = client.all_pages("events", job["id"], "errors")
+        assert page["results"][0]["code"] == "invalid_parameter"
+        assert outcome in page["results"][0]["message"]
 
 
 def test_stats_snapshot_and_stop(sim_client: tuple[FullStorySimulator, Client]) -> None:
@@ -670,11 +796,25 @@ def test_stats_snapshot_and_stop(sim_client: tuple[FullStorySimulator, Client]) 
         "page_gets": 1,
         "faults": 0,
         "max_in_progress": 1,
+        "max_running": 1,
+        "max_queued": 0,
+        "max_operations_in_progress": 1,
     }
     stats["batch_posts"] = 99  # a snapshot: mutating it does not touch the simulator
     assert sim.stats["batch_posts"] == 1
     (snap,) = sim.jobs()
-    assert set(snap) == {"id", "kind", "status", "imports", "errors", "created", "finished"}
+    assert set(snap) == {
+        "id",
+        "kind",
+        "status",
+        "queued",
+        "rows",
+        "imports",
+        "errors",
+        "created",
+        "started",
+        "finished",
+    }
     sim.stop()
     sim.stop()  # idempotent
     with pytest.raises(RuntimeError):

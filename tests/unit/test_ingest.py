@@ -4,10 +4,15 @@ and with rules of another shape to show the readers know no provider."""
 
 from __future__ import annotations
 
+import bz2
+import codecs
 import gzip
 import io
+import itertools
 import json
+import os
 import tracemalloc
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +22,7 @@ from tracker.ingest import (
     CsvColumn,
     InputError,
     InputFormat,
+    InputLayout,
     Rejected,
     Row,
     RowInvalid,
@@ -75,13 +81,16 @@ class ChunkedStream:
         ("events.jsonl.gz", "ndjson", True),
         ("x.json", "json", False),
         ("dir.v2/x.json.gz", "json", True),
+        ("users.tsv", "csv", False),  # delimited text: the delimiter is told from the header
+        ("Unicode Text.txt", "csv", False),  # Excel's "Unicode Text" (UTF-16, tab-separated)
+        ("users.TXT.gz", "csv", True),
     ],
 )
 def test_detect_format(key: str, kind: str, gz: bool) -> None:
     assert detect_format(key) == InputFormat(kind=kind, gzip=gz)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("key", ["users.txt", "users", "users.gz", "users.csv.zip", "csv", "dir.csv/file", ""])
+@pytest.mark.parametrize("key", ["users.xml", "users", "users.gz", "users.csv.zip", "csv", "dir.csv/file", ""])
 def test_detect_format_unsupported(key: str) -> None:
     with pytest.raises(InputError) as info:
         detect_format(key)
@@ -582,6 +591,262 @@ def test_csv_invalid_header_name_rejects_rows_by_validation() -> None:
     assert summary(items) == [(2, "invalid_property_name"), (3, {"uid": "u2"})]
 
 
+# --- files as people export them: encodings, delimiters, line ends, what is not text ------------------
+
+# (codec, BOM written): Excel's "Unicode Text" is UTF-16LE with a BOM; UTF-16 without a BOM is told by its zeros.
+ENCODINGS = [
+    ("utf-16-le", codecs.BOM_UTF16_LE),
+    ("utf-16-be", codecs.BOM_UTF16_BE),
+    ("utf-32-le", codecs.BOM_UTF32_LE),
+    ("utf-32-be", codecs.BOM_UTF32_BE),
+    ("utf-16-le", b""),
+    ("utf-16-be", b""),
+]
+
+
+def layout_of(data: bytes, kind: str, job: RowRules = USERS, *, gz: bool = False) -> InputLayout:
+    if gz:
+        data = gzip.compress(data)
+    return read_requests(io.BytesIO(data), InputFormat(kind, gz), job).layout  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize(("codec", "bom"), ENCODINGS, ids=[f"{c}{'-bom' if b else ''}" for c, b in ENCODINGS])
+@pytest.mark.parametrize(
+    ("kind", "make"),
+    [("ndjson", as_ndjson), ("json", as_json), ("json", as_json_object), ("csv", as_csv)],
+    ids=["ndjson", "json-array", "json-object", "csv"],
+)
+def test_every_format_in_utf16_and_utf32(kind: str, make: Any, codec: str, bom: bytes, gz: bool) -> None:
+    data = bom + make().decode("utf-8").encode(codec)
+    assert summary(read(data, kind, gz=gz)) == EXPECTED_ROWS
+    layout = layout_of(data, kind, gz=gz)
+    assert (layout.encoding, layout.bom, layout.gzip) == (codec, bool(bom), gz)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7])
+def test_utf16_split_anywhere_between_chunks(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest, "_CHUNK", chunk)
+    data = codecs.BOM_UTF16_LE + as_csv().decode("utf-8").encode("utf-16-le")
+    items = list(read_requests(ChunkedStream(data, chunk), InputFormat("csv", False), USERS))  # type: ignore[arg-type]
+    assert summary(items) == EXPECTED_ROWS
+
+
+def test_excel_unicode_text_is_read() -> None:
+    """Excel "Save as: Unicode Text": UTF-16LE with a BOM, tab-separated, CRLF line ends, text cells quoted
+    only when they hold a tab, a quote or a line break."""
+    text = 'uid\temail\tdisplay_name\tnote\r\nu1\ta@example.com\tZoë\t"two\r\nlines"\r\nu2\tb@example.com\tJo\t\r\n'
+    reading = read_requests(
+        io.BytesIO(codecs.BOM_UTF16_LE + text.encode("utf-16-le")), InputFormat("csv", False), USERS
+    )
+    assert summary(list(reading)) == [
+        (2, {"uid": "u1", "email": "a@example.com", "display_name": "Zoë", "properties": {"note": "two\r\nlines"}}),
+        (4, {"uid": "u2", "email": "b@example.com", "display_name": "Jo"}),
+    ]
+    assert reading.layout.as_dict() == {
+        "format": "csv",
+        "gzip": False,
+        "encoding": "utf-16-le",
+        "bom": True,
+        "newlines": "LF or CRLF",
+        "delimiter": "\t",
+    }
+
+
+def test_utf16_is_decoded_as_it_streams() -> None:
+    """A UTF-16 file is transcoded chunk by chunk: the first row arrives long before the end, and memory
+    stays flat (never the whole file)."""
+    encoded = (line.decode().encode("utf-16-le") for line in csv_lines(50_000))
+    stream = GeneratorStream(itertools.chain([codecs.BOM_UTF16_LE], encoded))
+    tracemalloc.start()
+    try:
+        rows = read_requests(stream, InputFormat("csv", False), USERS)  # type: ignore[arg-type]
+        assert isinstance(next(rows), Row)
+        assert not stream.exhausted and stream.produced < 2 * 1024 * 1024
+        assert sum(1 for _ in rows) == 50_000 - 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert stream.produced > 9 * 1024 * 1024  # the peak is a fraction of the file
+    assert peak < 3 * 1024 * 1024, peak
+
+
+def test_utf16_unpaired_surrogate_rejects_its_row_and_truncated_utf16_fails_the_file() -> None:
+    data = codecs.BOM_UTF16_LE + "uid\nu1\n\ud800x\nu3\n".encode("utf-16-le", "surrogatepass")
+    items = read(data, "csv")
+    assert summary(items) == [(2, {"uid": "u1"}), (3, "invalid_utf16"), (4, {"uid": "u3"})]
+    assert items[1].reason == "Line 3 is not valid UTF-16 (an unpaired surrogate)."  # type: ignore[union-attr]
+    error, before = read_error(data + b"x", "csv")  # an odd number of bytes: cut in the middle of a character
+    assert error.code == "invalid_utf16"
+    assert "not valid UTF-16" in error.message and "truncated" in error.message
+    assert summary(before) == [(2, {"uid": "u1"}), (3, "invalid_utf16"), (4, {"uid": "u3"})]
+
+
+@pytest.mark.parametrize(
+    ("header", "delimiter"),
+    [
+        ("uid,email", ","),
+        ("uid;email;display_name", ";"),
+        ("uid\temail", "\t"),
+        ("uid|email|plan", "|"),
+        ("uid", ","),  # one column: every delimiter reads it the same
+        ('"uid","email"', ","),
+        ('"uid";"email"', ";"),  # quoted names: a comma reading would break the quoting
+        ('uid;"plan, yearly";email', ";"),  # a quoted name may hold another candidate
+        ('"plan;tier",uid', ","),
+        ("uid;email,phone", ";"),  # both read 2 columns: the reading that names a known column wins
+        ("uid,email;phone", ","),
+        ("a;b,c", ","),  # nothing known, same count: the first of , ; tab |
+        ("uid;email;plan;tier|x", ";"),  # more columns
+        ("name\ttimestamp\tuser", "\t"),
+    ],
+)
+def test_csv_delimiter_is_told_from_the_header(header: str, delimiter: str) -> None:
+    job = EVENTS if header.startswith("name") else USERS
+    assert layout_of(f"{header}\n".encode(), "csv", job).delimiter == delimiter
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_csv_with_another_delimiter_reads_like_comma(delimiter: str) -> None:
+    text = as_csv().decode()
+    quoted = text.replace('"Zoë, ""the"" one"', "\x00")  # keep the quoted cell whole while swapping delimiters
+    swapped = quoted.replace(",", delimiter).replace("\x00", f'"Zoë{delimiter} ""the"" one"')
+    items = read(("\n\n" + swapped).encode(), "csv")  # blank lines first: the header is the first non-blank line
+    expected = [(line + 2, row) for line, row in EXPECTED_ROWS]
+    expected[1] = (5, {"uid": "u2", "display_name": f'Zoë{delimiter} "the" one'})
+    assert summary(items) == expected
+
+
+def test_the_delimiter_is_told_once_per_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    detect = ingest._detect_delimiter
+
+    def counted(header: str, rules: RowRules) -> str:
+        calls.append(header)
+        return detect(header, rules)
+
+    monkeypatch.setattr(ingest, "_detect_delimiter", counted)
+    data = b"uid;plan\n" + b"".join(b"u%d;pro\n" % i for i in range(5000))
+    assert sum(isinstance(item, Row) for item in read(data, "csv")) == 5000
+    assert calls == ["uid;plan"]
+
+
+def test_a_users_csv_needs_uid_and_the_message_says_what_was_read() -> None:
+    error, rows = read_error(b"user_id;email\nu1;a@example.com\n", "csv")
+    assert (error.code, rows) == ("missing_column", [])
+    assert error.message == (
+        "A CSV of users needs a 'uid' column; the header, read with a semicolon (;) as the delimiter, has 2 columns: "
+        "'user_id', 'email'."
+    )
+    error, _ = read_error(b"UID,email\nu1,a@example.com\n", "csv")
+    assert error.message.endswith("Column 'UID' differs only in case: rename it 'uid'.")
+
+
+def xlsx(*, sheet_first: bool = False) -> bytes:
+    """A workbook as Excel writes it, or (sheet_first) with the sheet's data ahead of xl/workbook.xml."""
+    out = io.BytesIO()
+    names = ["[Content_Types].xml", "_rels/.rels", "xl/workbook.xml", "xl/worksheets/sheet1.xml"]
+    if sheet_first:
+        names = ["docProps/app.xml", "xl/worksheets/sheet1.xml", "xl/workbook.xml", "[Content_Types].xml"]
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in names:
+            archive.writestr(name, os.urandom(300_000) if name.endswith("sheet1.xml") else b"<x/>")
+    return out.getvalue()
+
+
+def zipped(name: str, data: bytes, *, stored_first: tuple[str, bytes] | None = None) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        if stored_first:
+            archive.writestr(zipfile.ZipInfo(stored_first[0]), stored_first[1])
+        archive.writestr(name, data)
+    return out.getvalue()
+
+
+NOT_TEXT = [
+    ("xlsx", xlsx(), "an Excel workbook (.xlsx)"),
+    ("xlsx-sheet-first", xlsx(sheet_first=True), "an Excel workbook (.xlsx)"),
+    ("xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500), "an Excel 97-2003 workbook (.xls)"),
+    (
+        "ods",
+        zipped("content.xml", b"<x/>", stored_first=("mimetype", b"application/vnd.oasis.opendocument.spreadsheet")),
+        "an OpenDocument spreadsheet (.ods)",
+    ),
+    ("zip", zipped("users.csv", b"uid\nu1\n"), "a ZIP archive"),
+    ("parquet", b"PAR1\x15\x04\x15" + bytes(100) + b"PAR1", "a Parquet file"),
+    ("pdf", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "a PDF document"),
+    ("7z", b"7z\xbc\xaf\x27\x1c\x00\x04", "a 7-Zip archive"),
+    ("bzip2", bz2.compress(b"uid\nu1\n"), "a bzip2-compressed file"),
+    ("png", b"\x89PNG\r\n\x1a\n" + bytes(20), "a PNG image"),
+    ("nul-bytes", os.urandom(100) + bytes(1000), "binary data"),
+]
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize(("data", "what"), [(d, w) for _, d, w in NOT_TEXT], ids=[n for n, _, _ in NOT_TEXT])
+@pytest.mark.parametrize("kind", ["csv", "ndjson", "json"])
+def test_what_is_not_text_is_named_before_any_row(kind: str, data: bytes, what: str, gz: bool) -> None:
+    error, rows = read_error(gzip.compress(data) if gz else data, kind, gz=gz)
+    assert (error.code, rows) == ("unsupported_format", [])
+    assert error.message.startswith(f"The file is {what}")
+    assert f"not {ingest._KIND_NAMES[kind]} text" in error.message
+
+
+def test_an_excel_workbook_says_save_it_as_csv_utf8() -> None:
+    error, _ = read_error(xlsx(), "csv")
+    assert error.message == (
+        'The file is an Excel workbook (.xlsx), not CSV text: save it as "CSV UTF-8 (Comma delimited)" and '
+        "upload the .csv."
+    )
+
+
+def test_an_upload_without_a_known_extension_is_named_by_its_content() -> None:
+    unnamed = InputError("unsupported_format", "The name must end in .csv.")
+    named = ingest.unsupported_upload("inbox/users/people.xlsx", unnamed, io.BytesIO(xlsx()))
+    assert (named.code, named.message) == (
+        "unsupported_format",
+        "'inbox/users/people.xlsx' is an Excel workbook (.xlsx): save it as \"CSV UTF-8 (Comma delimited)\" and "
+        "upload the .csv.",
+    )
+    assert ingest.unsupported_upload("inbox/users/x.txt", unnamed, io.BytesIO(b"uid\nu1\n")) is unnamed
+
+
+def test_gzip_content_under_a_plain_name_is_decompressed() -> None:
+    data = gzip.compress(as_ndjson())
+    assert summary(read(data, "ndjson")) == EXPECTED_ROWS
+    assert layout_of(data, "ndjson").gzip
+
+
+def test_classic_mac_line_ends_are_line_ends() -> None:
+    data = as_csv().replace(b"\r\n", b"\r")
+    assert summary(read(data, "csv")) == EXPECTED_ROWS
+    assert layout_of(data, "csv").cr_newlines
+    assert not layout_of(as_csv(), "csv").cr_newlines
+
+
+def test_windows_1252_is_named() -> None:
+    error, _ = read_error("uid,prénom\nu1,José\n".encode("cp1252"), "csv")
+    assert error.code == "invalid_utf8"
+    assert error.message.startswith("The CSV header is not valid UTF-8 (byte 0xE9 at character 7)")
+    assert "Windows-1252" in error.message and "CSV UTF-8" in error.message
+    items = read("uid,name\nu1,José\nu2,Jo\n".encode("cp1252"), "csv")
+    assert summary(items) == [(2, "invalid_utf8"), (3, {"uid": "u2", "properties": {"name": "Jo"}})]
+    assert items[0].reason == (  # type: ignore[union-attr]
+        "Line 2 is not valid UTF-8 (byte 0xE9 at character 7): the file may be in Windows-1252 or ISO-8859-1; "
+        "save it as UTF-8."
+    )
+
+
+def test_csv_errors_are_in_plain_words() -> None:
+    items = read(b"uid,email\nu1,a\rb@example.com\nu2,c@example.com\n", "csv")
+    assert summary(items) == [(2, "csv_malformed"), (3, {"uid": "u2", "email": "c@example.com"})]
+    reason = items[0].reason  # type: ignore[union-attr]
+    assert "carriage return" in reason and "universal-newline" not in reason
+    error, _ = read_error(b'"uid"x,email\nu1,a\n', "csv")
+    assert error.code == "csv_malformed"
+    assert "a quoted cell is followed by other characters" in error.message
+
+
 # --- rules of another provider ---------------------------------------------------------------------
 
 
@@ -613,7 +878,11 @@ def test_csv_columns_properties_and_required_columns_come_from_the_rules() -> No
         (2, {"sku": "a-1", "lines": [1, 2], "attributes": {"size": "L", "colour": "red"}})
     ]
     error, _ = read_error(b"colour\nred\n", "csv", ORDERS)
-    assert (error.code, error.message) == ("missing_column", "A CSV of orders needs a 'sku' column.")
+    assert (error.code, error.message) == (
+        "missing_column",
+        "A CSV of orders needs a 'sku' column; the header, read with a comma (,) as the delimiter, has 1 column: "
+        "'colour'.",
+    )
     items = read(b'sku,attributes\na,"[1]"\n', "csv", ORDERS)
     assert [(i.code, i.reason) for i in items] == [("invalid_type", "Column 'attributes' must hold a JSON object.")]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,12 +29,17 @@ USERS = {"tableId": DEMO_TABLE}
 
 
 @pytest.fixture
-def make() -> Iterator[Callable[..., tuple[KeboolaSimulator, KeboolaStorageProvider]]]:
+def make(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., tuple[KeboolaSimulator, KeboolaStorageProvider]]]:
+    """A simulator and a provider talking to it; the provider reaches the simulator's file storage the
+    standard ways: AWS_ENDPOINT_URL_S3 for S3, STORAGE_EMULATOR_HOST for GCS, the SAS connection string
+    for Azure."""
     sims: list[KeboolaSimulator] = []
 
     def make(token: str = "tok", **config: Any) -> tuple[KeboolaSimulator, KeboolaStorageProvider]:
-        sim = KeboolaSimulator(KeboolaSimulatorConfig(**config)).start()
+        sim = KeboolaSimulator(KeboolaSimulatorConfig(**config), s3_port=0).start()
         sims.append(sim)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", sim.s3_base_url)
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", sim.base_url)
         return sim, KeboolaStorageProvider(sim.base_url, token, timeout_seconds=5)
 
     yield make
@@ -112,7 +118,8 @@ def test_whole_table_by_default_and_chunks_can_be_read_twice(make: Callable) -> 
     assert first == second
     rows = list(csv.reader(io.StringIO(gzip.decompress(first).decode())))
     assert rows[0] == ["id", "name", "email"] and len(rows) == 51
-    assert sim.stats["file_gets"] == 2  # every chunks() call asks for a fresh signed URL
+    # One file detail: its credentials served both reads (a refusal would have fetched another).
+    assert sim.stats["file_gets"] == 1 and sim.stats["refused"] == 0
 
 
 def test_a_job_started_elsewhere_is_tracked_by_id(make: Callable) -> None:
@@ -139,7 +146,7 @@ def test_the_token_goes_to_the_stack_only(make: Callable) -> None:
             self.seen.append((url, dict(kwargs.get("headers") or {})))
             return super().request(method, url, *args, **kwargs)
 
-    sim, _ = make(polls_to_complete=1)
+    sim, _ = make(polls_to_complete=1, download_ttl_seconds=3600)  # one download: no refresh on a slow machine
     pool = Recording(retries=False)
     provider = KeboolaStorageProvider(sim.base_url, "secret-token", pool=pool)
     job_id = provider.start(USERS, "k").provider_job_id
@@ -305,9 +312,203 @@ def test_download_server_error_is_transient(make: Callable) -> None:
     _, provider = make(polls_to_complete=1, faults=(parse_fault("500@pages:2x"),))
     job_id = provider.start(USERS, "k").provider_job_id
     _finish(provider, job_id)
-    result = provider.result(job_id)
     with pytest.raises(ProviderTransientError):  # the file detail answers 500
-        b"".join(result.chunks())
+        provider.result(job_id)
     with pytest.raises(ProviderTransientError):  # and once more
-        b"".join(result.chunks())
+        provider.result(job_id)
     assert len(_rows(provider, job_id)) == 51
+
+
+# --------------------------------------------------------------------------- files on S3, Azure Blob, GCS
+
+BACKENDS = ("aws", "azure", "gcp")
+
+
+def _exported(make: Callable, params: dict | None = None, **config: Any) -> tuple[KeboolaSimulator, Any, str]:
+    # Signed URLs that outlive a slow machine: only the storage credentials expire in these tests.
+    sim, provider = make(polls_to_complete=1, **{"download_ttl_seconds": 3600, **config})
+    job_id = provider.start(params or USERS, "k").provider_job_id
+    assert _finish(provider, job_id).state == "COMPLETED"
+    return sim, provider, job_id
+
+
+def _members(data: bytes) -> list[bytes]:
+    """Each gzip member of a file, decompressed on its own."""
+    members = []
+    while data:
+        reader = zlib.decompressobj(wbits=31)
+        members.append(reader.decompress(data))
+        data = reader.unused_data
+    return members
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("sliced", [True, False], ids=["sliced", "unsliced"])
+def test_export_file_on_every_backend_is_one_gzip_with_the_header(make: Callable, backend: str, sliced: bool) -> None:
+    sim, provider, job_id = _exported(make, backend=backend, sliced=sliced)
+    result = provider.result(job_id)
+    assert (result.name, result.content_type) == (f"{DEMO_TABLE}.csv.gz", "application/gzip")
+    data = b"".join(result.chunks())
+    members = _members(data)
+    # The header is a gzip member of its own, quoted as kbcstorage and the PHP TableExporter write it;
+    # Keboola's slices follow, each its own member (three for the demo table), headerless.
+    assert members[0] == b'"id","name","email"\n'
+    assert len(members) == (1 + 3 if sliced else 2)
+    rows = list(csv.reader(io.StringIO(gzip.decompress(data).decode())))
+    assert rows[0] == ["id", "name", "email"] and len(rows) == 51
+    assert [row[0] for row in rows[1:]] == [str(i) for i in range(1, 51)]  # every row once, in order
+    assert rows[7][1] == 'Frances "Hopper", Jr.'  # RFC 4180 quoting survives the slicing
+    assert sim.stats["refused"] == 0 and sim.stats["missing"] == 0
+
+
+def test_file_detail_is_asked_with_federation_credentials(make: Callable) -> None:
+    class Recording(urllib3.PoolManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.urls: list[str] = []
+
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            self.urls.append(
+                url + ("?" + "&".join(f"{k}={v}" for k, v in kwargs["fields"].items()) if kwargs.get("fields") else "")
+            )
+            return super().request(method, url, *args, **kwargs)
+
+    sim, _, job_id = _exported(make, backend="gcp")
+    pool = Recording(retries=False)
+    b"".join(KeboolaStorageProvider(sim.base_url, "tok", pool=pool).result(job_id).chunks())
+    details = [url for url in pool.urls if "/v2/storage/files/" in url]
+    assert details and all(url.endswith("federationToken=1") for url in details)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_plain_csv_is_detected_from_the_bytes(make: Callable, backend: str) -> None:
+    """A storage job someone else started with gzip=0: the result is text, named and typed as such."""
+    sim, provider = make(polls_to_complete=1, backend=backend)
+    http = urllib3.PoolManager(retries=False)
+    answer = http.request(
+        "POST",
+        f"{sim.base_url}/v2/storage/tables/{DEMO_TABLE}/export-async",
+        fields={"gzip": "0", "columns": "email,id"},
+        encode_multipart=False,
+        headers={"X-StorageApi-Token": "elsewhere"},
+    )
+    job_id = str(answer.json()["id"])
+    assert _finish(provider, job_id).state == "COMPLETED"
+    result = provider.result(job_id)
+    assert (result.name, result.content_type) == (f"{DEMO_TABLE}.csv", "text/csv")
+    text = b"".join(result.chunks()).decode()
+    # The header: the columns that export asked for (its operationParams), not the table's.
+    assert text.startswith('"email","id"\n"ada.dijkstra1@example.com","1"\n') and len(text.splitlines()) == 51
+
+
+@pytest.mark.parametrize(
+    ("params", "header"),
+    [
+        ({"columns": ["email", "id"]}, '"email","id"'),
+        ({"columns": "name,id"}, '"name","id"'),
+        ({}, '"id","name","email"'),  # the table detail's columns
+    ],
+)
+def test_header_is_the_requested_columns_or_the_tables(make: Callable, params: dict, header: str) -> None:
+    sim, _ = make(polls_to_complete=1, backend="azure")
+    provider = KeboolaStorageProvider(sim.base_url, "tok", columns=params.get("columns"))
+    job_id = provider.start({**USERS, **params}, "k").provider_job_id
+    _finish(provider, job_id)
+    lines = gzip.decompress(b"".join(provider.result(job_id).chunks())).decode().splitlines()
+    assert lines[0] == header and len(lines) == 51
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_credentials_expiring_mid_way_are_renewed_and_the_download_goes_on(make: Callable, backend: str) -> None:
+    # Each set of credentials opens two objects, then storage refuses it as expired: the first bytes and
+    # slice 1 use the first set, slice 2 is refused, a fresh file detail brings new credentials...
+    sim, provider, job_id = _exported(make, backend=backend, credentials_uses=2)
+    result = provider.result(job_id)
+    data = b"".join(result.chunks())
+    rows = list(csv.reader(io.StringIO(gzip.decompress(data).decode())))
+    assert [row[0] for row in rows[1:]] == [str(i) for i in range(1, 51)]  # nothing twice, nothing lost
+    stats = sim.stats
+    assert stats["refused"] >= 1 and stats["file_gets"] == 1 + stats["refused"]
+
+
+def test_credentials_expiring_by_the_clock_are_renewed(make: Callable) -> None:
+    now = [1_800_000_000.0]
+    sim, provider, job_id = _exported(make, backend="aws", credentials_ttl_seconds=60, clock=lambda: now[0])
+    result = provider.result(job_id)
+    stream = result.chunks()
+    assert next(stream) == gzip.compress(b'"id","name","email"\n', mtime=0)
+    first = next(stream)  # slice 1, with the first credentials
+    now[0] += 61  # a long download: the credentials expire before slice 2
+    rest = b"".join(stream)
+    assert len(gzip.decompress(first + rest).splitlines()) == 50
+    assert sim.stats["refused"] == 1 and sim.stats["file_gets"] == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_credentials_refused_again_after_a_refresh_end_the_download(make: Callable, backend: str) -> None:
+    sim, provider, job_id = _exported(make, backend=backend, credentials_ttl_seconds=0)
+    with pytest.raises(ProviderAuthError) as err:
+        provider.result(job_id)
+    assert err.value.code == "credentials_refused"
+    assert sim.stats["file_gets"] == 3  # the first credentials and two fresh ones, all refused
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_missing_slice_is_its_own_failure(make: Callable, backend: str) -> None:
+    sim, provider, job_id = _exported(make, backend=backend)
+    (file,) = list(sim._files)  # the one exported file
+    sim.remove_object(file, 2)
+    chunks = provider.result(job_id).chunks()
+    with pytest.raises(ProviderRejectedError) as err:
+        b"".join(chunks)
+    assert err.value.code == "slice_missing" and "slice 3 of 3" in err.value.message
+    assert sim.stats["missing"] == 1
+
+
+def test_a_missing_unsliced_file_is_its_own_failure(make: Callable) -> None:
+    sim, provider, job_id = _exported(make, backend="aws", sliced=False)
+    (file,) = list(sim._files)
+    sim.remove_object(file, 0)
+    with pytest.raises(ProviderRejectedError) as err:
+        provider.result(job_id)
+    assert err.value.code == "file_missing"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "manifest",
+    [b"<html>not json", b'{"files": []}', b'{"entries": [{"path": "x"}]}', b'{"entries": [{"url": "ftp://x/y"}]}'],
+)
+def test_a_malformed_manifest_is_its_own_failure(make: Callable, backend: str, manifest: bytes) -> None:
+    sim, provider, job_id = _exported(make, backend=backend)
+    (file,) = list(sim._files)
+    sim.replace_manifest(file, manifest)
+    with pytest.raises(ProviderRejectedError) as err:
+        provider.result(job_id)
+    assert err.value.code == "manifest_malformed"
+
+
+def test_an_empty_export_is_the_header_alone(make: Callable) -> None:
+    _, provider, job_id = _exported(make, {**USERS, "limit": 0}, backend="gcp")
+    data = b"".join(provider.result(job_id).chunks())
+    assert gzip.decompress(data) == b'"id","name","email"\n'
+
+
+def test_big_table_streams_in_many_slices_with_an_exact_row_count(make: Callable) -> None:
+    sim, provider = make(polls_to_complete=1, slice_rows=4_000)
+    sim.add_table("in.c-main.big", ["id", "value"], [[i, f"v{i}"] for i in range(20_000)])
+    job_id = provider.start({"tableId": "in.c-main.big"}, "k").provider_job_id
+    _finish(provider, job_id)
+    result = provider.result(job_id)
+    (file,) = list(sim._files)
+    assert len(sim.file_objects(file)) == 5
+    largest = 0
+    lines = 0
+    reader = zlib.decompressobj(wbits=47)
+    for chunk in result.chunks():
+        largest = max(largest, len(chunk))
+        lines += reader.decompress(chunk).count(b"\n")
+        while reader.eof and reader.unused_data:
+            rest, reader = reader.unused_data, zlib.decompressobj(wbits=47)
+            lines += reader.decompress(rest).count(b"\n")
+    assert lines == 20_001 and largest <= 256 * 1024  # streamed in bounded chunks

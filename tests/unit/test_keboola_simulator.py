@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import urllib3
@@ -159,8 +160,8 @@ def test_job_moves_waiting_processing_success_by_poll_count(make_sim: Callable) 
     assert seen[4] == done  # terminal jobs do not change any more
 
 
-def test_finished_export_file_detail_and_download(make_sim: Callable) -> None:
-    sim, client = make_sim()
+def test_unsliced_export_file_detail_and_download(make_sim: Callable) -> None:
+    sim, client = make_sim(sliced=False)
     job = client.poll_until_done(client.export()["id"])
     detail = client.file(job["results"]["file"]["id"])
     assert detail["id"] == job["results"]["file"]["id"]
@@ -170,15 +171,14 @@ def test_finished_export_file_detail_and_download(make_sim: Callable) -> None:
     status, _, resp = client.request("GET", detail["url"], headers={})  # the signed URL needs no token
     assert status == 200 and resp.headers["Content-Type"] == "application/gzip"
     assert len(resp.data) == detail["sizeBytes"] == job["metrics"]["outBytes"]
-    rows = _csv_rows(resp.data)
-    assert rows[0] == ["id", "name", "email"]
-    assert len(rows) == 51 and [r[0] for r in rows[1:]] == [str(i) for i in range(1, 51)]
-    assert any("," in r[1] and '"' in r[1] for r in rows[1:])  # quoting survives the round trip
-    assert gzip.decompress(resp.data).startswith(b'"id","name","email"\n"1",')
+    rows = _csv_rows(resp.data)  # headerless, as Keboola's exports are (kbcstorage export_to_file)
+    assert len(rows) == 50 and [r[0] for r in rows] == [str(i) for i in range(1, 51)]
+    assert any("," in r[1] and '"' in r[1] for r in rows)  # quoting survives the round trip
+    assert gzip.decompress(resp.data).startswith(b'"1","Ada Dijkstra",')
 
 
 def test_columns_limit_format_from_form_or_json(make_sim: Callable) -> None:
-    _, client = make_sim(polls_to_complete=1)
+    _, client = make_sim(polls_to_complete=1, sliced=False)
     form = client.export(form="columns%5B%5D=id&columns%5B%5D=email&limit=3&format=raw")
     hdrs = {**TOKEN, "Content-Type": "application/json"}
     status, as_json, _ = client.request(
@@ -199,7 +199,6 @@ def test_columns_limit_format_from_form_or_json(make_sim: Callable) -> None:
         url = client.file(done["results"]["file"]["id"])["url"]
         data = gzip.decompress(client.request("GET", url, headers={})[2].data)
         assert data.decode().splitlines() == [
-            "id,email",
             "1,ada.dijkstra1@example.com",
             "2,grace.allen2@example.com",
             "3,alan.ritchie3@example.com",
@@ -207,7 +206,7 @@ def test_columns_limit_format_from_form_or_json(make_sim: Callable) -> None:
 
 
 def test_gzip_0_gives_a_plain_csv_and_where_filters(make_sim: Callable) -> None:
-    _, client = make_sim(polls_to_complete=1)
+    _, client = make_sim(polls_to_complete=1, sliced=False)
     job = client.export(form="gzip=0&whereColumn=id&whereValues%5B%5D=2&whereValues%5B%5D=5&columns=id")
     assert job["metrics"]["outCompressed"] is False
     done = client.poll_until_done(job["id"])
@@ -215,7 +214,7 @@ def test_gzip_0_gives_a_plain_csv_and_where_filters(make_sim: Callable) -> None:
     assert detail["name"] == f"{DEMO_TABLE}.csv"
     _, _, resp = client.request("GET", detail["url"], headers={})
     assert resp.headers["Content-Type"] == "text/csv"
-    assert resp.data == b'"id"\n"2"\n"5"\n'
+    assert resp.data == b'"2"\n"5"\n'
 
 
 def test_wall_clock_mode_follows_the_clock(make_sim: Callable) -> None:
@@ -477,8 +476,11 @@ def test_table_detail_and_add_table(make_sim: Callable) -> None:
     assert table["bucket"] == {"id": "in.c-main", "name": "c-main", "stage": "in"}
     sim.add_table("out.c-report.big", ["n"], [[i] for i in range(1000)])
     done = client.poll_until_done(client.export("out.c-report.big")["id"])
-    data = client.request("GET", client.file(done["results"]["file"]["id"])["url"], headers={})[2].data
-    assert len(_csv_rows(data)) == 1001
+    status, table, _ = client.request("GET", "/v2/storage/tables/out.c-report.big")
+    assert (table["name"], table["columns"], table["rowsCount"]) == ("big", ["n"], 1000)
+    file_id = done["results"]["file"]["id"]
+    rows = [row for bucket, key in sim.file_objects(file_id) for row in _csv_rows(sim.storage.get("aws", bucket, key))]
+    assert [int(row[0]) for row in rows] == list(range(1000))
     with pytest.raises(ValueError):
         sim.add_table("no-dots", ["a"], [])
 
@@ -510,6 +512,9 @@ def test_stats_snapshot_and_stop(make_sim: Callable) -> None:
         "throttled": 0,
         "maintenance": 0,
         "faults": 0,
+        "object_gets": 0,
+        "refused": 0,
+        "missing": 0,
     }
     stats["export_posts"] = 99
     assert sim.stats["export_posts"] == 1
@@ -546,3 +551,132 @@ def test_serve_prints_url_and_stops_on_ctrl_c() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --------------------------------------------------------------------------- files as Keboola stores them
+
+
+def _detail(sim: KeboolaSimulator, file_id: int, *, federation: bool = True) -> dict[str, Any]:
+    query = "?federationToken=1" if federation else ""
+    answer = urllib3.PoolManager(retries=False).request(
+        "GET", f"{sim.base_url}/v2/storage/files/{file_id}{query}", headers=TOKEN
+    )
+    assert answer.status == 200
+    return answer.json()
+
+
+@pytest.mark.parametrize(
+    ("backend", "path", "credentials", "scheme"),
+    [
+        ("aws", "s3Path", {"AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"}, "s3://kbc-sapi-files/"),
+        ("azure", "absPath", {"SASConnectionString", "expiration"}, "azure://kbcsimfiles.blob.core.windows.net/"),
+        ("gcp", "gcsPath", {"access_token", "expires_in", "token_type", "projectId"}, "gs://kbc-sapi-files-gcp/"),
+    ],
+)
+def test_exports_are_sliced_and_headerless_with_a_detail_per_backend(
+    make_sim: Callable, backend: str, path: str, credentials: set[str], scheme: str
+) -> None:
+    """kbcstorage ``Files.download`` / DESIGN.md: provider, the path and the credentials of each backend."""
+    sim, client = make_sim(polls_to_complete=1, backend=backend)
+    file_id = client.poll_until_done(client.export()["id"])["results"]["file"]["id"]
+    plain = _detail(sim, file_id, federation=False)
+    assert plain["isSliced"] is True and plain["provider"] == backend and path in plain
+    assert not {"credentials", "absCredentials", "gcsCredentials"} & set(plain)  # only with federationToken
+    detail = _detail(sim, file_id)
+    creds_field = {"aws": "credentials", "azure": "absCredentials", "gcp": "gcsCredentials"}[backend]
+    assert set(detail[creds_field]) == credentials
+    manifest = json.loads(client.request("GET", detail["url"], headers={})[2].data)
+    urls = [entry["url"] for entry in manifest["entries"]]
+    assert len(urls) == 3 and all(url.startswith(scheme) for url in urls)  # at least two slices for the demo
+    rows = [
+        row for bucket, key in sim.file_objects(file_id) for row in _csv_rows(sim.storage.get(backend, bucket, key))
+    ]
+    assert [row[0] for row in rows] == [str(i) for i in range(1, 51)]  # headerless slices, every row once
+    if backend == "azure":
+        settings = dict(part.split("=", 1) for part in detail["absCredentials"]["SASConnectionString"].split(";"))
+        assert settings["BlobEndpoint"] == f"{sim.base_url}/kbcsimfiles"
+        assert "sig=" in settings["SharedAccessSignature"] and "se=" in settings["SharedAccessSignature"]
+
+
+def test_s3_endpoint_checks_the_federation_credentials_as_s3_does() -> None:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    clock = Clock()
+    config = KeboolaSimulatorConfig(polls_to_complete=1, credentials_ttl_seconds=60, clock=clock)
+    with KeboolaSimulator(config, s3_port=0) as sim:
+        client = Client(sim.base_url, urllib3.PoolManager(retries=False))
+        file_id = client.poll_until_done(client.export()["id"])["results"]["file"]["id"]
+        detail = _detail(sim, file_id)
+        creds = detail["credentials"]
+        bucket, key = sim.file_objects(file_id)[0]
+
+        def s3(**overrides: str) -> Any:
+            keys = {
+                "aws_access_key_id": creds["AccessKeyId"],
+                "aws_secret_access_key": creds["SecretAccessKey"],
+                "aws_session_token": creds["SessionToken"],
+                **overrides,
+            }
+            return boto3.client("s3", endpoint_url=sim.s3_base_url, region_name="us-east-1", **keys)
+
+        def refused(client: Any, key: str = key) -> tuple[int, str]:
+            with pytest.raises(ClientError) as err:
+                client.get_object(Bucket=bucket, Key=key)
+            return err.value.response["ResponseMetadata"]["HTTPStatusCode"], err.value.response["Error"]["Code"]
+
+        body = s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert gzip.decompress(body).startswith(b'"1","Ada Dijkstra"')
+        assert s3().get_object(Bucket=bucket, Key=key, Range="bytes=0-1")["Body"].read() == b"\x1f\x8b"
+        assert s3().head_object(Bucket=bucket, Key=key)["ContentLength"] == len(body)
+        assert refused(s3(), key + "-nope") == (404, "NoSuchKey")
+        assert refused(s3(aws_secret_access_key="wrong")) == (403, "SignatureDoesNotMatch")
+        assert refused(s3(aws_access_key_id="ASIAUNKNOWN")) == (403, "InvalidAccessKeyId")
+        assert refused(s3(aws_session_token="other")) == (403, "InvalidToken")
+        clock.now += 61
+        assert refused(s3()) == (400, "ExpiredToken")
+        fresh = _detail(sim, file_id)["credentials"]
+        assert (
+            boto3.client(
+                "s3",
+                endpoint_url=sim.s3_base_url,
+                region_name="us-east-1",
+                aws_access_key_id=fresh["AccessKeyId"],
+                aws_secret_access_key=fresh["SecretAccessKey"],
+                aws_session_token=fresh["SessionToken"],
+            )
+            .get_object(Bucket=bucket, Key=key)["Body"]
+            .read()
+            == body
+        )
+        assert sim.stats["refused"] == 4 and sim.stats["missing"] == 1
+
+
+def test_blob_and_gcs_endpoints_check_sas_and_token(make_sim: Callable) -> None:
+    clock = Clock()
+    http = urllib3.PoolManager(retries=False)
+    for backend in ("azure", "gcp"):
+        sim, client = make_sim(polls_to_complete=1, backend=backend, credentials_ttl_seconds=60, clock=clock)
+        file_id = client.poll_until_done(client.export()["id"])["results"]["file"]["id"]
+        detail = _detail(sim, file_id)
+        bucket, key = sim.file_objects(file_id)[0]
+        if backend == "azure":
+            settings = dict(part.split("=", 1) for part in detail["absCredentials"]["SASConnectionString"].split(";"))
+            url = f"{settings['BlobEndpoint']}/{bucket}/{key}?{settings['SharedAccessSignature']}"
+            headers: dict[str, str] = {}
+            tampered = (url.replace("sp=rl", "sp=rwl"), headers)
+            refused_status, missing_code = 403, b"BlobNotFound"
+        else:
+            url = f"{sim.base_url}/storage/v1/b/{bucket}/o/{quote(key, safe='')}?alt=media"
+            headers = {"Authorization": f"Bearer {detail['gcsCredentials']['access_token']}"}
+            tampered = (url, {"Authorization": "Bearer ya29.someone-else"})
+            refused_status, missing_code = 401, b"No such object"
+        ok = http.request("GET", url, headers=headers)
+        assert ok.status == 200 and gzip.decompress(ok.data).startswith(b'"1",')
+        assert http.request("GET", tampered[0], headers=tampered[1]).status == refused_status
+        missing = http.request(
+            "GET", url.replace(quote(key, safe="") if backend == "gcp" else key, "nope"), headers=headers
+        )
+        assert missing.status == 404 and missing_code in missing.data
+        clock.now += 61
+        assert http.request("GET", url, headers=headers).status == refused_status  # expired

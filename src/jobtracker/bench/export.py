@@ -40,7 +40,10 @@ def measure(ndjson: Path, rows: int, *, repeat: int = 2) -> dict[str, Any]:
     from tracker.providers.base import Submitted
     from tracker.providers.fullstory.batch import USERS_PATH, FullStoryBatchProvider
 
-    sim = FullStorySimulator(SimulatorConfig(page_size=PAGE_SIZE, polls_to_complete=1, in_progress_limit=10_000))
+    # All batches are sent before any is polled: the org caps (FullStory's, which the simulator keeps) are not
+    # what this measures.
+    caps = {"in_progress_limit": 10_000, "operations_limit": 10**9}
+    sim = FullStorySimulator(SimulatorConfig(page_size=PAGE_SIZE, polls_to_complete=1, **caps))
     with sim:
         provider = FullStoryBatchProvider(path=USERS_PATH, api_key="bench", base_url=sim.base_url)
         job_ids = []

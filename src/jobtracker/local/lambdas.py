@@ -26,6 +26,8 @@ from urllib.parse import unquote
 from botocore.awsrequest import AWSResponse
 from botocore.response import StreamingBody
 
+from jobtracker.local.callers import Caller, acting_as
+
 
 @dataclass
 class FunctionSpec:
@@ -67,6 +69,7 @@ class InvocationRecord:
 @dataclass
 class LambdaRuntime:
     functions: dict[str, FunctionSpec]
+    scope: str = ""  # the stack run these functions belong to (the caller of their AWS calls)
     _modules: dict[str, ModuleType] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     invocations: list[InvocationRecord] = field(default_factory=list)
@@ -101,7 +104,9 @@ class LambdaRuntime:
         try:
             if self.before_invoke:
                 self.before_invoke(spec.logical_id, event)
-            return self.handler(spec)(event, LambdaContext(spec))
+            handler = self.handler(spec)
+            with acting_as(Caller(self.scope, spec.logical_id)):
+                return handler(event, LambdaContext(spec))
         except Exception as exc:
             error_type = type(exc).__name__
             raise

@@ -9,17 +9,19 @@ running the real ASL), the real handlers in process, built from template.yaml.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import boto3
 
+from jobtracker.local.callers import Caller, acting_as, current_caller
 from jobtracker.local.lambdas import FunctionSpec, LambdaRuntime
 from jobtracker.local.template import Resolver, function_environment, load_template, substitute_definition
 
@@ -27,6 +29,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 LOCAL_API_KEY = "offline-demo-key"
+LOCAL_KEBOOLA_TOKEN = "offline-demo-token"
 # Settings the offline stack gives its functions in place of the template's, and why: its simulators
 # listen on 127.0.0.1 over plain HTTP, which a deployed stack never allows (template.yaml fixes it to false).
 OFFLINE_ENVIRONMENT = {"HTTP_JOB_PLAIN_HTTP_LOOPBACK": "true"}
@@ -41,7 +44,14 @@ NOT_EMULATED = {
     "AWS::Logs::LogGroup": "handlers log to the local process",
     "AWS::CloudWatch::Alarm": "no CloudWatch metrics offline",
     "AWS::KMS::Key": "moto's SNS does not encrypt; the key only matters to CloudWatch in AWS",
+    "AWS::IAM::Role": "moto enforces no IAM; jobtracker.local.iam checks calls against the rendered roles",
+    "AWS::ApiGateway::Account": "an API Gateway account setting (logs role); the offline API logs locally",
 }
+
+# Called with each stack once its resources exist, before anything runs (jobtracker.local.iam watches
+# stacks this way to check their calls against their roles).
+STARTED: list[Callable[[OfflineStack], None]] = []
+_RUNS = itertools.count(1)
 
 
 class OfflineStack:
@@ -51,13 +61,18 @@ class OfflineStack:
         parameters: dict[str, Any] | None = None,
         stack_name: str = "jobtracker-local",
         api_key: str = LOCAL_API_KEY,
+        secrets: Mapping[str, str] | None = None,
         root: Path = REPO_ROOT,
         pump_sqs: bool = True,
         retry_time_scale: float = 1.0,
     ) -> None:
         self.root = root
         self.stack_name = stack_name
+        self.scope = f"{stack_name}#{next(_RUNS)}"  # this run of the stack; names repeat from run to run
         self.api_key = api_key
+        # What each secret the stack creates holds, by the template parameter it stands in for (e.g.
+        # KeboolaTokenSecretArn); a secret not named here holds api_key.
+        self.secrets = dict(secrets or {})
         self.template = load_template(root / "template.yaml")
         self._parameter_overrides = {k: str(v) for k, v in (parameters or {}).items()}
         self.physical: dict[str, dict[str, Any]] = {}
@@ -110,7 +125,9 @@ class OfflineStack:
             self._ensure(logical_id)
         self._tap_topic()
         self._configure_runtime()
-        self.lambdas = LambdaRuntime(self.functions)
+        self.lambdas = LambdaRuntime(self.functions, scope=self.scope)
+        for listener in STARTED:
+            listener(self)
         boto3.DEFAULT_SESSION.events.register("before-call.lambda.Invoke", self.lambdas.on_lambda_invoke)
         if self._pump_sqs:
             for spec in self.functions.values():
@@ -352,9 +369,19 @@ class OfflineStack:
         return {"Ref": arn, "TopicName": name, "TopicArn": arn}
 
     def _build_AWS_SecretsManager_Secret(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:
-        # Offline the stack fills the secret itself with the key the local simulator expects.
-        arn = self.client("secretsmanager").create_secret(Name=name, SecretString=self.api_key)["ARN"]
+        # Offline the stack fills the secret itself with the credential the endpoint it talks to expects.
+        value = self.secrets.get(self._secret_parameter(logical_id) or "", self.api_key)
+        arn = self.client("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
         return {"Ref": arn, "Id": arn}
+
+    def _secret_parameter(self, logical_id: str) -> str | None:
+        """The parameter a created secret stands in for: the template creates it under a condition
+        ``!Equals [!Ref <parameter>, ""]`` (the secret ARN parameter left empty)."""
+        condition = self.template["Resources"][logical_id].get("Condition")
+        test = self.template.get("Conditions", {}).get(condition, {}).get("Fn::Equals") if condition else None
+        if isinstance(test, list) and len(test) == 2 and test[1] == "" and isinstance(test[0], dict):
+            return test[0].get("Ref")
+        return None
 
     def _build_AWS_Serverless_Function(self, logical_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:
         arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
@@ -413,6 +440,7 @@ class OfflineStack:
         from tracker import wiring
 
         parameters.clear_caches()
+        _per_function_parameter_caches()
         wiring.reset()
         # Handler modules share one Powertools Logger per process; in Lambda each container reads
         # POWERTOOLS_LOG_LEVEL when it starts, so apply this stack's level to the shared logger.
@@ -436,11 +464,14 @@ class OfflineStack:
         queue_name = queue_arn.rsplit(":", 1)[1]
         queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
         assert self.lambdas is not None
+        # Lambda polls and deletes with the function's own role; the rest here is emulation.
+        as_function = Caller(self.scope, spec.logical_id)
         while not self._stop.is_set():
             try:
-                received = sqs.receive_message(
-                    QueueUrl=queue_url, MaxNumberOfMessages=1, AttributeNames=["All"], WaitTimeSeconds=0
-                ).get("Messages", [])
+                with acting_as(as_function):
+                    received = sqs.receive_message(
+                        QueueUrl=queue_url, MaxNumberOfMessages=1, AttributeNames=["All"], WaitTimeSeconds=0
+                    ).get("Messages", [])
             except Exception as exc:  # the mock may be stopping
                 if not self._stop.is_set():
                     self.pump_errors.append(f"receive failed: {exc!r}")
@@ -464,7 +495,8 @@ class OfflineStack:
                         QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=1
                     )
                 else:
-                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                    with acting_as(as_function):
+                        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def _sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
@@ -479,6 +511,32 @@ def _sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
         "eventSourceARN": queue_arn,
         "awsRegion": REGION,
     }
+
+
+def _per_function_parameter_caches() -> None:
+    """In AWS each function caches the secrets it reads (Powertools Parameters) in its own execution
+    environment; here all functions share one process, so one function's cached secret would spare
+    another its own read, and that read's permission would never be exercised. One secrets provider
+    per calling function (the provider Powertools' get_secret uses) keeps the caches apart."""
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+
+    DEFAULT_PROVIDERS["secrets"] = _PerCaller(SecretsProvider)
+
+
+class _PerCaller:
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._instances: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        caller = current_caller()
+        with self._lock:
+            instance = self._instances.get(caller)
+            if instance is None:
+                instance = self._instances[caller] = self._make()
+        return getattr(instance, name)
 
 
 def _atomic_dynamodb_writes() -> Callable[[], None]:

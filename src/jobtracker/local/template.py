@@ -78,6 +78,10 @@ class Resolver:
         for name, spec in declared.items():
             if name in overrides:
                 values[name] = str(overrides[name])
+                pattern = spec.get("AllowedPattern")
+                if pattern is not None and re.fullmatch(pattern, values[name]) is None:
+                    # CloudFormation refuses such a value at deploy time; so does the offline stack.
+                    raise ValueError(f"parameter {name}: {values[name]!r} does not match its AllowedPattern {pattern}")
             elif "Default" in spec:
                 values[name] = str(spec["Default"])
             else:

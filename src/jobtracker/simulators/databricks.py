@@ -364,7 +364,7 @@ def _json(status: int, value: Any, headers: dict[str, str] | None = None) -> Ans
 def serve(
     config: DatabricksConfig,
     host: str = "127.0.0.1",
-    port: int = 8902,
+    port: int = 8904,
     *,
     tls: bool = False,
     tls_dir: Path | None = None,

@@ -309,7 +309,7 @@ def _duration(start: float, end: float) -> str:
 def serve(
     config: DbtCloudConfig,
     host: str = "127.0.0.1",
-    port: int = 8903,
+    port: int = 8905,
     *,
     tls: bool = False,
     tls_dir: Path | None = None,

@@ -25,6 +25,18 @@ the docs' example. With ``results_shape="downloadUrl"`` a completed operation ca
 ``results.downloadUrl`` instead of the official ``results.searchExportId`` (a fresh URL on every GET).
 Counters for this workflow are in :attr:`FullStorySimulator.operation_stats` (``stats`` keeps its keys).
 
+Org caps, as FullStory documents them ("Special Batch Rate Limits" on developer.fullstory.com
+/server/v2/users/create-batch-user-import-job and /server/v2/events/create-batch-events-import-job): "The
+limit for in-progress batches per Fullstory org is 100. After 100 in-progress batches, future batch
+requests will be accepted, but will not start until some complete. Once there are 200 in-progress
+batches or 500,000 individual operations, the API will return 429 rate limit errors until some complete,
+regardless of request frequency." So up to ``running_limit`` batches run; later ones are accepted and
+queued (status PROCESSING, they do not advance) and start in arrival order as running ones finish; a new
+batch gets 429 with ``Retry-After`` once ``in_progress_limit`` batches (queued + running) or
+``operations_limit`` requests (the rows of those batches) are in progress. The simulator is one org:
+the counts cover every key and client. "Once there are" is read literally: the check counts what is in
+progress before the new batch, so one batch may take the operations past the cap.
+
 Serving, faults (``--fault``, see :mod:`jobtracker.simulators.faults`) and ``--tls`` are shared with the other
 simulators (:mod:`jobtracker.simulators.server`); this module is FullStory's API only.
 """
@@ -44,6 +56,7 @@ import re
 import secrets
 import string
 import time
+from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -87,8 +100,13 @@ class SimulatorConfig:
     polls_to_complete: int | None = 2  # the N-th status GET is the first to see the terminal state
     processing_seconds: float = 0.0  # used when polls_to_complete is None: wall-clock time to terminal
     page_size: int = 1000  # results per /imports or /errors page
-    in_progress_limit: int = 200  # at/over this many PROCESSING jobs, batch POSTs get 429
+    # Org caps (module docstring): batches processed at once; more are accepted and queued, still PROCESSING.
+    running_limit: int = 100
+    in_progress_limit: int = 200  # once this many batches are in progress (queued + running), batch POSTs get 429
+    operations_limit: int = 500_000  # once in-progress batches hold this many requests, batch POSTs get 429
     retry_after_seconds: int = 1  # Retry-After header value on 429
+    # Keys of the org that lack the permission these calls need: 403 forbidden (documented on every route).
+    forbidden_keys: tuple[str, ...] = ()
     throttle_first_submits: int = 0  # answer 429 to the first N batch POSTs (test hook)
     faults: tuple[Fault, ...] = ()  # injected failures, see Fault and parse_fault
     fault_seed: int | None = None  # seed of the fault dice, for repeatable runs
@@ -117,7 +135,10 @@ class _Job:
     errors: list[dict[str, Any]]
     status: str = "PROCESSING"
     finished: datetime | None = None
-    polls: int = 0
+    polls: int = 0  # status GETs since it started running (a queued job's polls do not move it on)
+    rows: int = 0  # requests in the batch: the org's operations in progress while it is
+    started: datetime | None = None  # None while queued behind the org's running batches
+    started_mono: float = 0.0
 
 
 @dataclass
@@ -277,11 +298,23 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
     ):
         super().__init__(config or SimulatorConfig(), host, port, tls=tls, tls_dir=tls_dir)
         self._jobs: dict[str, _Job] = {}
-        self._processing: set[str] = set()
+        self._processing: set[str] = set()  # in progress: queued or running
+        self._running: set[str] = set()
+        self._queued: deque[str] = deque()  # accepted beyond running_limit, oldest first
+        self._operations_in_progress = 0
         self._idempotency: dict[tuple[str, str], _IdempotencyRecord] = {}
         self._property_types: dict[str, str] = {}  # org-wide user property name -> JSON type
         self._user_ids: dict[str, str] = {}  # uid -> FullStory user id (upsert by uid)
-        self._stats.update(batch_posts=0, replayed_posts=0, status_gets=0, page_gets=0, max_in_progress=0)
+        self._stats.update(
+            batch_posts=0,
+            replayed_posts=0,
+            status_gets=0,
+            page_gets=0,
+            max_in_progress=0,
+            max_running=0,
+            max_queued=0,
+            max_operations_in_progress=0,
+        )
         self._submits_seen = 0
         self._operations: dict[str, _Operation] = {}
         self._search_exports: dict[str, str] = {}  # searchExportId -> operation id
@@ -313,9 +346,12 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
                         "id": job.id,
                         "kind": job.kind,
                         "status": job.status,
+                        "queued": job.status == "PROCESSING" and job.started is None,
+                        "rows": job.rows,
                         "imports": len(job.imports),
                         "errors": len(job.errors),
                         "created": _iso(job.created),
+                        "started": _iso(job.started) if job.started else None,
                         "finished": _iso(job.finished) if job.finished else None,
                     }
                 )
@@ -379,18 +415,21 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
         if answer is not None:
             return answer
         match = _ROUTE.match(parts.path)
-        if not match or (match["version"] == "v2beta" and match["kind"] != "events"):
+        if not match:  # v2beta serves users and events alike (both Swagger specs list /v2beta/.../batch)
             raise ApiError(404, "resource_not_found", f"No such resource: {parts.path}")
         allowed = "POST" if match["job"] is None else "GET"
         if method != allowed:
             raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {parts.path}", {"Allow": allowed})
         self._authenticate(headers.get("Authorization"))
+        self._authorize(headers.get("Authorization"))
         kind = match["kind"]
         if match["job"] is None:
             return self._create_batch(kind, headers.get("Idempotency-Key"), body)
         query = parse_qs(parts.query, keep_blank_values=True)
         if match["listing"] is None:
             return self._get_status(kind, match["job"])
+        if match["listing"] == "imports":
+            _query_bool(query, "include_schema")
         return self._get_page(kind, match["job"], match["listing"], query.get("page_token", [""])[-1])
 
     def _authenticate(self, header: str | None) -> None:
@@ -404,6 +443,12 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
         expected = self.config.api_key
         if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
             raise ApiError(401, "unauthorized", "access is unauthorized: invalid API key")
+
+    def _authorize(self, header: str | None) -> None:
+        """After authentication: a key in ``forbidden_keys`` lacks the permission (the specs' 403 example)."""
+        key = (header or "").strip().split(" ", 1)[-1].strip()
+        if key in self.config.forbidden_keys:
+            raise ApiError(403, "forbidden", "insufficient permissions")
 
     def _throttle(self, reason: str) -> ApiError:
         self._stats["throttled"] += 1
@@ -430,18 +475,27 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
                         )
                     self._stats["replayed_posts"] += 1
                     return 200, record.response, {}
-            self._sweep_finished()
-            if len(self._processing) >= self.config.in_progress_limit:
-                raise self._throttle(
-                    f"Too many batch jobs in progress ({len(self._processing)}); "
-                    f"limit is {self.config.in_progress_limit}"
-                )
+            self._check_org_caps()
             job = self._new_job(kind, payload)
             response = _dumps({"job": {"id": job.id, "status": "PROCESSING", "created": _iso(job.created)}})
             if idem_key:
                 self._idempotency[(kind, idem_key)] = _IdempotencyRecord(body_hash, response, time.monotonic())
             self._stats["batch_posts"] += 1
             return 200, response, {}
+
+    def _check_org_caps(self) -> None:
+        """429 once the org has ``in_progress_limit`` batches or ``operations_limit`` operations in progress
+        (module docstring: FullStory's "Special Batch Rate Limits"), whichever key or client sent them."""
+        self._sweep_finished()
+        if len(self._processing) >= self.config.in_progress_limit:
+            raise self._throttle(
+                f"Too many batch jobs in progress ({len(self._processing)}); limit is {self.config.in_progress_limit}"
+            )
+        if self._operations_in_progress >= self.config.operations_limit:
+            raise self._throttle(
+                f"Too many operations in progress ({self._operations_in_progress}); "
+                f"limit is {self.config.operations_limit}"
+            )
 
     def _new_job(self, kind: str, payload: dict[str, Any]) -> _Job:
         imports: list[dict[str, Any]] = []
@@ -458,14 +512,28 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
                 error["shared"] = shared
             errors.append(error)
         job_id = self._unique_id()
-        now = datetime.now(UTC)
-        job = _Job(job_id, kind, now, time.monotonic(), imports, errors)
+        now, now_mono = datetime.now(UTC), time.monotonic()
+        job = _Job(job_id, kind, now, now_mono, imports, errors, rows=len(payload["requests"]))
         self._jobs[job_id] = job
         self._processing.add(job_id)
-        self._stats["max_in_progress"] = max(self._stats["max_in_progress"], len(self._processing))
-        if self.config.polls_to_complete is not None and self.config.polls_to_complete <= 0:
-            self._finish(job, now)
+        self._operations_in_progress += job.rows
+        self._queued.append(job_id)
+        self._start_queued(now, now_mono)
+        stats = self._stats
+        stats["max_in_progress"] = max(stats["max_in_progress"], len(self._processing))
+        stats["max_queued"] = max(stats["max_queued"], len(self._queued))
+        stats["max_operations_in_progress"] = max(stats["max_operations_in_progress"], self._operations_in_progress)
         return job
+
+    def _start_queued(self, when: datetime, when_mono: float) -> None:
+        """Start queued batches, oldest first, while the org runs fewer than ``running_limit``."""
+        while self._queued and len(self._running) < max(1, self.config.running_limit):
+            job = self._jobs[self._queued.popleft()]
+            job.started, job.started_mono = when, when_mono
+            self._running.add(job.id)
+            self._stats["max_running"] = max(self._stats["max_running"], len(self._running))
+            if self.config.polls_to_complete is not None and self.config.polls_to_complete <= 0:
+                self._finish(job, when, when_mono)
 
     def _decide_user(self, row: dict[str, Any]) -> tuple[str, str] | None:
         """Outcome of one user row: None when imported, else (code, message).
@@ -537,13 +605,13 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
         with self._lock:
             self._stats["status_gets"] += 1
             job = self._job(kind, job_id)
-            job.polls += 1
+            self._maybe_finish_by_time(job)
+            if job.started is not None:  # a queued batch does not move on: it waits for a running slot
+                job.polls += 1
             limit = self.config.polls_to_complete
-            if job.status == "PROCESSING" and not self.has_fault("stuck"):
-                if limit is not None and job.polls >= limit:
-                    self._finish(job, datetime.now(UTC))
-                else:
-                    self._maybe_finish_by_time(job)
+            running = job.status == "PROCESSING" and job.started is not None and not self.has_fault("stuck")
+            if running and limit is not None and job.polls >= limit:
+                self._finish(job, datetime.now(UTC))
             done = job.status != "PROCESSING"
             meta: dict[str, Any] = {"id": job.id, "status": job.status, "created": _iso(job.created)}
             if job.finished is not None:
@@ -580,21 +648,33 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
             raise ApiError(404, "resource_not_found", f"Batch {kind} import job {job_id!r} does not exist")
         return job
 
-    def _finish(self, job: _Job, when: datetime) -> None:
+    def _finish(self, job: _Job, when: datetime, when_mono: float | None = None) -> None:
+        """The batch is done: its slot and operations are free, and the oldest queued batch starts then."""
         job.status = "FAILED" if job.errors else "COMPLETED"
         job.finished = when
         self._processing.discard(job.id)
+        self._running.discard(job.id)
+        self._operations_in_progress -= job.rows
+        self._start_queued(when, time.monotonic() if when_mono is None else when_mono)
 
     def _maybe_finish_by_time(self, job: _Job) -> None:
-        """Wall-clock mode: a job is terminal once ``processing_seconds`` have passed."""
-        if job.status != "PROCESSING" or self.config.polls_to_complete is not None or self.has_fault("stuck"):
-            return
-        if time.monotonic() - job.created_mono >= self.config.processing_seconds:
-            self._finish(job, job.created + timedelta(seconds=self.config.processing_seconds))
+        """Wall-clock mode: a batch is terminal ``processing_seconds`` after it started running."""
+        if job.status == "PROCESSING":
+            self._sweep_finished()
 
     def _sweep_finished(self) -> None:
-        for job_id in list(self._processing):
-            self._maybe_finish_by_time(self._jobs[job_id])
+        """Wall-clock mode: finish every running batch whose time is up, earliest first, each freeing its slot
+        for the next queued batch at the moment it finished (which may be due by now too)."""
+        if self.config.polls_to_complete is not None or self.has_fault("stuck"):
+            return
+        seconds, now = self.config.processing_seconds, time.monotonic()
+        while True:
+            due = [job for job in map(self._jobs.__getitem__, self._running) if job.started_mono + seconds <= now]
+            if not due:
+                return
+            job = min(due, key=lambda j: j.started_mono)
+            assert job.started is not None
+            self._finish(job, job.started + timedelta(seconds=seconds), job.started_mono + seconds)
 
     # ------------------------------------------------------------------ segment export / operations
 
@@ -615,6 +695,7 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
             if route is _DOWNLOAD_ROUTE:  # a signed URL: no API key, see _download
                 return self._download(unquote(match["id"]), headers)
             self._authenticate(headers.get("Authorization"))
+            self._authorize(headers.get("Authorization"))
             if route is _EXPORTS_ROUTE:
                 return self._create_export(headers.get("Idempotency-Key"), body)
             base = self.public_base(headers)
@@ -960,6 +1041,15 @@ def _decide_event(row: dict[str, Any], shared: dict[str, Any] | None) -> tuple[s
         problem = _string_field_problem(user, "uid", MAX_UID_LENGTH)
         if problem:
             return "invalid_parameter", f"user.{problem}"
+    session = row.get("session")
+    if isinstance(session, dict):
+        # events.swagger.json, UserIdRequest: "If `session.id` is provided, the `session.id` is enough to identify
+        # a session ... and `user` will not be accepted." SessionIdRequest.use_most_recent: "If set to `true`, a
+        # `user` is required."
+        if session.get("id") and user is not None:
+            return "invalid_parameter", "user is not accepted with session.id: the session identifies the user"
+        if session.get("use_most_recent") is True and user is None:
+            return "invalid_parameter", "session.use_most_recent needs a user"
     props = row.get("properties")
     if props is not None:
         problem = _properties_problem(props)
@@ -994,6 +1084,22 @@ def _parse_batch_body(kind: str, body: bytes) -> dict[str, Any]:
     if kind == "events" and shared is not None and not isinstance(shared, dict):
         raise ApiError(400, "invalid_argument", "shared must be an object")
     return payload
+
+
+# Go's strconv.ParseBool, which parses bool query parameters behind FullStory's protobuf-generated API (the
+# specs are generated from protobuf: google.protobuf.NullValue, fullstory.v2.* message names).
+_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True}
+_BOOLS.update({"0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False})
+
+
+def _query_bool(query: dict[str, list[str]], name: str) -> bool | None:
+    """A documented boolean query parameter (e.g. ``include_schema``): absent, a bool, or a 400."""
+    values = query.get(name)
+    if not values:
+        return None
+    if values[-1] not in _BOOLS:
+        raise ApiError(400, "invalid_argument", f"{name} must be true or false, got {values[-1]!r}")
+    return _BOOLS[values[-1]]
 
 
 def _encode_page_token(job_id: str, listing: str, offset: int) -> str:

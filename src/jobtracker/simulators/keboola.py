@@ -18,14 +18,29 @@ offset (a stack writes ``+0100`` without the colon, which the seed's ``format: d
 Routes:
   POST /v2/storage/tables/{tableId}/export-async   form or JSON body: columns, limit, format, gzip,
                                                    whereColumn/whereValues/whereOperator
-  GET  /v2/storage/tables/{tableId}                table detail (what kbcstorage reads before export)
+  GET  /v2/storage/tables/{tableId}                table detail: name, columns, rowsCount (what
+                                                   kbcstorage and the PHP TableExporter read for the header)
   GET  /v2/storage/jobs/{id}                       one poll of a storage job
-  GET  /v2/storage/files/{id}                      file detail with a freshly signed ``url``
+  GET  /v2/storage/files/{id}[?federationToken=1]  file detail with a freshly signed ``url`` and, asked
+                                                   with federationToken, credentials for its file storage
   GET  /v2/storage/tokens/verify                   the token's identity
-  GET  /download/{fileId}?expires=..&signature=..  the file itself (no token: the URL is the credential);
-                                                   403 once expired, as an expired S3 presigned URL
+  GET  /download/{fileId}?expires=..&signature=..  the file itself, or the manifest of a sliced file (no
+                                                   token: the URL is the credential); 403 once expired, as
+                                                   an expired S3 presigned URL
+  GET  /{account}/{container}/{blob}?{SAS}         Azure Blob Storage (keboola_storage.py)
+  GET  [/download]/storage/v1/b/{b}/o/{o}?alt=media  GCS media download (keboola_storage.py)
+  and, on ``s3_port``, an S3-compatible GetObject/HeadObject endpoint (keboola_storage.py).
 
-The demo table ``in.c-main.users`` (id,name,email; 50 rows) exists at start; exports of
+Exports are as Keboola's Snowflake and Redshift backends make them (kbcstorage ``Tables.export_to_file``:
+"the file containing table export is always without headers (it is always sliced on Snowflake and
+Redshift)"): **headerless** and **sliced** -- a manifest ``{"entries": [{"url": ...}]}`` listing slices,
+each a gzip member of its own when gzip is asked for (Snowflake ``COPY INTO <location>`` unloads in
+parallel into files named ``data_0_0_0.csv.gz``, ...). ``sliced=False`` (``--unsliced``) writes one
+headerless file instead. Where the file lies follows ``backend`` (``--backend aws|azure|gcp``): the
+file detail's ``provider``, ``s3Path``/``absPath``/``gcsPath`` and credentials (../shared/DESIGN.md
+"Keboola Storage facts"; kbcstorage ``Files.download``; the PHP client's ``Downloader/*``).
+
+The demo table ``in.c-main.users`` (id,name,email; 50 rows: three slices) exists at start; exports of
 ``in.c-main.broken`` (and of every table with ``fail_exports=True``) end in ``error``.
 
 Faults use the shared grammar (:mod:`jobtracker.simulators.faults`); targets map as ``submit`` =
@@ -52,9 +67,18 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from jobtracker.simulators.faults import FAULT_TARGETS, JOB_FAULTS, REQUEST_FAULTS, Fault, parse_fault
+from jobtracker.simulators.keboola_storage import (
+    ABS_ACCOUNT,
+    GCS_BUCKET,
+    S3_BUCKET,
+    S3_REGION,
+    FileStorage,
+    S3Endpoint,
+)
 from jobtracker.simulators.server import Answer, ApiError, Simulator, run_until_interrupted
 
 __all__ = [
+    "BACKENDS",
     "BROKEN_TABLE",
     "DEMO_TABLE",
     "Fault",
@@ -68,6 +92,7 @@ __all__ = [
 DEMO_TABLE = "in.c-main.users"
 BROKEN_TABLE = "in.c-main.broken"  # exists, but every export of it ends in status "error"
 EXPORT_FORMATS = ("rfc", "escaped", "raw")
+BACKENDS = ("aws", "azure", "gcp")  # the file storage of a stack: S3, Azure Blob Storage, GCS
 TERMINAL = ("success", "error")
 FILE_MAX_AGE_DAYS = 15
 # Fault kinds: the shared ones, plus `maintenance`, a stack's 503 + Retry-After (../shared/DESIGN.md
@@ -97,6 +122,17 @@ class KeboolaSimulatorConfig:
     faults: tuple[Fault, ...] = ()  # injected failures, see parse_keboola_fault
     fault_seed: int | None = None  # seed of the fault dice, for repeatable runs
     clock: Callable[[], float] = time.time  # seconds since the epoch: timestamps, URL expiry, wall-clock mode
+    backend: str = "aws"  # where files lie: aws (S3), azure (Blob Storage) or gcp (GCS)
+    sliced: bool = True  # table exports are sliced, as on Snowflake and Redshift; False: one file
+    slice_rows: int = 25_000  # rows per slice (Snowflake unloads files of a size cap)...
+    min_slices: int = 3  # ...and at least this many (one per unloading thread), some maybe empty
+    credentials_ttl_seconds: float = 3600.0  # lifetime of the file storage credentials of a file detail
+    credentials_uses: int | None = None  # test hook: credentials stop working after this many object reads
+    drop_slices: tuple[int, ...] = ()  # test hook: these slices (0-based) of the next files are never stored
+    manifest_body: bytes | None = None  # test hook: the next sliced files get this manifest instead
+    # Where S3 objects go: None keeps them here, served on s3_port; a function giving a boto3 S3 client puts
+    # them into that S3 (the offline stack's moto, where the tracker's own buckets are: one S3, as in AWS).
+    s3_client: Callable[[], Any] | None = None
 
 
 def parse_keboola_fault(spec: str) -> Fault:
@@ -146,12 +182,18 @@ class _Job:
 class _File:
     id: int
     name: str
-    data: bytes
     created: float
     run_id: str
     creator: _Identity
     table_id: str
     content_type: str
+    backend: str
+    bucket: str  # S3/GCS bucket, Azure container
+    key: str  # the file's key; a sliced file's manifest is key + "manifest"
+    size: int
+    sliced: bool
+    slice_keys: list[str]
+    manifest: bytes = b""
 
 
 def _iso(ts: float) -> str:
@@ -270,9 +312,23 @@ class KeboolaSimulator(Simulator[KeboolaSimulatorConfig]):
         *,
         tls: bool = False,
         tls_dir: Path | None = None,
+        s3_port: int | None = None,
     ):
         super().__init__(config or KeboolaSimulatorConfig(), host, port, tls=tls, tls_dir=tls_dir)
+        if self.config.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.config.backend!r}")
         self._secret = secrets.token_bytes(32)  # signs download URLs
+        self.storage = FileStorage(
+            lambda: self.config.clock(),
+            uses_per_grant=lambda: self.config.credentials_uses,
+            s3_client=self.config.s3_client,
+        )
+        # S3 owns the root path ("/bucket/key"), so it has its own port: the standard AWS_ENDPOINT_URL_S3.
+        self.s3: S3Endpoint | None = (
+            S3Endpoint(self.config, self.storage, host, s3_port, tls=tls, tls_dir=tls_dir)
+            if s3_port is not None
+            else None
+        )
         now = self.config.clock()
         self._tables: dict[str, _Table] = {
             DEMO_TABLE: _Table(["id", "name", "email"], _demo_rows(), now),
@@ -299,6 +355,57 @@ class KeboolaSimulator(Simulator[KeboolaSimulatorConfig]):
                 out.append({"id": job.id, "tableId": job.table_id, "status": job.status, "polls": job.polls})
             return out
 
+    # ------------------------------------------------------------------ lifecycle (with the S3 endpoint)
+
+    def start(self) -> KeboolaSimulator:
+        if self.s3 is not None:
+            self.s3.start()
+        super().start()
+        return self
+
+    def stop(self) -> None:
+        super().stop()
+        if self.s3 is not None:
+            self.s3.stop()
+
+    def serve_forever(self) -> None:
+        if self.s3 is not None:
+            self.s3.start()
+        super().serve_forever()
+
+    @property
+    def s3_base_url(self) -> str:
+        """The S3 endpoint (AWS_ENDPOINT_URL_S3) when started with ``s3_port``."""
+        if self.s3 is None:
+            raise RuntimeError("the simulator was started without s3_port")
+        return self.s3.base_url
+
+    @property
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {**self._stats, **self.storage.stats}
+
+    # ------------------------------------------------------------------ files, for tests of broken ones
+
+    def file_objects(self, file_id: int) -> list[tuple[str, str]]:
+        """(bucket, key) of every slice of a file (the file itself when unsliced), in manifest order."""
+        with self._lock:
+            file = self._files[int(file_id)]
+            return [(file.bucket, key) for key in file.slice_keys]
+
+    def remove_object(self, file_id: int, index: int) -> None:
+        """Delete one slice of a file from its storage (a slice that went missing)."""
+        with self._lock:
+            file = self._files[int(file_id)]
+        self.storage.delete(file.backend, file.bucket, file.slice_keys[index])
+
+    def replace_manifest(self, file_id: int, data: bytes) -> None:
+        """Overwrite a sliced file's manifest (a manifest that does not parse)."""
+        with self._lock:
+            file = self._files[int(file_id)]
+            file.manifest = data
+        self.storage.put(file.backend, file.bucket, file.key + "manifest", data)
+
     def add_table(self, table_id: str, columns: list[str], rows: list[list[Any]]) -> None:
         """Create or replace a table (e.g. a bigger one for a benchmark)."""
         if len(table_id.split(".")) != 3:
@@ -311,8 +418,8 @@ class KeboolaSimulator(Simulator[KeboolaSimulatorConfig]):
     def fault_targets(self, method: str, path: str) -> Collection[str]:
         """The parse_fault targets a request answers to: ``submit``/``export`` = export-async, ``status``/
         ``operation`` = job GET, ``pages`` = file detail and download (``results`` and ``download`` apart)."""
-        if path.startswith("/download/"):
-            return ("pages", "download")
+        if path.startswith(("/download/", "/storage/v1/", f"/{ABS_ACCOUNT}/")):
+            return ("pages", "download")  # the file's bytes: the signed URL, Blob Storage, GCS
         if not path.startswith("/v2/storage/"):
             return ()
         if method == "POST" and path.rstrip("/").endswith("/export-async"):
@@ -331,6 +438,10 @@ class KeboolaSimulator(Simulator[KeboolaSimulatorConfig]):
 
     def handle(self, method: str, raw_path: str, headers: Any, body: bytes, fault: Fault | None = None) -> Answer:
         parts = urlsplit(raw_path)
+        if parts.path.startswith(("/storage/v1/", "/download/storage/v1/")):
+            return self.storage.gcs_answer(method, raw_path, headers)
+        if parts.path.startswith(f"/{ABS_ACCOUNT}/"):
+            return self.storage.blob_answer(method, raw_path, headers)
         if parts.path.startswith("/download/"):
             return self._download(method, parts.path, parts.query)
         if (fault is not None and fault.kind == "maintenance") or self.config.maintenance:
@@ -376,7 +487,8 @@ class KeboolaSimulator(Simulator[KeboolaSimulatorConfig]):
         if route == "job":
             return self._job_detail(rest[0], base)
         if route == "file":
-            return self._file_detail(rest[0], base)
+            federation = _as_bool(_request_params(headers, b"", query).get("federationToken"), default=False)
+            return self._file_detail(rest[0], base, federation=federation)
         return _json(200, {"id": creator.token_id, "description": creator.description, "owner": self._owner()})
 
     def _owner(self) -> dict[str, Any]:
@@ -544,21 +656,65 @@ class KeboolaSimulator(Simulator[KeboolaSimulatorConfig]):
             }
             return
         table = self._tables.get(job.table_id)
-        export = job.params["export"]
-        data = _export_csv(table, export) if table is not None else b""
-        name = f"{job.table_id}.csv"
-        content_type = "text/csv"
-        job.out_bytes_uncompressed = len(data)
-        if job.gzip:
-            data = gzip.compress(data, mtime=0)
-            name += ".gz"
-            content_type = "application/gzip"
-        job.out_bytes = len(data)
-        file = _File(self._next_file_id, name, data, when, job.run_id, job.creator, job.table_id, content_type)
+        rows = _export_rows(table, job.params["export"]) if table is not None else []
+        self._files[self._next_file_id] = file = self._write_file(self._next_file_id, job, rows, when)
         self._next_file_id += 1
-        self._files[file.id] = file
         job.file_id = file.id
         job.status = "success"
+
+    def _write_file(self, file_id: int, job: _Job, rows: list[list[str]], when: float) -> _File:
+        """Unload the rows into file storage, headerless: one object, or slices and their manifest."""
+        cfg = self.config
+        export = job.params["export"]
+        stage, bucket_name, table = ([*job.table_id.split(".", 2), "", ""])[:3]
+        suffix = ".csv.gz" if job.gzip else ".csv"
+        name = f"{job.table_id}{suffix}"
+        key = f"exp-15/{cfg.project_id}/table-exports/{stage}/{bucket_name}/{table}/{file_id}.{name}"
+        container = {"aws": S3_BUCKET, "gcp": GCS_BUCKET, "azure": f"exp-15-files-{cfg.project_id}"}[cfg.backend]
+        if cfg.sliced:
+            count = max(cfg.min_slices, -(-len(rows) // max(1, cfg.slice_rows)))
+            per = -(-len(rows) // count) if rows else 0
+            parts = [rows[i * per : (i + 1) * per] for i in range(count)]
+            slice_keys = [f"{key}_0_0_{i}{suffix}" for i in range(count)]  # Snowflake: data_0_0_0.csv.gz
+        else:
+            parts, slice_keys = [rows], [key]
+        size = uncompressed = 0
+        for part, slice_key in zip(parts, slice_keys, strict=True):
+            data = _csv(part, export.get("format"))
+            uncompressed += len(data)
+            if job.gzip:
+                data = gzip.compress(data, compresslevel=6, mtime=0)
+            size += len(data)
+            if slice_keys.index(slice_key) not in cfg.drop_slices:
+                self.storage.put(cfg.backend, container, slice_key, data)
+        file = _File(
+            file_id,
+            name,
+            when,
+            job.run_id,
+            job.creator,
+            job.table_id,
+            "application/gzip" if job.gzip else "text/csv",
+            cfg.backend,
+            container,
+            key,
+            size,
+            cfg.sliced,
+            slice_keys,
+        )
+        if cfg.sliced:
+            entries = {"entries": [{"url": self._entry_url(file, k)} for k in slice_keys]}
+            file.manifest = cfg.manifest_body if cfg.manifest_body is not None else json.dumps(entries).encode()
+            self.storage.put(cfg.backend, container, key + "manifest", file.manifest)
+        job.out_bytes, job.out_bytes_uncompressed = size, uncompressed
+        return file
+
+    @staticmethod
+    def _entry_url(file: _File, key: str) -> str:
+        """A manifest entry as Keboola writes it per backend (DESIGN.md; the PHP client's AbsUrlParser)."""
+        if file.backend == "azure":
+            return f"azure://{ABS_ACCOUNT}.blob.core.windows.net/{file.bucket}/{key}"
+        return f"{'s3' if file.backend == 'aws' else 'gs'}://{file.bucket}/{key}"
 
     def _job_json(self, job: _Job, base: str) -> dict[str, Any]:
         done = job.status == "success"
@@ -586,8 +742,9 @@ class KeboolaSimulator(Simulator[KeboolaSimulatorConfig]):
             "error": dict(job.error) if job.error else None,
         }
 
-    def _file_detail(self, raw_id: str, base: str) -> Answer:
-        """GET /v2/storage/files/{id}: metadata and a freshly signed, short-lived download URL."""
+    def _file_detail(self, raw_id: str, base: str, *, federation: bool) -> Answer:
+        """GET /v2/storage/files/{id}: metadata, a freshly signed short-lived ``url`` (the file, or a sliced
+        file's manifest) and, with ``federationToken``, fresh credentials for the file's storage."""
         with self._lock:
             self._stats["file_gets"] += 1
             file = self._files.get(int(raw_id)) if raw_id.isdigit() else None
@@ -599,24 +756,39 @@ class KeboolaSimulator(Simulator[KeboolaSimulatorConfig]):
                 expires = int(now) - 1
             else:
                 expires = int(now + self.config.download_ttl_seconds)
-            body = {
+            body: dict[str, Any] = {
                 "id": file.id,
                 "created": _iso(file.created),
                 "isPublic": False,
-                "isSliced": False,
+                "isSliced": file.sliced,
                 "isEncrypted": True,
                 "name": file.name,
                 "url": f"{base}/download/{file.id}?expires={expires}&signature={self._sign(file.id, expires)}",
-                "provider": "aws",
-                "region": "us-east-1",
-                "sizeBytes": len(file.data),
+                "provider": file.backend,
+                "region": S3_REGION,
+                "sizeBytes": file.size,
                 "tags": ["table-export", f"tableId:{file.table_id}"],
                 "maxAgeDays": FILE_MAX_AGE_DAYS,
                 "runId": int(file.run_id) if file.run_id.isdigit() else None,
                 "runIds": [int(p) for p in file.run_id.split(".") if p.isdigit()],
                 "creatorToken": {"id": int(file.creator.token_id), "description": file.creator.description},
             }
-            return _json(200, body)
+        ttl = self.config.credentials_ttl_seconds
+        if file.backend == "aws":
+            body["s3Path"] = {"bucket": file.bucket, "key": file.key}
+            if federation:
+                body["credentials"] = self.storage.grant("aws", ttl)
+        elif file.backend == "azure":
+            body["absPath"] = {"account": ABS_ACCOUNT, "container": file.bucket, "name": file.key}
+            if federation:
+                body["absCredentials"] = self.storage.grant(
+                    "azure", ttl, container=file.bucket, blob_endpoint=f"{base}/{ABS_ACCOUNT}"
+                )
+        else:
+            body["gcsPath"] = {"bucket": file.bucket, "key": file.key}
+            if federation:
+                body["gcsCredentials"] = self.storage.grant("gcp", ttl)
+        return _json(200, body)
 
     def _sign(self, file_id: int, expires: int) -> str:
         return hmac.new(self._secret, f"{file_id}:{expires}".encode(), hashlib.sha256).hexdigest()
@@ -632,6 +804,9 @@ class KeboolaSimulator(Simulator[KeboolaSimulatorConfig]):
             file = self._files.get(int(raw_id)) if raw_id.isdigit() else None
             if file is None:
                 return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+            data = file.manifest if file.sliced else self.storage.get(file.backend, file.bucket, file.key)
+            if data is None:
+                return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
             try:
                 expires = int(args["expires"][0])
                 signature = args["signature"][0]
@@ -644,16 +819,17 @@ class KeboolaSimulator(Simulator[KeboolaSimulatorConfig]):
             if self.config.clock() >= expires:
                 self._stats["expired_downloads"] += 1
                 return _s3_error(403, "AccessDenied", "Request has expired")
+            content_type = "application/json" if file.sliced else file.content_type
             headers = {
-                "Content-Type": file.content_type,
-                "Content-Disposition": f'attachment; filename="{file.name}"',
-                "ETag": f'"{hashlib.md5(file.data, usedforsecurity=False).hexdigest()}"',
+                "Content-Type": content_type,
+                "Content-Disposition": f'attachment; filename="{file.name}{"manifest" if file.sliced else ""}"',
+                "ETag": f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"',
             }
-            return 200, file.data, headers
+            return 200, data, headers
 
 
-def _export_csv(table: _Table, export: dict[str, Any]) -> bytes:
-    """The table (or the chosen columns, filtered and limited) as CSV with a header row."""
+def _export_rows(table: _Table, export: dict[str, Any]) -> list[list[str]]:
+    """The table's rows (the chosen columns, filtered and limited), without a header."""
     columns = export.get("columns") or table.columns
     index = [table.columns.index(c) for c in columns]
     rows = table.rows
@@ -665,16 +841,19 @@ def _export_csv(table: _Table, export: dict[str, Any]) -> bytes:
         rows = [row for row in rows if (row[pos] in wanted) == keep]
     if export.get("limit") is not None:
         rows = rows[: export["limit"]]
+    return [[row[i] for i in index] for row in rows]
+
+
+def _csv(rows: list[list[str]], file_format: str | None) -> bytes:
+    """Rows as CSV in the export's format; no header (Keboola's exports have none)."""
     out = io.StringIO()
-    if export.get("format") == "raw":
+    if file_format == "raw":
         writer = csv.writer(out, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-    elif export.get("format") == "escaped":
+    elif file_format == "escaped":
         writer = csv.writer(out, quoting=csv.QUOTE_ALL, doublequote=False, escapechar="\\", lineterminator="\n")
     else:  # rfc: RFC 4180, every value enclosed, quotes doubled
         writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([row[i] for i in index])
+    writer.writerows(rows)
     return out.getvalue().encode("utf-8")
 
 
@@ -685,6 +864,14 @@ def serve(
     *,
     tls: bool = False,
     tls_dir: Path | None = None,
+    s3_port: int | None = None,
 ) -> None:
-    """Blocking entry point for ``jobtracker simulate keboola --port N [--tls]``; Ctrl-C stops it."""
-    run_until_interrupted(KeboolaSimulator(config, host=host, port=port, tls=tls, tls_dir=tls_dir))
+    """Blocking entry point for ``jobtracker simulate keboola --port N [--s3-port M] [--tls]``; Ctrl-C stops it."""
+    simulator = KeboolaSimulator(config, host=host, port=port, tls=tls, tls_dir=tls_dir, s3_port=s3_port)
+    if simulator.s3 is not None:
+        simulator.s3.start()
+        print(
+            f"Keboola file storage (S3) on {simulator.s3_base_url}: AWS_ENDPOINT_URL_S3={simulator.s3_base_url}",
+            flush=True,
+        )
+    run_until_interrupted(simulator)

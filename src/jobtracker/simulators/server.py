@@ -20,6 +20,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from http import HTTPStatus
 from pathlib import Path
@@ -43,6 +44,7 @@ _WORKER_THREADS = 32
 # An idle keep-alive connection is closed after this long, as a front end does (nginx: 75 s).
 _IDLE_SECONDS = 75
 _LOSE_ANSWER = "jobtracker.simulator.lose_answer"  # environ key: close the connection without answering
+_REQUEST_LOG_SIZE = 10_000  # requests kept in Simulator.request_log (the latest ones)
 
 _log = logging.getLogger("jobtracker.simulators")
 
@@ -124,6 +126,7 @@ class Simulator(Generic[ConfigT]):
         self._tls_dir = tls_dir
         self._lock = threading.RLock()
         self._stats: dict[str, int] = {"throttled": 0, "faults": 0}
+        self._requests: deque[dict[str, Any]] = deque(maxlen=_REQUEST_LOG_SIZE)
         self._faults = FaultDice(lambda: self.config.faults, self.config.fault_seed, self._lock)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -235,6 +238,13 @@ class Simulator(Generic[ConfigT]):
         with self._lock:
             return dict(self._stats)
 
+    @property
+    def request_log(self) -> list[dict[str, Any]]:
+        """The latest requests answered, oldest first: method, path (with its query) and status (None: the
+        answer was lost on purpose, fault ``reset``). No headers or bodies: they hold credentials and data."""
+        with self._lock:
+            return list(self._requests)
+
     def _count(self, name: str, amount: int = 1) -> None:
         with self._lock:
             self._stats[name] += amount
@@ -275,7 +285,10 @@ class Simulator(Generic[ConfigT]):
         raw_path = environ.get("REQUEST_URI") or request.full_path  # undecoded, as the client sent it
         fault = self.roll_fault(request.method, raw_path)
         status, payload, headers = self.respond(request.method, raw_path, request.headers, body, fault)
-        if fault is not None and fault.kind == "reset":  # processed, but the answer is lost with the connection
+        lost = fault is not None and fault.kind == "reset"
+        with self._lock:
+            self._requests.append({"method": request.method, "path": raw_path, "status": None if lost else status})
+        if lost:  # processed, but the answer is lost with the connection
             environ[_LOSE_ANSWER]()
             return []
         if fault is not None and fault.kind == "slow":

@@ -360,11 +360,16 @@ class BatchTasks:
         except ResultsNotReady:
             return self._past_deadline(task) or self._retry_later(task, Phase.RESULTS_PENDING)
         key = layout.result_key(job_id, result.name)
-        with S3StreamWriter(
-            self._settings.results_bucket, key, content_type=result.content_type, s3=self._s3
-        ) as writer:
+        # Streamed: parts of 8 MiB go up while the file comes down. The object appears only when the
+        # upload completes; a download that fails mid-way aborts it, so nothing half-written is left.
+        writer = S3StreamWriter(self._settings.results_bucket, key, content_type=result.content_type, s3=self._s3)
+        try:
             for chunk in result.chunks():
                 writer.write(chunk)
+        except BaseException:
+            _abort_quietly(writer)
+            raise
+        writer.close()
         self._store.update_batch(
             job_id,
             index,
@@ -397,6 +402,15 @@ class BatchTasks:
         )
         self._release(task)
         return task.answer(Phase.FAILED, error=error)
+
+
+def _abort_quietly(writer: S3StreamWriter) -> None:
+    """Abort a failed upload without hiding why it failed: an abort that fails itself (e.g. refused) is
+    logged, and the bucket's lifecycle rule (AbortIncompleteUploads) removes the parts later."""
+    try:
+        writer.abort()
+    except Exception:
+        log.warning("could not abort the multipart upload of %s", writer.key, exc_info=True)
 
 
 def _lease_id(task: BatchTask) -> str:

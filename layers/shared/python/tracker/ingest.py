@@ -7,7 +7,19 @@ is read in bounded chunks, one row (or JSON-array element) at a time, so memory 
 the file size.
 
 Formats (see ``detect_format``): NDJSON (``.ndjson``/``.jsonl``), a JSON document (``.json``) and
-CSV (``.csv``), each optionally gzip-compressed (``.gz``). Input is UTF-8, with or without a BOM.
+CSV (``.csv``), each optionally gzip-compressed (``.gz``).
+
+Files as people export them: what a file really is, is found once, from its first bytes, before the
+first row (``read_requests`` answers it as ``Reading.layout``; nothing of it runs per row):
+
+* gzip content is decompressed whether or not the name ends in ``.gz``;
+* a file that is not text at all (an Excel workbook, a zip, Parquet, PDF, ...) is refused
+  (``unsupported_format``) with its name and what to do (``describe_binary``);
+* text is UTF-8 (a BOM is dropped), or UTF-16 / UTF-32 with a byte-order mark (Excel's "Unicode
+  text" is UTF-16LE with a BOM, tab-separated) or UTF-16 without one (told by its zero bytes): those
+  are decoded on the fly, chunk by chunk, into UTF-8 for the readers;
+* classic Mac line ends (a lone CR, Excel's "CSV (Macintosh)") are read as line ends;
+* CSV: the delimiter (``,`` ``;`` tab ``|``) is told from the header line (see ``_detect_delimiter``).
 
 ``read_requests`` yields, in input order, a ``Row`` for every request that passed validation (with
 its compact JSON encoding, computed once and reused by ``batching.BatchSplitter``) and a
@@ -22,8 +34,12 @@ Decisions (documented here because other code relies on them):
   is a string property collected into the rules' ``csv_properties`` object, and a column of that
   name holds a JSON object merged with them.
 * CSV decode errors: each physical line is decoded on its own; a record touching a line that is
-  not valid UTF-8 is rejected (``invalid_utf8``), the rest of the file is read. Only an
-  undecodable header is a job-level ``InputError``.
+  not valid UTF-8 is rejected (``invalid_utf8``; ``invalid_utf16`` for a lone surrogate in UTF-16
+  input), the rest of the file is read. Only an undecodable header is a job-level ``InputError``,
+  whose message says which encoding the file seems to be in.
+* CSV columns the rules require (``RowRules.csv_required``: the column that identifies a row, e.g.
+  FullStory users' ``uid``) missing from the header end the file (``missing_column``), naming the
+  column, the columns found and the delimiter read; nothing of the file is sent.
 * Invalid UTF-8 inside a JSON document is decoded with ``surrogateescape``: an element holding
   such bytes in a string is rejected (``invalid_utf8``); outside strings it is a syntax error of
   the document (``InputError``). JSON ``\\ud800``-style unpaired surrogate escapes are rejected
@@ -44,11 +60,12 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import itertools
 import json
 import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, BinaryIO, Literal, TypeAlias
 
@@ -58,15 +75,19 @@ __all__ = [
     "CsvColumn",
     "InputError",
     "InputFormat",
+    "InputLayout",
+    "Reading",
     "Rejected",
     "Row",
     "RowInvalid",
     "RowRules",
+    "describe_binary",
     "detect_format",
     "encode_compact",
     "make_row",
     "read_requests",
     "shown_name",
+    "unsupported_upload",
     "validate_request",
 ]
 
@@ -89,6 +110,46 @@ class InputError(Exception):
 class InputFormat:
     kind: FormatKind
     gzip: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InputLayout:
+    """What a file turned out to be, found once from its first bytes (CSV: and its header line)."""
+
+    kind: FormatKind
+    gzip: bool  # gzip-compressed (by its name, or by its content under a plain name)
+    encoding: str  # the codec the text was in: utf-8, utf-16-le, utf-16-be, utf-32-le, utf-32-be
+    bom: bool  # it started with a byte-order mark
+    cr_newlines: bool = False  # lines ended by a lone CR (classic Mac), read as line ends
+    delimiter: str | None = None  # CSV: the delimiter told from the header line
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the job record and manifest.json."""
+        return {
+            "format": self.kind,
+            "gzip": self.gzip,
+            "encoding": self.encoding,
+            "bom": self.bom,
+            "newlines": "CR" if self.cr_newlines else "LF or CRLF",
+            "delimiter": self.delimiter,
+        }
+
+
+class Reading:
+    """The rows of one file (iterate it once) and its ``layout``. Iterating gives the reader's own
+    generator, so nothing sits between the caller and the rows."""
+
+    __slots__ = ("_rows", "layout")
+
+    def __init__(self, rows: Iterator[Row | Rejected], layout: InputLayout) -> None:
+        self._rows = rows
+        self.layout = layout
+
+    def __iter__(self) -> Iterator[Row | Rejected]:
+        return self._rows
+
+    def __next__(self) -> Row | Rejected:
+        return next(self._rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,19 +197,29 @@ class RowRules:
     validate: Callable[[dict, int], None]
     csv_columns: Mapping[str, CsvColumn] = field(default_factory=dict)  # the columns that are request fields
     csv_properties: str = "properties"  # the object field every other named column goes into
-    csv_required: tuple[str, ...] = ()  # columns a CSV header must have
+    # Columns a CSV header must have, typically the one that identifies a row (a header without it was
+    # misread or is the wrong file: the job fails ``missing_column`` instead of rejecting every row).
+    csv_required: tuple[str, ...] = ()
     # Top-level keys of a JSON document besides "requests" that the provider refuses: key -> (code, message).
     refused_document_keys: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 # --- format detection ---------------------------------------------------------------------------
 
-_KINDS: dict[str, FormatKind] = {"csv": "csv", "ndjson": "ndjson", "jsonl": "ndjson", "json": "json"}
+# .tsv and .txt are delimited text read as CSV (Excel's "Unicode Text" is a tab-separated .txt).
+_KINDS: dict[str, FormatKind] = {
+    "csv": "csv",
+    "tsv": "csv",
+    "txt": "csv",
+    "ndjson": "ndjson",
+    "jsonl": "ndjson",
+    "json": "json",
+}
 
 
 def detect_format(key: str) -> InputFormat:
-    """Format from the object key's suffix (case-insensitive): .csv, .ndjson, .jsonl, .json, each
-    optionally followed by .gz."""
+    """Format from the object key's suffix (case-insensitive): .csv (.tsv, .txt: delimited text too),
+    .ndjson, .jsonl, .json, each optionally followed by .gz."""
     name = key.rsplit("/", 1)[-1].lower()
     compressed = name.endswith(".gz")
     if compressed:
@@ -158,7 +229,7 @@ def detect_format(key: str) -> InputFormat:
     if kind is None:
         raise InputError(
             "unsupported_format",
-            f"Cannot tell the format of {key!r}: the name must end in .csv, .ndjson, .jsonl or .json, "
+            f"Cannot tell the format of {key!r}: the name must end in .csv (or .tsv, .txt), .ndjson, .jsonl or .json, "
             "optionally followed by .gz.",
         )
     return InputFormat(kind=kind, gzip=compressed)
@@ -296,16 +367,113 @@ def validate_request(rules: RowRules, request: Any) -> tuple[str, str] | None:
     return None if isinstance(result, Row) else (result.code, result.reason)
 
 
-# --- byte source ----------------------------------------------------------------------------------
+# --- byte source: what the file is, told once from its first bytes ----------------------------------
 
 _CHUNK = 256 * 1024
-_BOM = codecs.BOM_UTF8
+_SNIFF_BYTES = 64 * 1024  # looked at once per file, before the first row
+_ZIP_SNIFF_BYTES = 1024 * 1024  # a zip's entry names (xl/...) may sit behind a first entry's data
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+_KIND_NAMES = {"csv": "CSV", "ndjson": "NDJSON", "json": "JSON"}
+
+# Byte-order marks, UTF-32LE's before UTF-16LE's (it starts with it): (BOM, codec, name for people).
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8", "UTF-8"),
+    (codecs.BOM_UTF32_LE, "utf-32-le", "UTF-32"),
+    (codecs.BOM_UTF32_BE, "utf-32-be", "UTF-32"),
+    (codecs.BOM_UTF16_LE, "utf-16-le", "UTF-16"),
+    (codecs.BOM_UTF16_BE, "utf-16-be", "UTF-16"),
+)
+_ENCODING_NAMES = {codec: name for _, codec, name in _BOMS}
+
+_SPREADSHEET_ADVICE = 'save it as "CSV UTF-8 (Comma delimited)" and upload the .csv'
+_EXPORT_ADVICE = "export the rows as CSV, NDJSON or JSON (optionally gzip-compressed) and upload that"
+_ARCHIVE_ADVICE = "unpack it and upload the CSV, NDJSON or JSON file inside (gzip-compressed is fine: .csv.gz)"
+# Magic numbers of files people upload by mistake: (prefix, what it is, what to do).
+_MAGIC = (
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook (.xls) or another legacy Office file",
+     _SPREADSHEET_ADVICE),
+    (b"PAR1", "a Parquet file", _EXPORT_ADVICE),
+    (b"%PDF-", "a PDF document", _EXPORT_ADVICE),
+    (b"SQLite format 3\x00", "an SQLite database", _EXPORT_ADVICE),
+    (b"Obj\x01", "an Avro file", _EXPORT_ADVICE),
+    (b"ARROW1", "an Arrow file", _EXPORT_ADVICE),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", _ARCHIVE_ADVICE),
+    (b"Rar!\x1a\x07", "a RAR archive", _ARCHIVE_ADVICE),
+    (b"\xfd7zXZ\x00", "an xz-compressed file", "compress it with gzip instead (.csv.gz), or not at all"),
+    (b"\x28\xb5\x2f\xfd", "a Zstandard-compressed file", "compress it with gzip instead (.csv.gz), or not at all"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image", _EXPORT_ADVICE),
+    (b"\xff\xd8\xff", "a JPEG image", _EXPORT_ADVICE),
+)  # fmt: skip
+_BZIP2 = re.compile(rb"BZh[1-9]1AY&SY")
 
 
-def _byte_reader(stream: BinaryIO, fmt: InputFormat, max_uncompressed_bytes: int) -> Callable[[int], bytes]:
-    """A ``read(n)`` over the (decompressed) input that turns gzip failures into InputError."""
-    if not fmt.gzip:
-        return stream.read
+def describe_binary(head: bytes) -> tuple[str, str] | None:
+    """(what the file is, what to do) when its first bytes say it is not text; None for text.
+
+    Zip-based formats are told apart by their entry names, which a zip stores uncompressed in front of
+    each entry: an Excel workbook (.xlsx) has ``xl/workbook.xml`` and ``xl/worksheets/``, an
+    OpenDocument spreadsheet starts with its ``mimetype`` entry.
+    """
+    if head.startswith(_ZIP_MAGICS):
+        if b"xl/workbook.xml" in head or b"xl/worksheets/" in head:
+            return "an Excel workbook (.xlsx)", _SPREADSHEET_ADVICE
+        if b"application/vnd.oasis.opendocument.spreadsheet" in head[:200]:
+            return "an OpenDocument spreadsheet (.ods)", _SPREADSHEET_ADVICE
+        return "a ZIP archive", _ARCHIVE_ADVICE
+    for magic, what, advice in _MAGIC:
+        if head.startswith(magic):
+            return what, advice
+    if _BZIP2.match(head):
+        return "a bzip2-compressed file", "compress it with gzip instead (.csv.gz), or not at all"
+    return None
+
+
+def unsupported_upload(key: str, error: InputError, stream: BinaryIO) -> InputError:
+    """The error for an upload whose name gives no format (``error`` from ``detect_format``): when its
+    first bytes tell what it is (an Excel workbook...), the message names that and what to do."""
+    found = describe_binary(_take(stream.read, _ZIP_SNIFF_BYTES))
+    if found is None:
+        return error
+    what, advice = found
+    return InputError("unsupported_format", f"{key!r} is {what}: {advice}.")
+
+
+def _take(read: Callable[[int], bytes], size: int) -> bytes:
+    """Up to ``size`` bytes (fewer only at the end of the input)."""
+    parts: list[bytes] = []
+    got = 0
+    while got < size:
+        data = read(size - got)
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
+class _Replay:
+    """A read-only stream that first gives back the bytes already taken from ``read`` to look at them."""
+
+    __slots__ = ("_head", "_read")
+
+    def __init__(self, head: bytes, read: Callable[[int], bytes]) -> None:
+        self._head = head
+        self._read = read
+
+    def read(self, n: int = -1) -> bytes:
+        head = self._head
+        if not head:
+            return self._read(n)
+        if n < 0:
+            self._head = b""
+            return head + self._read(n)
+        self._head = head[n:]
+        return head[:n]
+
+
+def _gunzip(stream: Any, max_uncompressed_bytes: int) -> Callable[[int], bytes]:
+    """A ``read(n)`` over the decompressed input that turns gzip failures into InputError."""
     archive = gzip.GzipFile(fileobj=stream, mode="rb")
     total = 0
 
@@ -326,6 +494,94 @@ def _byte_reader(stream: BinaryIO, fmt: InputFormat, max_uncompressed_bytes: int
     return read
 
 
+def _text_encoding(head: bytes) -> tuple[str, bytes]:
+    """(codec, BOM) of text starting with ``head``. Without a BOM: UTF-16 when every other byte is zero
+    (ASCII-range characters in UTF-16 have a zero high byte), else UTF-8."""
+    for bom, codec, _ in _BOMS:
+        if head.startswith(bom):
+            return codec, bom
+    sample = head[:4096]
+    half = len(sample) // 2
+    if half >= 2:
+        even, odd = sample[0 : half * 2 : 2].count(0), sample[1 : half * 2 : 2].count(0)
+        if odd >= 0.9 * half and even <= 0.1 * half:
+            return "utf-16-le", b""
+        if even >= 0.9 * half and odd <= 0.1 * half:
+            return "utf-16-be", b""
+    return "utf-8", b""
+
+
+def _transcoded(read: Callable[[int], bytes], codec: str) -> Callable[[int], bytes]:
+    """``read(n)`` of UTF-8 bytes from input in ``codec``, decoded chunk by chunk (never the whole file).
+    A lone surrogate passes through as bytes that are not UTF-8, so the readers reject the row holding it
+    like any other undecodable line; input that ends inside a character fails the file."""
+    decoder = codecs.getincrementaldecoder(codec)("surrogatepass")
+    name = _ENCODING_NAMES[codec]
+    total = 0
+
+    def read_utf8(n: int) -> bytes:
+        nonlocal total
+        while True:
+            data = read(n)
+            try:
+                text = decoder.decode(data, final=not data)
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    _invalid_text_code(name),
+                    f"The file is {name} text but is not valid {name} after {total + exc.start} bytes "
+                    f"({exc.reason}): it is truncated or not {name}.",
+                ) from None
+            total += len(data)
+            if text or not data:
+                return text.encode("utf-8", "surrogatepass")
+
+    return read_utf8
+
+
+def _invalid_text_code(name: str) -> str:
+    return "invalid_" + name.lower().replace("-", "")  # invalid_utf8, invalid_utf16, invalid_utf32
+
+
+def _open(
+    stream: BinaryIO, fmt: InputFormat, max_uncompressed_bytes: int
+) -> tuple[Callable[[int], bytes], InputLayout]:
+    """``read(n)`` of the input as UTF-8 bytes with "\\n" line ends, and what the input turned out to be.
+    Looks at the first bytes once; raises InputError for content that is not text."""
+    compressed = fmt.gzip
+    read = _gunzip(stream, max_uncompressed_bytes) if compressed else stream.read
+    head = _take(read, _SNIFF_BYTES)
+    if not compressed and head.startswith(_GZIP_MAGIC):
+        compressed = True  # gzip content under a plain name (e.g. a tool that compresses on upload)
+        read = _gunzip(_Replay(head, read), max_uncompressed_bytes)
+        head = _take(read, _SNIFF_BYTES)
+    if head.startswith(_ZIP_MAGICS):
+        head += _take(read, _ZIP_SNIFF_BYTES - len(head))
+    kind = _KIND_NAMES[fmt.kind]
+    found = describe_binary(head)
+    if found is not None:
+        raise InputError("unsupported_format", f"The file is {found[0]}, not {kind} text: {found[1]}.")
+    codec, bom = _text_encoding(head)
+    head = head[len(bom) :]
+    nuls = head.count(0) if codec == "utf-8" else 0
+    if nuls >= 16 and nuls * 100 > len(head):  # a stray NUL or two is the readers' business (one row)
+        raise InputError(
+            "unsupported_format",
+            f"The file is binary data (its first bytes hold many NUL bytes), not {kind} text: {_EXPORT_ADVICE}.",
+        )
+    text = head.decode(codec, "ignore")
+    cr_newlines = "\r" in text and "\n" not in text
+    read = _Replay(head, read).read
+    if codec != "utf-8":
+        read = _transcoded(read, codec)
+    if cr_newlines:
+        lines_read = read
+
+        def read(n: int) -> bytes:  # UTF-8 never has a 0x0D byte inside a character
+            return lines_read(n).replace(b"\r", b"\n")
+
+    return read, InputLayout(fmt.kind, compressed, codec, bool(bom), cr_newlines)
+
+
 class _TooLong:
     """Marker yielded by ``_iter_lines`` for a line over MAX_LINE_BYTES; keeps its first bytes."""
 
@@ -336,19 +592,12 @@ class _TooLong:
 
 
 def _iter_lines(read: Callable[[int], bytes], max_line: int = MAX_LINE_BYTES) -> Iterator[bytes | _TooLong]:
-    """Physical lines without their b"\\n" (a CR of CRLF stays), leading UTF-8 BOM removed.
+    """Physical lines without their b"\\n" (a CR of CRLF stays).
 
     Reads fixed-size chunks; a line longer than ``max_line`` is never held in full: once the
     pending part exceeds the limit, the rest is discarded up to the next newline.
     """
     chunk = read(_CHUNK)
-    while chunk and len(chunk) < len(_BOM):
-        more = read(_CHUNK)
-        if not more:
-            break
-        chunk += more
-    if chunk.startswith(_BOM):
-        chunk = chunk[len(_BOM) :] or read(_CHUNK)
     pending = b""
     while chunk:
         if pending:
@@ -387,7 +636,10 @@ def _line_too_long(line: int, head: bytes) -> Rejected:
 # --- NDJSON ---------------------------------------------------------------------------------------
 
 
-def _read_ndjson(read: Callable[[int], bytes], validate: Callable[[dict, int], None]) -> Iterator[Row | Rejected]:
+def _read_ndjson(
+    read: Callable[[int], bytes], validate: Callable[[dict, int], None], encoding: str = "utf-8"
+) -> Iterator[Row | Rejected]:
+    name = _ENCODING_NAMES[encoding]
     number = 0
     for line in _iter_lines(read):
         number += 1
@@ -401,8 +653,10 @@ def _read_ndjson(read: Callable[[int], bytes], validate: Callable[[dict, int], N
         except UnicodeDecodeError as exc:
             yield Rejected(
                 number,
-                "invalid_utf8",
-                f"Line {number} is not valid UTF-8 (byte {exc.start + 1}).",
+                _invalid_text_code(name),
+                f"Line {number} is not valid {name} (byte {exc.start + 1})."
+                if name == "UTF-8"
+                else f"Line {number} is not valid {name} (an unpaired surrogate).",
                 _text_source(line),
             )
             continue
@@ -448,7 +702,7 @@ class _JsonDocument:
         self._read = read
         self._validate = rules.validate
         self._refused_keys = rules.refused_document_keys
-        self._utf8 = codecs.getincrementaldecoder("utf-8-sig")("surrogateescape")
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("surrogateescape")  # _open dropped any BOM
         self._buf = ""
         self._pos = 0
         self._eof = False
@@ -695,6 +949,105 @@ class _Dialect(csv.Dialect):
     strict = True
 
 
+# Delimiters people's tools write, in the order preferred when the header reads equally well with several.
+_DELIMITERS = (",", ";", "\t", "|")
+_DELIMITER_NAMES = {",": "comma (,)", ";": "semicolon (;)", "\t": "tab", "|": "pipe (|)"}
+
+
+def _detect_delimiter(header: str, rules: RowRules) -> str:
+    """The delimiter of a CSV file, from its header line (once per file).
+
+    Each candidate parses the line as the csv module would (so quoted names may hold other delimiters,
+    and a quote misplaced for a candidate rules it out); the best reading names the most columns the
+    rules know (request fields, required columns, the properties column), then has the most columns;
+    a tie goes to the earlier of ``_DELIMITERS``. A header of one column reads the same with every
+    candidate: comma.
+    """
+    known = {*rules.csv_columns, *rules.csv_required, rules.csv_properties}
+    best, choice = (-1, -1), ","
+    for delimiter in _DELIMITERS:
+        try:
+            cells = next(csv.reader([header], _Dialect, delimiter=delimiter))
+        except (csv.Error, StopIteration):
+            continue
+        if len(cells) < 2:
+            continue
+        score = (sum(cell.strip() in known for cell in cells), len(cells))
+        if score > best:
+            best, choice = score, delimiter
+    return choice
+
+
+def _csv_lines(read: Callable[[int], bytes], rules: RowRules) -> tuple[Iterator[bytes | _TooLong], str]:
+    """The file's lines (all of them, the header line included) and its delimiter, told from the first
+    line that is not blank."""
+    lines = _iter_lines(read)
+    taken: list[bytes | _TooLong] = []
+    for line in lines:
+        taken.append(line)
+        if line.__class__ is not bytes or line.strip():  # type: ignore[union-attr]
+            break
+    first = taken[-1] if taken else b""
+    delimiter = ","
+    if first.__class__ is bytes:
+        delimiter = _detect_delimiter(first.decode("utf-8", "replace").rstrip("\r"), rules)  # type: ignore[union-attr]
+    return itertools.chain(taken, lines), delimiter
+
+
+# csv.Error texts in plain words (they are Python's, e.g. "new-line character seen in unquoted field - do
+# you need to open the file in universal-newline mode?").
+_CSV_PROBLEMS = (
+    (
+        "new-line character seen in unquoted field",
+        "a carriage return (CR) inside a cell that is not quoted; quote the cell, or save the file with "
+        "Windows (CRLF) or Unix (LF) line ends",
+    ),
+    (
+        "expected after",
+        "a quoted cell is followed by other characters before the delimiter "
+        '(a quote inside a quoted cell is written "")',
+    ),
+    ("line contains NUL", "it holds a NUL byte, which CSV text never has"),
+    ("unexpected end of data", "a quoted cell is not closed before the end of the file"),
+    ("field larger than field limit", f"a cell is longer than {csv.field_size_limit()} characters"),
+)
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    text = str(exc)
+    return next((plain for fragment, plain in _CSV_PROBLEMS if fragment in text), text)
+
+
+def _first_bad_byte(text: str) -> str:
+    """Where a line decoded with surrogateescape first held a byte that is not UTF-8: " (byte 0xE9 at character
+    4)", or "" when the text at hand does not show it."""
+    where = next((i for i, char in enumerate(text) if "\udc80" <= char <= "\udcff"), None)
+    if where is None:
+        return ""
+    return f" (byte 0x{ord(text[where]) - 0xDC00:02X} at character {where + 1})"
+
+
+def _undecodable_header(name: str, text: str) -> InputError:
+    """The header is not text in the file's encoding: say which encoding it was read as and what it seems to be."""
+    if name != "UTF-8":
+        return InputError(_invalid_text_code(name), f"The CSV header is not valid {name} (an unpaired surrogate).")
+    return InputError(
+        "invalid_utf8",
+        f"The CSV header is not valid UTF-8{_first_bad_byte(text)}: the file is in another encoding, probably "
+        'Windows-1252 or ISO-8859-1 ("ANSI"). Save it as "CSV UTF-8 (Comma delimited)" (or as "Unicode Text", '
+        "UTF-16) and upload it again.",
+    )
+
+
+def _undecodable_line(name: str, number: int, text: str) -> str:
+    if name != "UTF-8":
+        return f"Line {number} is not valid {name} (an unpaired surrogate)."
+    return (
+        f"Line {number} is not valid UTF-8{_first_bad_byte(text)}: the file may be in Windows-1252 or "
+        "ISO-8859-1; save it as UTF-8."
+    )
+
+
 class _CsvFeed:
     """Decoded lines for ``csv.reader``, one physical line at a time (csv reads no further ahead
     than the record it is parsing). Remembers the last undecodable and the last too-long line so
@@ -743,7 +1096,19 @@ _FIELD, _JSON_FIELD, _JSON_PROPS, _PROP, _UNNAMED = range(5)  # ints: compared o
 _COLUMN_KINDS = {CsvColumn.TEXT: _FIELD, CsvColumn.JSON: _JSON_FIELD}
 
 
-def _csv_plan(header: list[str], rules: RowRules) -> list[tuple[int, int, str]]:
+def _missing_column(name: str, header: list[str], rules: RowRules, delimiter: str) -> InputError:
+    shown = ", ".join(shown_name(cell) for cell in header[:12]) + (", ..." if len(header) > 12 else "")
+    message = (
+        f"A CSV of {rules.rows} needs a {name!r} column; the header, read with a {_DELIMITER_NAMES[delimiter]} "
+        f"as the delimiter, has {len(header)} column{'s' if len(header) != 1 else ''}: {shown}."
+    )
+    near = next((cell for cell in header if cell.strip().lower() == name.lower()), None)
+    if near is not None:
+        message += f" Column {shown_name(near)} differs only in case: rename it {name!r}."
+    return InputError("missing_column", message)
+
+
+def _csv_plan(header: list[str], rules: RowRules, delimiter: str = ",") -> list[tuple[int, int, str]]:
     plan: list[tuple[int, int, str]] = []
     seen: set[str] = set()
     for index, cell in enumerate(header):
@@ -762,7 +1127,7 @@ def _csv_plan(header: list[str], rules: RowRules) -> list[tuple[int, int, str]]:
             plan.append((index, _PROP, name))
     for name in rules.csv_required:
         if name not in seen:
-            raise InputError("missing_column", f"A CSV of {rules.rows} needs a {name!r} column.")
+            raise _missing_column(name, header, rules, delimiter)
     return plan
 
 
@@ -830,9 +1195,12 @@ def _csv_request(
     return request
 
 
-def _read_csv(read: Callable[[int], bytes], rules: RowRules) -> Iterator[Row | Rejected]:
-    feed = _CsvFeed(_iter_lines(read))
-    reader = csv.reader(feed, _Dialect)
+def _read_csv(
+    lines: Iterator[bytes | _TooLong], rules: RowRules, delimiter: str = ",", encoding: str = "utf-8"
+) -> Iterator[Row | Rejected]:
+    name = _ENCODING_NAMES[encoding]
+    feed = _CsvFeed(lines)
+    reader = csv.reader(feed, _Dialect, delimiter=delimiter)
     before = 0
     while True:  # header: the first record that is not a blank line
         try:
@@ -840,18 +1208,20 @@ def _read_csv(read: Callable[[int], bytes], rules: RowRules) -> Iterator[Row | R
         except StopIteration:
             raise InputError("empty_file", "The CSV file is empty; a header row is required.") from None
         except csv.Error as exc:
-            raise InputError("csv_malformed", f"The CSV header at line {before + 1} is malformed: {exc}.") from None
+            raise InputError(
+                "csv_malformed", f"The CSV header at line {before + 1} is malformed: {_csv_problem(exc)}."
+            ) from None
         if feed.long_line > before:
             raise InputError("line_too_long", f"The CSV header is longer than {MAX_LINE_BYTES} bytes.")
         if feed.bad_line > before:
-            raise InputError("invalid_utf8", "The CSV header is not valid UTF-8.")
+            raise _undecodable_header(name, "".join(feed.pending))
         if header:
             break
         before = reader.line_num
     if not any(cell.strip() for cell in header):
         raise InputError("missing_header", f"The CSV header at line {before + 1} names no columns.")
     header = [cell.strip() for cell in header]
-    plan = _csv_plan(header, rules)
+    plan = _csv_plan(header, rules, delimiter)
     validate, props_field = rules.validate, rules.csv_properties
     columns = len(header)
     while True:
@@ -865,7 +1235,7 @@ def _read_csv(read: Callable[[int], bytes], rules: RowRules) -> Iterator[Row | R
             yield Rejected(
                 start,
                 "csv_malformed",
-                f"The CSV record starting at line {start} is malformed: {exc}.",
+                f"The CSV record starting at line {start} is malformed: {_csv_problem(exc)}.",
                 feed.text(),
             )
             continue
@@ -878,7 +1248,9 @@ def _read_csv(read: Callable[[int], bytes], rules: RowRules) -> Iterator[Row | R
             )
             continue
         if feed.bad_line >= start:
-            yield Rejected(start, "invalid_utf8", f"Line {feed.bad_line} is not valid UTF-8.", feed.text())
+            index = feed.bad_line - start  # pending holds the record's lines (its first 1 KiB)
+            reason = _undecodable_line(name, feed.bad_line, feed.pending[index] if index < len(feed.pending) else "")
+            yield Rejected(start, _invalid_text_code(name), reason, feed.text())
             continue
         if not record or not any(record):
             continue  # blank line, or a row of empty cells
@@ -906,21 +1278,25 @@ def read_requests(
     rules: RowRules,
     *,
     max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES,
-) -> Iterator[Row | Rejected]:
-    """Stream ``Row``/``Rejected`` items from ``stream`` (read in bounded chunks, never whole).
+) -> Reading:
+    """``Row``/``Rejected`` items from ``stream`` (read in bounded chunks, never whole), and the file's layout.
 
-    ``line`` is the 1-based physical line where the row starts (for a pretty-printed JSON array,
-    where the element starts; for CSV, where the record starts). Blank lines are skipped and not
-    counted as rows. Raises ``InputError`` (during iteration) when the file as a whole is unreadable:
-    corrupt/truncated gzip, gzip over ``max_uncompressed_bytes``, a JSON document that is not an
-    array / ``{"requests": [...]}`` or is truncated, a CSV without a usable header. Every request
-    is checked against ``rules`` (the provider's, from tracker.catalogue).
+    Looks at the first bytes (and, for CSV, the header line) at once, so ``Reading.layout`` is known
+    before the first row and a file that is not text raises ``InputError`` here. ``line`` is the
+    1-based physical line where the row starts (for a pretty-printed JSON array, where the element
+    starts; for CSV, where the record starts). Blank lines are skipped and not counted as rows. Raises
+    ``InputError`` (here or during iteration) when the file as a whole is unreadable: not text (a
+    workbook, an archive...), corrupt/truncated gzip, gzip over ``max_uncompressed_bytes``, a JSON
+    document that is not an array / ``{"requests": [...]}`` or is truncated, a CSV without a usable
+    header or without a column the rules require. Every request is checked against ``rules`` (the
+    provider's, from tracker.catalogue).
     """
-    read = _byte_reader(stream, fmt, max_uncompressed_bytes)
+    if fmt.kind not in _KIND_NAMES:
+        raise ValueError(f"unknown input format {fmt.kind!r}")
+    read, layout = _open(stream, fmt, max_uncompressed_bytes)
     if fmt.kind == "ndjson":
-        return _read_ndjson(read, rules.validate)
+        return Reading(_read_ndjson(read, rules.validate, layout.encoding), layout)
     if fmt.kind == "json":
-        return iter(_JsonDocument(read, rules))
-    if fmt.kind == "csv":
-        return _read_csv(read, rules)
-    raise ValueError(f"unknown input format {fmt.kind!r}")
+        return Reading(iter(_JsonDocument(read, rules)), layout)
+    lines, delimiter = _csv_lines(read, rules)
+    return Reading(_read_csv(lines, rules, delimiter, layout.encoding), replace(layout, delimiter=delimiter))

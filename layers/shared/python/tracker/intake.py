@@ -21,7 +21,7 @@ from tracker.batching import BatchBody, BatchSplitter
 from tracker.config import Settings
 from tracker.executions import execution_arn, execution_name, start_execution
 from tracker.finalize import Finalizer
-from tracker.ingest import InputError, Rejected, detect_format, read_requests
+from tracker.ingest import InputError, Rejected, detect_format, read_requests, unsupported_upload
 from tracker.model import JobState, now_iso
 from tracker.s3io import S3StreamWriter, s3_uri
 from tracker.store import JobStore
@@ -136,23 +136,17 @@ class Intake:
                 + ", ".join(catalogue.INBOX_PREFIXES),
             )
         rules = catalogue.row_rules(job_type)
-        fmt = detect_format(source.get("format_key") or source["key"])
-        get_kwargs: dict[str, Any] = {"Bucket": source["bucket"], "Key": source["key"]}
-        if source.get("version"):
-            get_kwargs["VersionId"] = source["version"]
         try:
-            obj = self._s3.get_object(**get_kwargs)
-        except self._s3.exceptions.NoSuchKey as exc:
-            raise InputError(
-                "source_not_found", f"{source['uri']} no longer exists (deleted before intake read it)"
-            ) from exc
-        except self._s3.exceptions.ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchVersion", "NoSuchKey", "404"):
-                raise InputError("source_not_found", f"{source['uri']} no longer exists") from exc
-            if code in ("AccessDenied", "403"):
-                raise InputError("source_unreadable", f"the tracker may not read {source['uri']}") from exc
-            raise
+            fmt = detect_format(source.get("format_key") or source["key"])
+        except InputError as unnamed:
+            # The name says no format: when the first bytes say what the file is (an Excel workbook...),
+            # the error names it and what to do instead.
+            body = self._get_source(source)["Body"]
+            try:
+                raise unsupported_upload(source["key"], unnamed, body) from None
+            finally:
+                body.close()
+        obj = self._get_source(source)
         read_etag = str(obj.get("ETag", "")).strip('"')
         if not source.get("version") and source.get("etag") and read_etag and read_etag != source["etag"]:
             # Without a version id the key now holds a newer upload, which is a job of its own; reading
@@ -171,10 +165,13 @@ class Intake:
         manifest: list[dict[str, Any]] = []
         rows_in = 0
         rejected = S3StreamWriter(results, rejected_key, s3=self._s3)
+        input_layout: dict[str, Any] | None = None
         try:
-            for item in read_requests(
+            reading = read_requests(
                 obj["Body"], fmt, rules, max_uncompressed_bytes=self._settings.max_uncompressed_bytes
-            ):
+            )
+            input_layout = reading.layout.as_dict()  # what the file turned out to be: kept with the job's source
+            for item in reading:
                 rows_in += 1
                 if isinstance(item, Rejected):
                     rejected.write_record(
@@ -187,15 +184,15 @@ class Intake:
         finally:
             # Keep the rejects seen so far even when the file turns out unreadable further down.
             rejected.close()
-            self._store.update_job(
-                job_id,
-                {
-                    "rowsIn": rows_in,
-                    "rejected": rejected.lines,
-                    "rejectedKey": rejected_key,
-                    "inBytes": int(obj.get("ContentLength", 0)),
-                },
-            )
+            progress: dict[str, Any] = {
+                "rowsIn": rows_in,
+                "rejected": rejected.lines,
+                "rejectedKey": rejected_key,
+                "inBytes": int(obj.get("ContentLength", 0)),
+            }
+            if input_layout is not None:  # the manifest carries the job's source, so it shows there too
+                progress["source"] = {**source, "input": input_layout}
+            self._store.update_job(job_id, progress)
         if rows_in == 0:
             raise InputError("empty_file", f"{source['uri']} holds no rows")
 
@@ -217,6 +214,25 @@ class Intake:
                 "deadline": int(time.time()) + self._settings.max_job_seconds,
             },
         )
+
+    def _get_source(self, source: dict[str, Any]) -> dict[str, Any]:
+        """The uploaded object (the version the event named), or the InputError saying why it cannot be read."""
+        get_kwargs: dict[str, Any] = {"Bucket": source["bucket"], "Key": source["key"]}
+        if source.get("version"):
+            get_kwargs["VersionId"] = source["version"]
+        try:
+            return self._s3.get_object(**get_kwargs)
+        except self._s3.exceptions.NoSuchKey as exc:
+            raise InputError(
+                "source_not_found", f"{source['uri']} no longer exists (deleted before intake read it)"
+            ) from exc
+        except self._s3.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchVersion", "NoSuchKey", "404"):
+                raise InputError("source_not_found", f"{source['uri']} no longer exists") from exc
+            if code in ("AccessDenied", "403"):
+                raise InputError("source_unreadable", f"the tracker may not read {source['uri']}") from exc
+            raise
 
     def _prepare_single_task(self, job: dict[str, Any]) -> None:
         """An operation (export) or a tracked provider job is one task through the same state machine: one

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from tracker import aws
+from tracker.observability import logger
 
 PART_BYTES = 8 * 1024 * 1024  # S3 minimum is 5 MiB for every part but the last
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -80,9 +81,20 @@ class S3StreamWriter:
         self._buffer = bytearray()
 
     def abort(self) -> None:
-        if self._upload_id is not None:
-            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
-            self._upload_id = None
+        """Never raises: it runs while another error is being handled, which the ASL retries and
+        catches by name. A refused or failed abort is logged; the results bucket's
+        AbortIncompleteMultipartUpload lifecycle rule removes the parts it leaves."""
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is None:
+            return
+        try:
+            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
+        except Exception:
+            logger.warning(
+                "multipart upload not aborted; the lifecycle rule removes its parts",
+                extra={"bucket": self.bucket, "key": self.key},
+                exc_info=True,
+            )
 
     def _flush_part(self) -> None:
         if self._upload_id is None:

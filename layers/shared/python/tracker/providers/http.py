@@ -12,6 +12,7 @@ reads (:class:`ErrorBody`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,20 @@ REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 #: An answer read into memory with ``max_bytes`` unset but streaming asked for: the error body of a download.
 DEFAULT_MAX_ANSWER_BYTES = 1024 * 1024
 _URL_ENCODED_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})  # fields go into the query string
-_GZIP_MAGIC = b"\x1f\x8b"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class ObjectRefused(ProviderAuthError):
+    """Object storage refused the credential of a GET (401/403: expired, revoked or wrong). Raised before
+    any byte of the object, so the caller may come back with fresh credentials and ask again."""
+
+    code = "credentials_refused"
+
+
+class ObjectMissing(ProviderRejectedError):
+    """Object storage has no such object (404)."""
+
+    code = "not_found"
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -211,20 +225,7 @@ class ProviderHttp:
         (``Accept-Encoding: gzip`` and no decoding: a ``.gz`` file stays the gzip it is)."""
         status = 0
         for _ in range(max(1, attempts)):
-            url = next_url()
-            try:
-                response = self.pool.request(
-                    "GET",
-                    url,
-                    headers={"Accept-Encoding": "gzip"},
-                    retries=False,
-                    redirect=False,
-                    timeout=self.timeout,
-                    preload_content=False,
-                    decode_content=False,
-                )
-            except urllib3.exceptions.HTTPError as exc:
-                raise ProviderTransientError(f"{what} unreachable: {type(exc).__name__}") from exc
+            response = self._get_stored(next_url(), {"Accept-Encoding": "gzip"}, what=what)
             if response.status == 200:
                 return response
             response.drain_conn()
@@ -262,9 +263,9 @@ class ProviderHttp:
                     )
                 if head is not None:
                     head += chunk
-                    if len(head) < len(_GZIP_MAGIC):
+                    if len(head) < len(GZIP_MAGIC):
                         continue
-                    if not head.startswith(_GZIP_MAGIC):
+                    if not head.startswith(GZIP_MAGIC):
                         raise ProviderTransientError(f"{what} is not a gzip file")
                     chunk, head = head, None
                 if chunk:
@@ -278,3 +279,65 @@ class ProviderHttp:
             if not complete:
                 response.close()
             response.release_conn()
+
+    # -- object storage GETs with a credential (Azure Blob SAS, GCS bearer token) --------------------------
+    def open_object(
+        self, url: str, headers: dict[str, str], *, what: str, byte_range: str | None = None
+    ) -> urllib3.BaseHTTPResponse:
+        """GET an object from object storage with the given credential headers (never the provider's own):
+        the open response (stream it with :meth:`stream`), or ObjectRefused (401/403), ObjectMissing (404),
+        a transient error for anything else. Stored bytes are kept as stored (no decoding)."""
+        sent = {**headers, "Accept-Encoding": "identity"}
+        if byte_range:
+            sent["Range"] = f"bytes={byte_range}"
+        response = self._get_stored(url, sent, what=what)
+        if response.status in (200, 206):
+            return response
+        detail = _storage_error(response)
+        response.release_conn()
+        summary = f"{what} answered {response.status}{' ' + detail if detail else ''}"
+        if response.status in (401, 403):
+            raise ObjectRefused(summary)
+        if response.status == 404:
+            raise ObjectMissing(summary)
+        raise ProviderTransientError(summary)
+
+    def _get_stored(self, url: str, headers: dict[str, str], *, what: str) -> urllib3.BaseHTTPResponse:
+        """An unread GET answer of file storage: no redirects, no retries, the body kept as stored."""
+        try:
+            return self.pool.request(
+                "GET",
+                url,
+                headers=headers,
+                retries=False,
+                redirect=False,
+                timeout=self.timeout,
+                preload_content=False,
+                decode_content=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise ProviderTransientError(f"{what} unreachable: {type(exc).__name__}") from exc
+
+    def object_head(self, url: str, headers: dict[str, str], *, what: str) -> bytes:
+        """The object's first two bytes (a ranged GET; a store that ignores Range is cut off after them)."""
+        response = self.open_object(url, headers, what=what, byte_range="0-1")
+        try:
+            return response.read(2, decode_content=False)
+        except urllib3.exceptions.HTTPError as exc:
+            raise ProviderTransientError(f"{what} broke off: {type(exc).__name__}") from exc
+        finally:
+            response.close()
+            response.release_conn()
+
+
+def _storage_error(response: urllib3.BaseHTTPResponse) -> str:
+    """The error code of an object store's answer: Azure's and S3's XML ``<Code>``, GCS's JSON
+    ``error.message``; empty when there is none."""
+    body = response.data[:4096]
+    match = re.search(rb"<Code>([^<]{1,100})</Code>", body)
+    if match:
+        return match.group(1).decode(errors="replace")
+    parsed = json_body(response)
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        return str(parsed["error"].get("message") or "")[:200]
+    return ""

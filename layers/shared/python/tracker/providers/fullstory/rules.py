@@ -25,7 +25,10 @@ Decisions (documented here because other code relies on them):
   one value) measured as compact UTF-8 JSON.
 * CSV: ``uid``, ``display_name``, ``email`` (users) and ``name``, ``timestamp`` (events) are fields;
   ``user``, ``session``, ``context`` (events) hold JSON; a ``properties`` column holds a JSON object;
-  every other named column is a string property. A CSV of events needs a ``name`` column.
+  every other named column is a string property. A CSV of events needs a ``name`` column, a CSV of
+  users a ``uid`` column: it identifies the user a row updates (users import is an upsert by uid), so
+  a header without it was misread or belongs to another file, and the job fails ``missing_column``
+  rather than creating a new anonymous user per row. (Inline or NDJSON users may still omit uid.)
 
 Reasons name the field and the limit and never quote a property value (values are personal data;
 names are not). The validators run once per row on the hot path of intake: they compare classes
@@ -261,6 +264,7 @@ USERS = RowRules(
     rows="users",
     validate=_validate_user,
     csv_columns={"uid": CsvColumn.TEXT, "display_name": CsvColumn.TEXT, "email": CsvColumn.TEXT},
+    csv_required=("uid",),
 )
 
 EVENTS = RowRules(

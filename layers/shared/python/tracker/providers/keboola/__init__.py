@@ -1,4 +1,5 @@
-"""Keboola Storage (https://keboola.docs.apiary.io): table exports and any storage job (storage.py).
+"""Keboola Storage (https://keboola.docs.apiary.io): table exports and any storage job (storage.py), their
+files on S3, Azure Blob Storage or GCS, sliced or not (files.py).
 
 This module is what tracker.catalogue needs of Keboola: the params of a table export, the stack a job
 talks to (fixed when the job is created) and how to build the provider from the settings.
@@ -57,4 +58,5 @@ def table_export(settings: Settings, params: dict[str, Any] | None = None) -> Ke
         stack_for(params, settings),
         read_secret(settings.keboola_secret_arn, "Keboola Storage API token", "token"),
         settings.provider_timeout_seconds,
+        columns=(params or {}).get("columns"),  # the header of the exported file
     )

@@ -2,12 +2,13 @@
 
 ``POST /v2/storage/tables/{tableId}/export-async`` answers 202 with a storage job; ``GET
 /v2/storage/jobs/{id}`` moves ``waiting`` -> ``processing`` -> ``success`` | ``error``; a finished export
-carries ``results.file.id`` and ``GET /v2/storage/files/{id}`` hands out a short-lived signed URL.
+carries ``results.file.id``; ``GET /v2/storage/files/{id}?federationToken=1`` says where the file lies
+(S3, Azure Blob Storage or GCS, sliced or not) with short-lived credentials, and files.py downloads it.
 
 HTTP, its named errors and the signed-URL download with refresh are tracker.providers.http's: every
 failure surfaces as one named error, and a maintenance window (503 + ``Retry-After``) or a 429 comes
 back as :class:`Throttled` for the state machine's Wait. The ``X-StorageApi-Token`` goes only to the
-stack, never to the download URL (another host: S3, Azure Blob or GCS on a real stack).
+stack, never to file storage (another host: S3, Azure Blob or GCS on a real stack).
 
 Keboola has no idempotency key: a submit retried after a lost answer starts a second export. That
 is harmless (an export is read-only) and only the job id recorded last is followed.
@@ -15,7 +16,6 @@ is harmless (an export is read-only) and only the job id recorded last is follow
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -24,14 +24,14 @@ import urllib3
 from tracker.errors import ProviderRejectedError, ProviderThrottledError, ProviderTransientError
 from tracker.providers.base import OperationStatus, ResultFile, ResultsNotReady, Submitted, Throttled
 from tracker.providers.http import POOL, ErrorBody, ProviderHttp, json_body
+from tracker.providers.keboola.files import CREDENTIAL_ATTEMPTS, FileDetail, FileDownload
 
 STATES = {"waiting": "PENDING", "processing": "RUNNING", "success": "COMPLETED", "error": "FAILED"}
 ENDED_OTHERWISE = {"cancelled", "terminated"}  # not sent by table exports, but a job someone else started may be
 EXPORT_FORMATS = ("rfc", "escaped", "raw")
-DOWNLOAD_ATTEMPTS = 3  # one signed URL, then up to two fresh ones when the previous had expired
-CHUNK_BYTES = 64 * 1024
+DOWNLOAD_ATTEMPTS = CREDENTIAL_ATTEMPTS  # per object: its credentials, then up to two fresh file details
 THROTTLE_STATUSES = (429, 503)  # 503 is Keboola's maintenance window, with Retry-After
-_DOWNLOAD = "Keboola file download"
+TABLE_EXPORT = "tableExport"  # the operationName of an export-async job
 
 
 def stack_root(stack: str) -> str:
@@ -69,7 +69,9 @@ class KeboolaStorageProvider:
         *,
         pool: urllib3.PoolManager = POOL,
         download_attempts: int = DOWNLOAD_ATTEMPTS,
+        columns: list[str] | str | None = None,
     ) -> None:
+        """``columns``: the columns a table export asked for (its params.columns), the header of its file."""
         self._root = stack_root(stack_url)
         self._http = ProviderHttp(
             "Keboola",
@@ -81,6 +83,7 @@ class KeboolaStorageProvider:
             pool=pool,
         )
         self._download_attempts = max(1, download_attempts)
+        self._columns = _column_list(columns)
 
     # -- protocol ---------------------------------------------------------------------------
     def start(self, params: dict[str, Any], idempotency_key: str) -> Submitted | Throttled:
@@ -94,9 +97,9 @@ class KeboolaStorageProvider:
             raise ProviderRejectedError(
                 f"params.format must be one of {', '.join(EXPORT_FORMATS)}", code="invalid_params"
             )
-        columns = params.get("columns")
+        columns = _column_list(params.get("columns"))
         if columns:
-            fields["columns"] = ",".join(columns) if isinstance(columns, list | tuple) else str(columns)
+            fields["columns"] = ",".join(columns)
         if params.get("limit") is not None:
             fields["limit"] = str(params["limit"])
         url = f"{self._root}/v2/storage/tables/{quote(table_id.strip(), safe='')}/export-async"
@@ -121,8 +124,9 @@ class KeboolaStorageProvider:
         return OperationStatus(status, state, progress_pct=100.0 if state == "COMPLETED" else None, error=error)
 
     def result(self, provider_job_id: str) -> ResultFile:
-        """The export's file. ``chunks()`` asks the file detail for a fresh signed URL on every call and
-        again (up to ``download_attempts`` URLs) whenever the download refuses an expired one."""
+        """The export's file as one stream (tracker.providers.keboola.files): the file detail with
+        federation credentials, the manifest and every slice of a sliced file, and the header row a table
+        export lacks. The first bytes are read here, so the name and content type say what the file is."""
         response = self._http.request("GET", self._job_url(provider_job_id))
         if isinstance(response, Throttled):
             raise ProviderThrottledError("Keboola throttled reading the job", retry_after=response.retry_after)
@@ -137,31 +141,50 @@ class KeboolaStorageProvider:
         file_id = file_info.get("id") if isinstance(file_info, dict) else None
         if isinstance(file_id, bool) or not isinstance(file_id, int | str) or not str(file_id).strip():
             raise ProviderRejectedError(f"Keboola job {provider_job_id} has no results.file.id", code="no_result_file")
-        table_id = str(job.get("tableId") or f"keboola-job-{provider_job_id}")
+        table_id = str(job.get("tableId") or "")
+        table_export = job.get("operationName") == TABLE_EXPORT and bool(table_id)
         file_url = f"{self._root}/v2/storage/files/{quote(str(file_id), safe='')}"
-        return ResultFile(
-            name=f"{table_id}.csv.gz", content_type="application/gzip", chunks=lambda: self._download(file_url)
-        )
+        download = FileDownload(
+            lambda: self._file_detail(file_url, str(file_id)),
+            self._http,
+            columns=self._header(job, table_id) if table_export else None,
+            attempts=self._download_attempts,
+        ).open()
+        if table_export:
+            name = f"{table_id}.csv.gz" if download.gzip else f"{table_id}.csv"
+            content_type = "application/gzip" if download.gzip else "text/csv"
+        else:  # a file some other storage job produced: as Keboola names it
+            name = download.detail.name
+            content_type = "application/gzip" if download.gzip else "application/octet-stream"
+        return ResultFile(name=name, content_type=content_type, chunks=download.chunks)
 
     # -- download ---------------------------------------------------------------------------
-    def _download(self, file_url: str) -> Iterator[bytes]:
-        # No token: the signed URL is the credential, and it points at another host.
-        response = self._http.open_signed(
-            lambda: self._signed_url(file_url), what=_DOWNLOAD, attempts=self._download_attempts
-        )
-        yield from self._http.stream(response, what=_DOWNLOAD, chunk_bytes=CHUNK_BYTES)
-
-    def _signed_url(self, file_url: str) -> str:
-        response = self._http.request("GET", file_url)
+    def _file_detail(self, file_url: str, file_id: str) -> FileDetail:
+        """``GET /v2/storage/files/{id}?federationToken=1``: where the file lies and fresh credentials."""
+        response = self._http.request("GET", file_url, fields={"federationToken": "1"})
         if isinstance(response, Throttled):
             raise ProviderThrottledError("Keboola throttled the file detail", retry_after=response.retry_after)
-        detail = self._http.json(response)
-        if not isinstance(detail, dict) or not isinstance(detail.get("url"), str) or not detail["url"]:
-            raise ProviderTransientError("Keboola file detail has no url")
-        if detail.get("isSliced"):
-            # A sliced file's url is a manifest of s3:// slices readable only with federation credentials.
-            raise ProviderRejectedError("Keboola exported a sliced file; not supported", code="sliced_file")
-        return detail["url"]
+        return FileDetail.parse(self._http.json(response), file_id, self._http)
+
+    def _header(self, job: dict[str, Any], table_id: str) -> list[str]:
+        """The exported columns, in order, as the official clients choose them: the columns asked for (this
+        job's params.columns, else the export's own ``operationParams.export.columns``), else every column
+        of the table detail (``GET /v2/storage/tables/{id}``)."""
+        if self._columns:
+            return list(self._columns)
+        operation = job.get("operationParams")
+        export = operation.get("export") if isinstance(operation, dict) else None
+        asked = export.get("columns") if isinstance(export, dict) else None
+        if isinstance(asked, list) and asked and all(isinstance(c, str) for c in asked):
+            return list(asked)
+        response = self._http.request("GET", f"{self._root}/v2/storage/tables/{quote(table_id, safe='')}")
+        if isinstance(response, Throttled):
+            raise ProviderThrottledError("Keboola throttled the table detail", retry_after=response.retry_after)
+        table = self._http.json(response)
+        columns = table.get("columns") if isinstance(table, dict) else None
+        if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
+            raise ProviderTransientError(f"Keboola table {table_id} detail has no columns")
+        return columns
 
     # -- answers ----------------------------------------------------------------------------
     def _job_url(self, provider_job_id: str) -> str:
@@ -177,6 +200,15 @@ class KeboolaStorageProvider:
         if not isinstance(job.get("status"), str):
             raise ProviderTransientError("Keboola storage job answer has no status")
         return job
+
+
+def _column_list(columns: Any) -> list[str]:
+    """params.columns as a list: a JSON list, or Keboola's comma-separated string."""
+    if isinstance(columns, list | tuple):
+        return [str(c).strip() for c in columns if str(c).strip()]
+    if isinstance(columns, str):
+        return [c.strip() for c in columns.split(",") if c.strip()]
+    return []
 
 
 def _job_error(job: dict[str, Any], provider_job_id: str) -> dict[str, str]:
