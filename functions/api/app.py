@@ -1,4 +1,4 @@
-"""REST API (API Gateway, AWS_IAM auth): create, list, show, cancel and retry jobs; result URLs.
+"""REST API (API Gateway, AWS_IAM auth): create, list, show, cancel and retry jobs; upload and result URLs.
 
 The OpenAPI document it serves (GET /openapi?format=json) is built from these routes: the request
 models below, the answer models of tracker.api_models, and every status each route can answer.
@@ -20,6 +20,7 @@ from tracker.access import Caller, caller_from_identity
 from tracker.config import settings
 from tracker.control import ControlError, JobControl
 from tracker.jobs_api import PRESIGNED_URL_SECONDS, ApiError, JobsApi
+from tracker.limits import MAX_INLINE_BODY_BYTES
 from tracker.model import JOB_TYPES, storage_job_view
 from tracker.observability import logger, metrics, tracer
 
@@ -73,6 +74,7 @@ app.enable_swagger(
 )
 
 JobType = Literal[catalogue.NAMES]  # type: ignore[valid-type]
+FileJobType = Literal[catalogue.BATCH_TYPES]  # type: ignore[valid-type]
 TrackedProvider = Literal[tuple(catalogue.TRACKABLE)]  # type: ignore[valid-type]
 
 
@@ -86,6 +88,20 @@ class CreateJobBody(BaseModel):
     params: dict[str, Any] | None = None
     provider: TrackedProvider | None = None
     providerJobId: str | None = Field(default=None, min_length=1, max_length=256)
+
+
+class CreateUploadBody(BaseModel):
+    """A file to upload for a job of `type`: its name (the extension tells its format) and its size."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: FileJobType
+    filename: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="The file's name: .csv, .ndjson, .jsonl or .json, optionally .gz.",
+    )
+    size: int = Field(ge=1, description="Bytes: up to 64 MiB one PUT, above that in parts.")
 
 
 def _service() -> JobsApi:
@@ -121,7 +137,8 @@ def _answers(ok: dict[int, tuple[str, str]], errors: dict[int, str]) -> dict[int
     answers: dict[int, OpenAPIResponse] = {
         status: {"description": text, "content": json_of(models)} for status, (text, models) in ok.items()
     }
-    for status, text in {**errors, **COMMON_ERRORS}.items():
+    for status in sorted({*errors, *COMMON_ERRORS}):
+        text = " Or: ".join(t for t in (errors.get(status), COMMON_ERRORS.get(status)) if t)
         answers[status] = {"description": text, "content": json_of("Error")}
     return answers
 
@@ -136,6 +153,10 @@ COMMON_ERRORS = {
 }
 NOT_FOUND = {404: "not_found: no such job, or another caller's job (only AdminPrincipals see every job)."}
 TOO_LARGE = {413: "A request body over API Gateway's 10 MB (REQUEST_TOO_LARGE; payload_too_large offline)."}
+INLINE_TOO_LARGE = {
+    413: f"inline_too_large: a body over {MAX_INLINE_BODY_BYTES:,} bytes (upload the rows with POST /uploads and "
+    "give the file as `source`); or over API Gateway's 10 MB (REQUEST_TOO_LARGE; payload_too_large offline).",
+}
 JOB_ID = "A job id (job-...)."
 
 
@@ -143,9 +164,10 @@ JOB_ID = "A job id (job-...)."
     "/jobs",
     operation_id="createJob",
     summary="Create a job",
-    description="An import (`requests` inline or `source` s3://inbox/...), an export (`params`) or `track` of a "
-    "provider job started elsewhere (`provider` + `providerJobId`). With an Idempotency-Key, the same request "
-    "again answers the job the first one created (200) instead of creating another.",
+    description="An import (`requests` inline, or `source`: a file you uploaded, see POST /uploads), an export "
+    "(`params`) or `track` of a provider job started elsewhere (`provider` + `providerJobId`). With an "
+    "Idempotency-Key, the same request again answers the job the first one created (200) instead of creating "
+    "another.",
     tags=["jobs"],
     responses=_answers(
         {
@@ -154,9 +176,11 @@ JOB_ID = "A job id (job-...)."
         },
         {
             400: "invalid_request or invalid_source: the body does not fit the job type.",
+            403: "source_not_allowed: `source` is not a file you uploaded (only AdminPrincipals name any file "
+            "of the inbox bucket).",
             409: "request_in_progress: a request with this Idempotency-Key is still running; send it again.",
             422: "idempotency_key_reused: this Idempotency-Key came with a different body.",
-            **TOO_LARGE,
+            **INLINE_TOO_LARGE,
         },
     ),
 )
@@ -232,6 +256,28 @@ def _create_once(service: JobsApi, body: CreateJobBody, caller: Caller, key: str
     return job, bool(fresh and fresh[0])
 
 
+@app.post(
+    "/uploads",
+    operation_id="createUpload",
+    summary="Upload a file for a job",
+    description="Presigned URLs that put the file into your own prefix of the inbox bucket (no S3 rights "
+    "needed): PUT it to `url`, or, for a file over 64 MiB, each `partSize` slice to its part's URL (keep each "
+    "answer's ETag header), then POST the CompleteMultipartUpload XML of the parts to `completeUrl` (DELETE "
+    "`abortUrl` to give up). Then create the job with the `createJob` body (POST /jobs).",
+    tags=["jobs"],
+    responses=_answers(
+        {201: ("Where and how to upload the file.", "Upload")},
+        {
+            400: "invalid_request (an unknown type, a bad name or size) or unsupported_format (the extension).",
+            413: "file_too_large: bigger than intake reads within its time limit; split the file.",
+        },
+    ),
+)
+def create_upload(body: CreateUploadBody) -> Response[dict[str, Any]]:
+    answer = _service().create_upload(job_type=body.type, filename=body.filename, size=body.size, caller=_caller())
+    return Response(status_code=201, content_type="application/json", body=answer)
+
+
 @app.get(
     "/jobs",
     operation_id="listJobs",
@@ -300,20 +346,20 @@ def get_job_results(job_id: Annotated[str, Path(description=JOB_ID)]) -> dict[st
     "/jobs/<job_id>/cancel",
     operation_id="cancelJob",
     summary="Cancel a job",
-    description="Stops its execution and ends it FAILED with error code `cancelled`; results so far are kept.",
+    description="Stops its execution and marks it FAILED with error code `cancelled` at once, whatever its size; "
+    "results so far are kept. The answer leaves out the batches. The job's files, manifest and notification "
+    "follow when its execution has stopped (finishedAt is then set).",
     tags=["jobs"],
     responses=_answers(
-        {200: ("The job, cancelled (FAILED).", "Job")},
+        {200: ("The job, cancelled (FAILED), without its batches.", "Job")},
         {**NOT_FOUND, 409: "already_finished: the job had already ended.", **TOO_LARGE},
     ),
 )
 def cancel_job(job_id: Annotated[str, Path(description=JOB_ID)]) -> dict[str, Any]:
     caller = _caller()
     service = _service()
-    job, _ = service.get_job(job_id, caller)
-    _control().cancel(job, by=caller.arn)
-    job, batches = service.get_job(job_id, caller)
-    return service.view(job, batches, base_url=_base_url())
+    cancelled = _control().cancel(service.get_job_record(job_id, caller), by=caller.arn)
+    return service.view(cancelled, [], base_url=_base_url())
 
 
 @app.post(
@@ -325,7 +371,12 @@ def cancel_job(job_id: Annotated[str, Path(description=JOB_ID)]) -> dict[str, An
     tags=["jobs"],
     responses=_answers(
         {202: ("The job, running again.", "Job")},
-        {**NOT_FOUND, 409: "not_failed or nothing_to_retry: the job cannot be retried.", **TOO_LARGE},
+        {
+            **NOT_FOUND,
+            409: "not_failed, nothing_to_retry, or still_closing (a cancelled job whose execution is still "
+            "stopping): the job cannot be retried now.",
+            **TOO_LARGE,
+        },
     ),
 )
 def retry_job(job_id: Annotated[str, Path(description=JOB_ID)]) -> Response[dict[str, Any]]:
@@ -382,7 +433,28 @@ def unexpected(exc: Exception) -> Response:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(_json_body(event), context)
+    return _inline_too_large(event) or app.resolve(_json_body(event), context)
+
+
+def _inline_too_large(event: dict[str, Any]) -> dict[str, Any] | None:
+    """413 for a POST /jobs body over MAX_INLINE_BODY_BYTES, before anything reads it: such a body is near
+    Lambda's 6 MB invoke limit, past which it would never reach this function (tracker.limits)."""
+    if event.get("httpMethod") != "POST" or event.get("resource") != "/jobs" or not event.get("body"):
+        return None
+    body = event["body"]
+    size = len(body) * 3 // 4 - body[-2:].count("=") if event.get("isBase64Encoded") else len(body.encode())
+    if size <= MAX_INLINE_BODY_BYTES:
+        return None
+    message = (
+        f"the body has {size:,} bytes; inline requests take at most {MAX_INLINE_BODY_BYTES:,}. Upload the "
+        "rows as a file (POST /uploads), then create the job with it as `source`"
+    )
+    return {
+        "statusCode": 413,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps({"code": "inline_too_large", "message": message}),
+        "isBase64Encoded": False,
+    }
 
 
 def _json_body(event: dict[str, Any]) -> dict[str, Any]:

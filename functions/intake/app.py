@@ -39,8 +39,10 @@ def handle_message(record: SQSRecord) -> None:
         return
     for upload in message:
         outcome = take_in_upload(upload=asdict(upload))
-        logger.info("upload taken in", extra={"job_id": outcome["jobId"], "key": upload.key})
+        duplicate = not outcome["created"]  # the upload's job already existed (or its answer was replayed)
+        logger.info("upload taken in", extra={"job_id": outcome["jobId"], "key": upload.key, "duplicate": duplicate})
         metrics.add_metric(name="UploadsTakenIn", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="DuplicateUploads" if duplicate else "JobsStarted", unit=MetricUnit.Count, value=1)
 
 
 @logger.inject_lambda_context

@@ -37,7 +37,8 @@ def test_submit_via_api_creates_the_job_with_post_jobs_and_prints_json(cli, loca
     job = json.loads(result.stdout)
     assert job["state"] == "COMPLETED"
     assert job["metrics"]["imported"] == 5
-    assert job["operationParams"]["source"].startswith("s3://jobtracker-local-inboxbucket/staged/")
+    # Uploaded through POST /uploads' presigned URL into the caller's own prefix, no S3 rights needed.
+    assert job["operationParams"]["source"].startswith("s3://jobtracker-local-inboxbucket/uploads/local/")
     # Created by a SigV4-signed POST /jobs (the offline API names the caller after the access key).
     assert job["creatorToken"]["id"] == "arn:aws:iam::123456789012:user/local"
 
@@ -183,6 +184,7 @@ def test_cancel_a_running_job_then_retry_it_to_completion(cli, local, session, t
     assert again.exit_code == 4
     assert "409 already_finished" in one_line_error(again)
 
+    finished(session, job_id)  # closed once its execution stopped (EventBridge -> finalize): retry may start
     retried = cli("retry", job_id, *local)
     assert retried.exit_code == 0, retried.output
     assert f"job {job_id} is RUNNING again: 3 of 3 batches to finish" in retried.stderr

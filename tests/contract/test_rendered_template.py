@@ -225,4 +225,11 @@ def test_the_api_role_cannot_read_the_inbox(rendered: dict[str, Any]) -> None:
     ]
     assert api_functions
     for function in api_functions:
-        assert "InboxBucket" not in json.dumps(_role_statements(rendered, function)), function
+        for statement in _role_statements(rendered, function):
+            if "InboxBucket" not in json.dumps(statement["Resource"]):
+                continue
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            # It signs upload URLs into callers' own prefixes (PutObject, AbortMultipartUpload): it writes
+            # there on their behalf, and reads nothing of the inbox.
+            assert all(a in ("s3:PutObject", "s3:AbortMultipartUpload") for a in actions), (function, actions)
+            assert json.dumps(statement["Resource"]).count("/uploads/*") == 1, (function, statement["Resource"])

@@ -3,6 +3,7 @@ process, the FullStory simulator on 127.0.0.1. Waits poll the stack's own state,
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,7 +18,8 @@ FAST = {"PollMinSeconds": 0, "PollMaxSeconds": 0}
 
 @pytest.fixture
 def offline() -> Callable[..., Any]:
-    """offline(sim=SimulatorConfig(...), **template_parameters) -> context manager of an OfflineSession."""
+    """offline(sim=SimulatorConfig(...), api=..., aws=..., **template_parameters) -> context manager of an
+    OfflineSession (aws=True: with the emulated AWS endpoint, through which presigned URLs work)."""
 
     @contextmanager
     def start(
@@ -25,6 +27,7 @@ def offline() -> Callable[..., Any]:
         api: bool = False,
         stack_api_key: str | None = None,
         allow_unsigned: bool = True,
+        aws: bool = False,
         **parameters: Any,
     ) -> Iterator[OfflineSession]:
         config = sim or SimulatorConfig(polls_to_complete=2)
@@ -32,6 +35,7 @@ def offline() -> Callable[..., Any]:
             parameters={**FAST, **parameters},
             simulator_config=config,
             api_port=0 if api else None,
+            aws_port=_free_port() if aws else None,  # the emulated AWS endpoint of `jobtracker local up`
             stack_api_key=stack_api_key,
             retry_time_scale=0.0,  # the ASL's retries happen, without their real waits
             allow_unsigned=allow_unsigned,
@@ -39,6 +43,12 @@ def offline() -> Callable[..., Any]:
             yield session
 
     return start
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

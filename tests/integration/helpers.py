@@ -63,3 +63,45 @@ def fullstory_batch_budget() -> InFlightBudget:
     budget = wiring.budgets().for_type("fullstory.users")
     assert budget is not None, "OrgInFlightBudget is 0: the FullStory batch budget is off"
     return budget
+
+
+class ApiCalls:
+    """The AWS calls the api function makes while handling requests, as (service, operation), e.g.
+    ("dynamodb", "GetItem"): a wrapper marks the thread an api invocation runs on, and a botocore
+    `before-call` handler on the handlers' own clients (tracker.aws) records the calls made there."""
+
+    def __init__(self, stack: Any) -> None:
+        import threading
+
+        from tracker import aws
+        from tracker.config import settings
+
+        self.calls: list[tuple[str, str]] = []
+        self._inside = threading.local()
+        clients = [aws.client(service) for service in ("s3", "sqs", "sns", "stepfunctions")]
+        clients.append(aws.table(settings().jobs_table).meta.client)
+        for client in clients:
+            client.meta.events.register("before-call", self._record)
+        lambdas = stack.lambdas
+        real_invoke = lambdas.invoke
+
+        def invoke(name: str, event: dict[str, Any]) -> Any:
+            if lambdas.by_name_or_arn(name).logical_id != "ApiFunction":
+                return real_invoke(name, event)
+            self._inside.on = True
+            try:
+                return real_invoke(name, event)
+            finally:
+                self._inside.on = False
+
+        lambdas.invoke = invoke
+
+    def _record(self, model: Any, **_: Any) -> None:
+        if getattr(self._inside, "on", False):
+            self.calls.append((model.service_model.endpoint_prefix, model.name))
+
+    def during(self, action: Any) -> list[tuple[str, str]]:
+        """The calls made while `action()` runs."""
+        start = len(self.calls)
+        action()
+        return self.calls[start:]

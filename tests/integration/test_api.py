@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import urllib3
@@ -56,7 +57,7 @@ def test_inline_requests_become_a_job_that_completes_and_serves_its_results(api_
         (3, 1, "COMPLETED"),
     ]
     assert all(b["providerJobId"] for b in job["batches"])
-    assert job["runId"].endswith(":" + created["id"])
+    assert re.fullmatch(rf".*:execution:jobtracker-local-jobs:{created['id']}-r0-[0-9a-f]{{8}}", job["runId"])
     assert job["finishedAt"] and job["createdAt"] and job["startTime"]
     assert "X-Amz-Signature" in job["results"]["downloadUrl"]
 
@@ -105,7 +106,6 @@ def test_idempotency_key_answers_the_first_job_again(api_session):
         ({"type": "fullstory.users", "requests": []}, "invalid_request", "requests"),
         ({"type": "fullstory.users", "requests": "nope"}, "invalid_request", "requests"),
         ({"type": "fullstory.users", "source": "https://example.com/x"}, "invalid_request", "source"),
-        ({"type": "fullstory.users", "source": "s3://someone-elses-bucket/x.csv"}, "invalid_source", "inbox bucket"),
         ({"type": "fullstory.users", "requests": [{"uid": "a"}], "extra": 1}, "invalid_request", "extra"),
     ],
 )

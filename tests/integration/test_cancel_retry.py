@@ -7,7 +7,7 @@ import json
 import urllib3
 
 from jobtracker.simulators.fullstory import SimulatorConfig, parse_fault
-from tests.integration.helpers import fullstory_batch_budget, ndjson, upload_and_wait, users
+from tests.integration.helpers import ApiCalls, fullstory_batch_budget, ndjson, read_json, upload_and_wait, users
 
 HTTP = urllib3.PoolManager(retries=False, timeout=10)
 
@@ -33,7 +33,10 @@ def test_cancel_stops_the_execution_and_ends_the_job_failed_with_one_notificatio
         assert status == 200
         assert job["state"] == "FAILED"
         assert job["error"]["code"] == "cancelled"
+        assert "finishedAt" not in job  # closed off the request path, once the execution has stopped
         assert stack.wait_for_execution(job_id)["status"] == "ABORTED"
+        closed = stack.wait_for_job(job_id)  # the ABORTED event -> finalize: manifest, notification
+        assert closed["error"]["code"] == "cancelled" and closed["resultKeys"]["manifest"]
         assert len(stack.notifications()) == 1
         assert post(session, f"/jobs/{job_id}/cancel")[0] == 409
         assert post(session, "/jobs/job-nope/cancel")[0] == 404
@@ -53,7 +56,7 @@ def test_retry_runs_only_unfinished_batches_and_never_resends_an_accepted_one(of
         assert status == 202
         assert reopened["state"] == "RUNNING"
         done = stack.wait_for_job(job["id"])
-        assert done["state"] == "COMPLETED"
+        assert done["state"] == "COMPLETED", done.get("error")
         assert done["accounting"]["balanced"] and done["imported"] == 4
         assert session.simulator.stats["batch_posts"] == 2
         assert len(stack.notifications()) == 2  # one per outcome: the failure, then the completion
@@ -71,7 +74,7 @@ def test_retry_after_cancel_polls_accepted_batches_instead_of_resending(offline)
             what="both batches accepted and polled",
         )
         assert post(session, f"/jobs/{job_id}/cancel")[1]["error"]["code"] == "cancelled"
-        stack.wait_for_execution(job_id)
+        stack.wait_for_job(job_id)
         posts = session.simulator.stats["batch_posts"]
         assert posts == 2
 
@@ -120,3 +123,43 @@ def _queue_drained(stack):
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     return attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_cancel_does_the_same_small_work_for_a_job_of_50_batches_as_for_one_of_2(offline):
+    """The cancel request marks and stops; the rest (leases, result files, manifest, notification) follows
+    the execution's ABORTED event through EventBridge to finalize, off the request path."""
+    sim = SimulatorConfig(polls_to_complete=1, faults=(parse_fault("stuck"),))  # accepted, never finishing
+    with offline(sim=sim, api=True, MaxBatchRequests=1) as session:
+        stack = session.stack
+        calls = ApiCalls(stack)
+        work: dict[int, list[tuple[str, str]]] = {}
+        jobs: dict[int, str] = {}
+        for size in (2, 50):
+            key = f"inbox/users/cancel-{size}.ndjson"
+            stack.upload(key, ndjson(users(size)))
+            job_id = stack.wait_until(
+                lambda key=key: next((j["id"] for j in stack.jobs() if j["source"]["key"] == key), None),
+                what=f"the job of {size} batches",
+            )
+            stack.wait_until(
+                lambda job_id=job_id: (stack.get_job(job_id) or {}).get("state") == "RUNNING"
+                and any(b.get("polls") for b in stack.list_batches(job_id)),
+                what=f"the job of {size} batches running",
+            )
+            answers: list[tuple[int, dict]] = []
+            work[size] = calls.during(
+                lambda job_id=job_id, answers=answers: answers.append(post(session, f"/jobs/{job_id}/cancel"))
+            )
+            status, job = answers[0]
+            assert (status, job["state"], job["error"]["code"]) == (200, "FAILED", "cancelled")
+            jobs[size] = job_id
+        assert work[2] == work[50] == [("dynamodb", "GetItem"), ("dynamodb", "UpdateItem"), ("states", "StopExecution")]
+
+        for size, job_id in jobs.items():
+            closed = stack.wait_for_job(job_id, timeout=120)
+            manifest = read_json(session, closed["resultKeys"]["manifest"])
+            assert len(manifest["batches"]) == size
+            assert closed["error"]["message"] == "cancelled by arn:aws:iam::123456789012:user/local-developer"
+        assert len(stack.notifications()) == 2
+        stack.wait_until(lambda: fullstory_batch_budget().holders() == {}, what="every lease released")
+        assert any(e["detail"]["status"] == "ABORTED" for e in stack.execution_events.delivered)

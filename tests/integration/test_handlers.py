@@ -9,7 +9,7 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from pydantic import TypeAdapter
 from tracker.intake import Upload, job_id_for_upload
-from tracker.messages import BatchTask, CollectRequest, ExecutionStatusChange, FinalizeRequest
+from tracker.messages import BatchTask, CollectRequest, FinalizeEvent
 from tracker.model import now_iso
 
 from jobtracker.local.stack import REPO_ROOT
@@ -42,7 +42,7 @@ def test_every_sample_event_is_named_after_its_function_and_accepted_by_its_inpu
         "submit": BatchTask,
         "status": BatchTask,
         "collect": CollectRequest,
-        "finalize": TypeAdapter(FinalizeRequest | ExecutionStatusChange),
+        "finalize": TypeAdapter(FinalizeEvent),
     }
     for path in sorted(EVENTS.glob("*.json")):
         function = path.name.split("-", 1)[0]
@@ -102,18 +102,24 @@ def test_intake_fails_an_unknown_message_so_lambda_retries_it(offline):
 
 
 def test_an_unreadable_intake_message_ends_in_the_dead_letter_queue_not_lost(offline):
+    """Intake fails it maxReceiveCount times (template.yaml); the dead-letter queue's function (finalize) finds
+    no job in it either, fails it too, and it stays in the queue for an operator (invisible for the queue's
+    visibility timeout, then back)."""
     with offline() as session:
         stack = session.stack
         stack.client("sqs").send_message(QueueUrl=stack.output("IntakeQueue"), MessageBody="not json at all")
-        dlq = stack.output("IntakeDeadLetterQueue")
 
-        def dead_lettered():
-            got = stack.client("sqs").receive_message(QueueUrl=dlq, MaxNumberOfMessages=1).get("Messages", [])
-            return got[0] if got else None
+        def errors(function):
+            return [e for e in stack.function_errors if e.startswith(function)]
 
-        message = stack.wait_until(dead_lettered, timeout=30, what="the message to reach the DLQ")
-        assert message["Body"] == "not json at all"
-        assert len(stack.function_errors) == 3  # maxReceiveCount in template.yaml
+        stack.wait_until(lambda: errors("FinalizeFunction"), timeout=30, what="the dead letter to reach finalize")
+        assert len(errors("IntakeFunction")) == 3  # maxReceiveCount in template.yaml
+        attributes = stack.client("sqs").get_queue_attributes(
+            QueueUrl=stack.output("IntakeDeadLetterQueue"),
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        assert sum(int(count) for count in attributes.values()) == 1
+        assert stack.jobs() == []
 
 
 def test_execution_that_timed_out_closes_its_job_failed_with_one_notification(offline):
@@ -161,6 +167,23 @@ def test_a_late_event_about_an_earlier_execution_of_the_job_is_ignored(offline):
         answer = session.stack.invoke("FinalizeFunction", late)
         assert answer["ignored"] is True
         assert session.stack.get_job(job["id"])["state"] == "COMPLETED"
+
+
+def test_closing_an_ended_execution_never_closes_the_run_that_replaced_it(offline):
+    """The backstop read the job while the ended execution still ran it, then a retry started another run:
+    its finalize must leave the new run alone (the final writes are conditional on the job's runId)."""
+    from tracker import wiring
+
+    with offline() as session:
+        job = upload_and_wait(session, "inbox/users/replaced.ndjson", ndjson(users(1)))
+        store = wiring.store()
+        store.update_job(job["id"], {"state": "RUNNING", "runId": job["runId"] + "-next", "finishedAt": None})
+        answer = wiring.finalizer().fail_job(job["id"], "execution_failed", "late", run_id=job["runId"])
+        assert answer["ignored"] is True
+        still = session.stack.get_job(job["id"])
+        assert (still["state"], still["runId"]) == ("RUNNING", job["runId"] + "-next")
+        assert "error" not in still
+        assert len(session.stack.notifications()) == 1
 
 
 def test_submit_after_a_lost_answer_does_not_send_the_batch_again(offline):

@@ -70,6 +70,10 @@ class ApiClient:
     def create_job(self, body: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
         return self.request("POST", "/jobs", body=body, headers={"Idempotency-Key": idempotency_key})
 
+    def create_upload(self, *, job_type: str, filename: str, size: int) -> dict[str, Any]:
+        """Presigned URLs for a file of `size` bytes in the caller's own prefix of the inbox (POST /uploads)."""
+        return self.request("POST", "/uploads", body={"type": job_type, "filename": filename, "size": size})
+
     def list_jobs(self, *, state: str | None = None, limit: int = 50, next_token: str | None = None) -> dict[str, Any]:
         params = {"state": state, "limit": limit, "nextToken": next_token}
         return self.request("GET", "/jobs", params={k: v for k, v in params.items() if v is not None})

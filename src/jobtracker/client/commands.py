@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import re
 import secrets
 import shlex
 import sys
@@ -41,7 +42,6 @@ SUBMIT_TYPES = (*catalogue.BATCH_TYPES, *catalogue.OPERATION_TYPES)
 TRACKABLE = tuple(catalogue.TRACKABLE)
 TRACK_TYPE = next(t.name for t in catalogue.TYPES if t.kind is catalogue.Kind.TRACK)
 INBOX_PREFIX = {name: prefix for prefix, name in catalogue.INBOX_PREFIXES.items()}
-STAGING_PREFIX = "staged/"  # outside inbox/: no upload event; the job is created by POST /jobs instead
 STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED")
 INTAKE_WAIT_SECONDS = 300.0
 
@@ -262,7 +262,8 @@ def param_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--via-api",
     is_flag=True,
-    help="Stage the file outside inbox/ and create the job with POST /jobs (source), instead of an inbox upload.",
+    help="Upload through the API (POST /uploads: presigned URLs into your own prefix, no S3 rights needed) and "
+    "create the job with POST /jobs (source), instead of an upload to the inbox.",
 )
 @click.option("--no-watch", is_flag=True, help="Print the job id once the job exists; do not watch it.")
 @watch_options
@@ -295,19 +296,21 @@ def submit(
         raise CliError(f"{job_type} jobs take their rows from FILE, not --param", EXIT_USAGE)
     target = _target(target_flags)
     console = Console(stderr=True, highlight=False)
-    bucket = target.require_inbox()
     target.api.list_jobs(limit=1)  # fail fast, before uploading, if the API is unreachable or refuses us
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-    prefix = STAGING_PREFIX if via_api else INBOX_PREFIX[job_type]
-    key = f"{prefix}{stamp}/{file.name}"
-    uri = f"s3://{bucket}/{key}"
     size = file.stat().st_size
-    _upload(target, file, bucket, key, size, console)
-    console.print(f"uploaded {file.name} ({_size(size)}) to {uri}", soft_wrap=True)
     if via_api:
-        job = target.api.create_job({"type": job_type, "source": uri}, idempotency_key=f"cli-{uuid.uuid4()}")
+        upload = target.api.create_upload(job_type=job_type, filename=_upload_name(file.name), size=size)
+        _upload_presigned(file, size, upload, console)
+        console.print(f"uploaded {file.name} ({_size(size)}) to {upload['source']}", soft_wrap=True)
+        job = target.api.create_job(upload["createJob"], idempotency_key=f"cli-{uuid.uuid4()}")
         job_id = job["id"]
     else:
+        bucket = target.require_inbox()
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        key = f"{INBOX_PREFIX[job_type]}{stamp}/{file.name}"
+        uri = f"s3://{bucket}/{key}"
+        _upload(target, file, bucket, key, size, console)
+        console.print(f"uploaded {file.name} ({_size(size)}) to {uri}", soft_wrap=True)
         job_id = _wait_for_intake(target, uri, console)
     watching = {"no_watch": no_watch, "as_json": as_json, "interval": interval, "timeout": timeout}
     _watch_created(target, job_id, job_type, console, **watching)
@@ -395,6 +398,57 @@ def _upload(target: Target, file: Path, bucket: str, key: str, size: int, consol
     ) as progress:
         task = progress.add_task("upload", total=size)
         s3.upload_file(str(file), bucket, key, Config=config, Callback=lambda sent: progress.advance(task, sent))
+
+
+def _upload_name(name: str) -> str:
+    """The file's name as POST /uploads takes it (letters, digits, `.`, `_`, `-`); the extension stays."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name).lstrip("._-") or "upload"
+
+
+def _upload_presigned(file: Path, size: int, upload: dict[str, Any], console: Console) -> None:
+    """PUT the file to the URLs POST /uploads gave: in one request, or part by part, then complete the
+    multipart upload (or abort it when a part fails, so no parts are left behind)."""
+    import urllib3
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    http = urllib3.PoolManager(
+        retries=urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504), allowed_methods=None),
+        timeout=urllib3.Timeout(connect=10, read=300),
+    )
+
+    def send(method: str, url: str, body: bytes, content_type: str) -> Any:
+        response = http.request(method, url, body=body, headers={"Content-Type": content_type})
+        # S3 may answer CompleteMultipartUpload 200 with an <Error> body (S3 API reference).
+        if response.status >= 300 or b"<Error>" in response.data[:512]:
+            detail = response.data[:300].decode("utf-8", "replace").strip()
+            raise CliError(f"upload of {file.name} failed ({method} {response.status}): {detail}", EXIT_UNREACHABLE)
+        return response
+
+    octets = "application/octet-stream"
+    with (
+        Progress(
+            "uploading", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console, transient=True,
+            disable=not console.is_terminal,
+        ) as progress,
+        open(file, "rb") as source,
+    ):  # fmt: skip
+        task = progress.add_task("upload", total=size)
+        if "url" in upload:
+            send("PUT", upload["url"], source.read(), octets)
+            progress.advance(task, size)
+            return
+        etags = []
+        try:
+            for part in upload["parts"]:
+                data = source.read(upload["partSize"])
+                etags.append((part["partNumber"], send("PUT", part["url"], data, octets).headers["ETag"]))
+                progress.advance(task, len(data))
+            parts = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>" for n, etag in etags)
+            xml = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
+            send("POST", upload["completeUrl"], xml, "application/xml")
+        except BaseException:
+            http.request("DELETE", upload["abortUrl"])
+            raise
 
 
 def _wait_for_intake(target: Target, uri: str, console: Console) -> str:
@@ -528,7 +582,8 @@ def results(target_flags: dict[str, Any], job_id: str, out_dir: Path | None, as_
 
 
 def _download_report(target: Target, job_id: str, manifest_url: str | None, out: Path) -> Path | str:
-    """report.html sits beside manifest.json; the API lists only the four data files, so it is read from S3."""
+    """report.html sits beside manifest.json; when the API lists none (finalize writes it best effort), it is
+    looked for in S3 there."""
     from jobtracker.client.target import bucket_and_key
 
     if manifest_url:

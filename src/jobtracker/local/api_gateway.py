@@ -8,6 +8,13 @@ header and an `X-Amz-Date` within 15 minutes. Offline there is no IAM to hold se
 signature itself is not recomputed; the access key becomes the caller's identity
 (arn:aws:iam::123456789012:user/<key>). `allow_unsigned=True` (`jobtracker local up --allow-unsigned`)
 is the explicit local-dev switch that lets plain curl in as `local-developer`.
+
+It keeps the two size limits a request meets in AWS (tracker.limits cites them): a body over API Gateway's
+10 MB is refused before anything else (413), and a request whose Lambda event is over the 6 MB a
+synchronous invoke takes never reaches the function: API Gateway answers 500 "Internal server error"
+(Lambda Developer Guide, "Handling Lambda errors with an API Gateway API"). The body travels in the event
+as a string, as API Gateway passes it when the API declares no binary media types (ours declares none);
+only a body that is not UTF-8 goes base64-encoded.
 """
 
 from __future__ import annotations
@@ -22,9 +29,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tracker.limits import API_GATEWAY_PAYLOAD_BYTES, LAMBDA_SYNC_PAYLOAD_BYTES
+
 from jobtracker.local.lambdas import FunctionSpec, LambdaRuntime
 
-MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+MAX_BODY_BYTES = API_GATEWAY_PAYLOAD_BYTES
 ACCOUNT = "123456789012"
 MAX_CLOCK_SKEW_SECONDS = 15 * 60
 _SIGV4 = re.compile(
@@ -151,9 +160,16 @@ class OfflineApiServer:
                 "apiId": "offline",
                 "identity": identity,
             },
-            "body": base64.b64encode(body).decode() if body else None,
-            "isBase64Encoded": bool(body),
+            **_event_body(body),
         }
+        if len(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()) > LAMBDA_SYNC_PAYLOAD_BYTES:
+            return _json(
+                500,
+                {
+                    "code": "invoke_payload_too_large",
+                    "message": "Internal server error (the request's Lambda event is over the 6 MB an invoke takes)",
+                },
+            )
         try:
             response = self.lambdas.invoke(route.function.logical_id, event)
         except Exception:
@@ -164,6 +180,15 @@ class OfflineApiServer:
         raw = response.get("body") or ""
         data = base64.b64decode(raw) if response.get("isBase64Encoded") else raw.encode()
         return int(response.get("statusCode", 200)), out_headers, data
+
+
+def _event_body(body: bytes) -> dict[str, Any]:
+    if not body:
+        return {"body": None, "isBase64Encoded": False}
+    try:
+        return {"body": body.decode("utf-8"), "isBase64Encoded": False}
+    except UnicodeDecodeError:
+        return {"body": base64.b64encode(body).decode(), "isBase64Encoded": True}
 
 
 def _identity(headers: dict[str, str], *, allow_unsigned: bool) -> dict[str, Any] | None:

@@ -552,6 +552,11 @@ class CallRecorder:
     calls: int = 0
     _undo: list[Callable[[], None]] = field(default_factory=list)
 
+    @property
+    def _context_key(self) -> str:
+        """Where this recorder keeps a call between its two hooks (each recorder its own: tests add one)."""
+        return f"jobtracker_iam_call_{id(self)}"
+
     # -- wiring -------------------------------------------------------------------------------
     def install(self) -> None:
         import botocore.handlers
@@ -564,7 +569,7 @@ class CallRecorder:
 
         entries = [
             ("before-parameter-build", self._before_parameter_build),
-            ("before-call", self._before_call),
+            ("before-call.s3", self._before_call),
             ("after-call.s3", self._after_s3_call),
         ]
         botocore.handlers.BUILTIN_HANDLERS.extend(entries)
@@ -602,16 +607,25 @@ class CallRecorder:
         if context.get("is_presign_request"):
             self._note(caller, prefix, model.name, params, PRESIGN)
             return
-        # Which credentials sign the call is known only at before-call (below).
-        context["jobtracker_iam_call"] = (caller, prefix, model.name, dict(params))
+        if prefix != "s3":
+            self._note(caller, prefix, model.name, params, CALL)
+            return
+        # S3 is where code signs with credentials it was handed (a provider's file storage); which
+        # credentials sign the call is known only at before-call (below). Only S3: botocore calls the most
+        # specific before-call handlers first, and the offline Lambda runtime answers lambda.Invoke there.
+        context[self._context_key] = (caller, prefix, model.name, dict(params))
 
     def _before_call(self, model: Any, request_signer: Any, context: dict[str, Any], **_: Any) -> None:
-        pending = context.pop("jobtracker_iam_call", None)
+        pending = context.pop(self._context_key, None)
         if pending is None:
             return
         caller, prefix, operation, params = pending
         credentials = getattr(request_signer, "_credentials", None)
-        if getattr(credentials, "method", None) == "explicit":
+        # A function's own clients take the role's credentials from the environment; explicit ones were
+        # handed to it. (moto's interpreter makes the state machine's calls with explicit test credentials:
+        # those are the machine's role.)
+        handed = getattr(credentials, "method", None) == "explicit" and caller not in self._machines.values()
+        if handed:
             # Signed with credentials the code was handed (e.g. Keboola's federation token for its file
             # storage), not with the function's role: AWS authorizes it against that principal, not ours.
             with self._lock:

@@ -49,11 +49,11 @@ class OfflineSession:
     keboola_token: str | None = None
     databricks_config: DatabricksConfig | None = None
     dbt_cloud_config: DbtCloudConfig | None = None
-    stack: OfflineStack = field(init=False)
+    stack: OfflineStack = field(init=False, default=None)  # type: ignore[assignment]
     simulator: FullStorySimulator | None = field(init=False, default=None)  # None with fullstory_url
     keboola: KeboolaSimulator | None = field(init=False, default=None)  # None with keboola_url
-    databricks: DatabricksSimulator = field(init=False)
-    dbt_cloud: DbtCloudSimulator = field(init=False)
+    databricks: DatabricksSimulator = field(init=False, default=None)  # type: ignore[assignment]
+    dbt_cloud: DbtCloudSimulator = field(init=False, default=None)  # type: ignore[assignment]
     api: OfflineApiServer | None = field(init=False, default=None)
     aws_endpoint: str | None = field(init=False, default=None)
     _moto_server: Any = field(init=False, default=None)
@@ -93,6 +93,14 @@ class OfflineSession:
             }
             fullstory_key = self.stack_api_key or (config.api_key if self.simulator else LOCAL_API_KEY)
             keboola_token = self.keboola_token or (keboola_config.token if self.keboola else None)
+            if self.aws_port is not None:
+                # First, so the stack's functions reach S3 through it and presign URLs that point at it.
+                from moto.server import ThreadedMotoServer
+
+                self._moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
+                self._moto_server.start()
+                host, port = self._moto_server.get_host_and_port()
+                self.aws_endpoint = f"http://{host}:{port}"
             self.stack = OfflineStack(
                 parameters=params,
                 api_key=fullstory_key,
@@ -102,11 +110,8 @@ class OfflineSession:
                     "KeboolaTokenSecretArn": keboola_token or LOCAL_KEBOOLA_TOKEN,
                 },
                 retry_time_scale=self.retry_time_scale,
+                aws_endpoint=self.aws_endpoint,
             )
-        except BaseException:
-            self._stop_simulators()
-            raise
-        try:
             self.stack.start()
             if self.api_port is not None:
                 assert self.stack.lambdas is not None
@@ -116,13 +121,6 @@ class OfflineSession:
                     port=self.api_port,
                     allow_unsigned=self.allow_unsigned,
                 ).start()
-            if self.aws_port is not None:
-                from moto.server import ThreadedMotoServer
-
-                self._moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
-                self._moto_server.start()
-                host, port = self._moto_server.get_host_and_port()
-                self.aws_endpoint = f"http://{host}:{port}"
         except BaseException:
             self.__exit__()
             raise
@@ -150,11 +148,12 @@ class OfflineSession:
         return keboola
 
     def __exit__(self, *exc: object) -> None:
-        if self._moto_server is not None:
-            self._moto_server.stop()
         if self.api is not None:
             self.api.stop()
-        self.stack.stop()
+        if getattr(self, "stack", None) is not None:
+            self.stack.stop()
+        if self._moto_server is not None:
+            self._moto_server.stop()
         self._stop_simulators()
         if self._saved_emulator_host is not _UNSET:
             if self._saved_emulator_host is None:
@@ -163,6 +162,6 @@ class OfflineSession:
                 os.environ["STORAGE_EMULATOR_HOST"] = self._saved_emulator_host
 
     def _stop_simulators(self) -> None:
-        for simulator in (self.simulator, self.keboola, *(getattr(self, n, None) for n in ("databricks", "dbt_cloud"))):
+        for simulator in (self.simulator, self.keboola, self.databricks, self.dbt_cloud):
             if simulator is not None:
                 simulator.stop()

@@ -65,6 +65,7 @@ class OfflineStack:
         root: Path = REPO_ROOT,
         pump_sqs: bool = True,
         retry_time_scale: float = 1.0,
+        aws_endpoint: str | None = None,
     ) -> None:
         self.root = root
         self.stack_name = stack_name
@@ -85,6 +86,12 @@ class OfflineStack:
         self._retry_time_scale = retry_time_scale
         self._restore_retry_clock: Callable[[], None] | None = None
         self._restore_dynamodb: Callable[[], None] | None = None
+        self._restore_map_failures: Callable[[], None] | None = None
+        # The emulated AWS endpoint (`jobtracker local up`), when one serves this stack: the functions reach
+        # S3 through it (AWS_ENDPOINT_URL_S3), so the URLs they presign point at it and download.
+        self.aws_endpoint = aws_endpoint
+        self.invoke_configs: dict[str, dict[str, Any]] = {}  # function -> its resolved EventInvokeConfig
+        self.execution_events: Any = None  # jobtracker.local.eventbridge.ExecutionEvents once started
         self._saved_env: dict[str, str | None] = {}
         self.pump_errors: list[str] = []  # the emulation itself broke: waits stop at once
         self.function_errors: list[str] = []  # a handler raised on an SQS message (retried, then DLQ)
@@ -103,11 +110,16 @@ class OfflineStack:
             "AWS_REGION": REGION,
         }.items():
             self._set_env(name, value)
+        if self.aws_endpoint:
+            self._set_env("AWS_ENDPOINT_URL_S3", self.aws_endpoint)
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         if self._retry_time_scale != 1.0:
             self._restore_retry_clock = _scale_retry_intervals(self._retry_time_scale)
         self._restore_dynamodb = _atomic_dynamodb_writes()
+        from jobtracker.local.map_failures import honour_tolerated_failures
+
+        self._restore_map_failures = honour_tolerated_failures()
         boto3.setup_default_session(region_name=REGION)
         self.resolver = Resolver(
             self.template,
@@ -134,12 +146,39 @@ class OfflineStack:
                 for event in spec.events.values():
                     if event["Type"] == "SQS":
                         self._start_thread(self._pump, spec, event["Properties"]["Queue"])
+        self._start_execution_events()
         return self
+
+    def _start_execution_events(self) -> None:
+        """EventBridge offline: execution status changes to the template's rules (jobtracker.local.eventbridge)."""
+        from jobtracker.local.eventbridge import ExecutionEvents, rules_from_template
+
+        assert self.lambdas is not None
+        rules = rules_from_template(self.functions, self.invoke_configs)
+        machines = [
+            self.physical[logical_id]["Arn"]
+            for logical_id, resource in self.template["Resources"].items()
+            if resource["Type"] == "AWS::Serverless::StateMachine" and self.physical.get(logical_id)
+        ]
+        if not rules or not machines:
+            return
+        self.execution_events = ExecutionEvents(
+            client=self.client,
+            lambdas=self.lambdas,
+            machine_arns=machines,
+            rules=rules,
+            region=REGION,
+            account=ACCOUNT,
+            errors=self.function_errors,
+        )
+        self._start_thread(self.execution_events.run, self._stop)
 
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        if self.execution_events is not None:
+            self.execution_events.close()  # deliveries under way finish against the live mock
         self._stop_executions()
         if self._mock is not None:
             self._mock.stop()
@@ -150,6 +189,9 @@ class OfflineStack:
         if self._restore_dynamodb is not None:
             self._restore_dynamodb()
             self._restore_dynamodb = None
+        if self._restore_map_failures is not None:
+            self._restore_map_failures()
+            self._restore_map_failures = None
         for name, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -240,10 +282,13 @@ class OfflineStack:
         return self.wait_until(finished, timeout=timeout, what=f"job {job_id} to finish")
 
     def wait_for_execution(self, job_id: str, *, timeout: float = 60) -> dict[str, Any]:
+        """Wait until the job's current execution (its runId) has ended; its description."""
         sfn = self.client("stepfunctions")
-        arn = self.output("JobStateMachine").replace(":stateMachine:", ":execution:") + f":{job_id}"
 
         def ended() -> dict[str, Any] | None:
+            arn = (self.get_job(job_id) or {}).get("runId")
+            if not arn:
+                return None
             try:
                 described = sfn.describe_execution(executionArn=arn)
             except sfn.exceptions.ExecutionDoesNotExist:
@@ -393,6 +438,7 @@ class OfflineStack:
         for event_name, event in props.get("Events", {}).items():
             resolved = {"Type": event["Type"], "Properties": self.resolver.resolve(event.get("Properties", {}))}
             events[event_name] = resolved
+        self.invoke_configs[logical_id] = self.resolver.resolve(props.get("EventInvokeConfig", {}))
         self.functions[logical_id] = FunctionSpec(
             logical_id=logical_id,
             name=name,
@@ -463,6 +509,11 @@ class OfflineStack:
         sqs = self.client("sqs")
         queue_name = queue_arn.rsplit(":", 1)[1]
         queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        # A failed message stays invisible for the queue's visibility timeout, then comes back. Offline a
+        # queue that redrives to a dead-letter queue gets it back after 1 s, so its retries reach the DLQ
+        # without the wait; a queue without one (a DLQ) keeps AWS's wait: a message its function cannot
+        # take stays there for an operator instead of coming back every second.
+        redrives = "RedrivePolicy" in sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
         assert self.lambdas is not None
         # Lambda polls and deletes with the function's own role; the rest here is emulation.
         as_function = Caller(self.scope, spec.logical_id)
@@ -490,10 +541,10 @@ class OfflineStack:
                     logging.getLogger("jobtracker.offline").warning("%s failed: %r", spec.logical_id, exc)
                     failed = {message["MessageId"]}
                 if message["MessageId"] in failed:
-                    # Make it visible again soon (Lambda would wait out the visibility timeout).
-                    sqs.change_message_visibility(
-                        QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=1
-                    )
+                    if redrives:
+                        sqs.change_message_visibility(
+                            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=1
+                        )
                 else:
                     with acting_as(as_function):
                         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

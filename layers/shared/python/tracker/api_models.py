@@ -47,8 +47,9 @@ class Error(_Answer):
     API Gateway answers itself (403, 413, 429, 502, 504) carry its response type as the code."""
 
     code: str = Field(
-        description="invalid_request, invalid_source, invalid_next_token, not_found, already_finished, not_failed, "
-        "nothing_to_retry, request_in_progress, idempotency_key_reused, internal_error; from API Gateway "
+        description="invalid_request, invalid_source, source_not_allowed, unsupported_format, file_too_large, "
+        "inline_too_large, invalid_next_token, not_found, already_finished, not_failed, nothing_to_retry, "
+        "still_closing, request_in_progress, idempotency_key_reused, internal_error; from API Gateway "
         "MISSING_AUTHENTICATION_TOKEN, INVALID_SIGNATURE, ACCESS_DENIED, REQUEST_TOO_LARGE, THROTTLED, ...",
         examples=["not_found"],
     )
@@ -190,7 +191,40 @@ class JobResultLinks(_Answer):
     files: ResultFiles
 
 
-ANSWERS = (Error, Job, JobList, JobResultLinks, StorageJob)
+UploadUrl = Annotated[str, Field(description="A presigned HTTPS URL, valid expiresInSeconds.")]
+
+
+class UploadPart(_Answer):
+    partNumber: int = Field(ge=1)
+    url: UploadUrl = Field(description="PUT this part's bytes here; keep the ETag header of the answer.")
+
+
+class CreateJobFromUpload(_Answer):
+    """The body of POST /jobs that takes the uploaded file in."""
+
+    type: Literal[catalogue.BATCH_TYPES]  # type: ignore[valid-type]
+    source: str
+
+
+class Upload(_Answer):
+    """POST /uploads: where the file goes (your own prefix of the inbox bucket) and the URLs that put it
+    there; `url` for one PUT, or `parts` + `completeUrl` (+ `abortUrl`) for a multipart upload."""
+
+    source: str = Field(description="s3://<inbox>/uploads/<you>/<id>/<name>: give it to POST /jobs as `source`.")
+    createJob: CreateJobFromUpload
+    expiresInSeconds: int = Field(gt=0)
+    method: Literal["PUT"]
+    url: UploadUrl | Absent = None
+    partSize: int | Absent = Field(default=None, gt=0, description="Bytes per part (the last one is smaller).")
+    parts: list[UploadPart] | Absent = None
+    completeUrl: UploadUrl | Absent = Field(
+        default=None,
+        description="POST the S3 CompleteMultipartUpload XML (each part's number and ETag) here once every part is up.",
+    )
+    abortUrl: UploadUrl | Absent = Field(default=None, description="DELETE to give up the multipart upload.")
+
+
+ANSWERS = (Error, Job, JobList, JobResultLinks, StorageJob, Upload)
 
 
 def answer_schemas() -> dict[str, dict[str, Any]]:

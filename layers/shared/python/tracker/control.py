@@ -1,5 +1,10 @@
 """Cancel and retry a job (POST /jobs/{id}/cancel, POST /jobs/{id}/retry), and close a job whose execution
-ended without reaching Finalize (the EventBridge backstop)."""
+ended without reaching Finalize (the EventBridge backstop).
+
+Cancel answers in constant work whatever the job's size: it marks the job FAILED `cancelled` (by whom)
+and stops its execution; the execution's end (EventBridge ABORTED -> close_ended_execution, in the
+finalize function) releases the batches' budget slots and finalizes: result files, manifest, the one
+notification. A job cancelled before it had an execution is closed by intake instead."""
 
 from __future__ import annotations
 
@@ -11,9 +16,17 @@ from tracker import layout
 from tracker.batch_tasks import idempotency_key
 from tracker.budget import Budgets
 from tracker.config import Settings
-from tracker.executions import execution_arn, execution_name, job_id_of_execution, start_execution
+from tracker.executions import (
+    NAME_TAKEN,
+    ExecutionNameTaken,
+    execution_arn,
+    job_id_of_execution,
+    new_execution_name,
+    start_execution,
+    stop_execution,
+)
 from tracker.finalize import Finalizer
-from tracker.model import BatchState, JobState, now_iso
+from tracker.model import BatchState, JobState, closed, now_iso
 from tracker.store import JobStore
 
 # How an execution that ended abnormally (EventBridge status) closes its job.
@@ -53,22 +66,24 @@ class JobControl:
             self._budgets.release_everywhere(idempotency_key(job_id, int(batch["index"])))
 
     def cancel(self, job: dict[str, Any], by: str) -> dict[str, Any]:
-        """Stop the execution, end the job FAILED with code `cancelled` (partial results kept), notify."""
+        """Mark the job FAILED with code `cancelled` and stop its execution; answers the marked job. Partial
+        results are kept: the execution's end closes the job (see the module docstring)."""
         if JobState(job["state"]).terminal:
             raise ControlError("already_finished", f"job {job['id']} already ended {job['state']}")
-        if job.get("runId"):
-            self._stop(job["runId"], by)
-        self.release_leases(job["id"])
-        return self._finalizer.fail_job(job["id"], "cancelled", f"cancelled by {by}")
+        marked = self._store.mark_cancelled(job["id"], by, now_iso())
+        if marked is None:
+            raise ControlError("already_finished", f"job {job['id']} ended meanwhile")
+        if marked.get("runId"):
+            self._stop(marked["runId"], by)
+        return marked
 
     def _stop(self, run_id: str, by: str, attempts: int = 4) -> None:
         """StopExecution, retried briefly: an execution that is just starting (or a throttled call) may
-        refuse the first try. ExecutionDoesNotExist means intake had not started it yet: nothing to stop."""
+        refuse the first try. No such execution means intake had not started it yet: intake stops or
+        closes the job itself when it gets there."""
         for attempt in range(attempts):
             try:
-                self._sfn.stop_execution(executionArn=run_id, error="cancelled", cause=f"cancelled by {by}")
-                return
-            except self._sfn.exceptions.ExecutionDoesNotExist:
+                stop_execution(self._sfn, run_id, cause=f"cancelled by {by}")
                 return
             except Exception:
                 if attempt == attempts - 1:
@@ -82,6 +97,8 @@ class JobControl:
         job_id = job["id"]
         if job["state"] != JobState.FAILED.value:
             raise ControlError("not_failed", f"only a FAILED job can be retried; job {job_id} is {job['state']}")
+        if not closed(job):
+            raise ControlError("still_closing", f"job {job_id} is being cancelled; retry it once it has finished")
         if not job.get("intakeDone") or int(job.get("batchCount", 0)) == 0:
             raise ControlError(
                 "nothing_to_retry", f"job {job_id} failed before its batches were written; submit the file again"
@@ -91,7 +108,7 @@ class JobControl:
         if not pending:
             raise ControlError("nothing_to_retry", f"every batch of job {job_id} finished; nothing to run again")
         attempt = int(job.get("retries", 0)) + 1
-        name = execution_name(job_id, attempt)
+        name = new_execution_name(job_id, attempt)
         manifest_key = layout.retry_manifest_key(job_id, attempt)
         manifest = [{k: b.get(k, "" if k == "key" else 0) for k in ("index", "key", "rows", "bytes")} for b in pending]
         self._s3.put_object(
@@ -100,14 +117,24 @@ class JobControl:
             Body=json.dumps(manifest).encode(),
             ContentType="application/json",
         )
-        for batch in pending:
-            state = BatchState.RUNNING if batch.get("providerJobId") else BatchState.PENDING
-            self._store.reset_batch(job_id, int(batch["index"]), state.value)
+        for batch in batches:
+            if BatchState(batch["batchState"]).accounted:
+                self._store.keep_batch(job_id, int(batch["index"]))  # no expiry while the job runs again
+            else:
+                state = BatchState.RUNNING if batch.get("providerJobId") else BatchState.PENDING
+                self._store.reset_batch(job_id, int(batch["index"]), state.value)
         deadline = int(time.time()) + self._settings.max_job_seconds
         run_id = execution_arn(self._settings, name)
         if not self._store.reopen_job(job_id, run_id, attempt, deadline, now_iso()):
             raise ControlError("not_failed", f"job {job_id} changed state meanwhile; try again")
-        start_execution(self._settings, self._sfn, job, name=name, manifest_key=manifest_key, deadline=deadline)
+        try:
+            start_execution(self._settings, self._sfn, job, name=name, manifest_key=manifest_key, deadline=deadline)
+        except ExecutionNameTaken as exc:
+            self._finalizer.fail_job(job_id, NAME_TAKEN, str(exc))
+        except Exception as exc:
+            # Never RUNNING without an execution: the job ends FAILED again, and the caller may retry.
+            self._finalizer.fail_job(job_id, "execution_not_started", f"the retry's execution did not start: {exc}")
+            raise
         return {"jobId": job_id, "retry": attempt, "batches": [int(b["index"]) for b in pending], "runId": run_id}
 
     def close_ended_execution(self, name: str, arn: str, status: str, error: str | None) -> dict[str, Any]:
@@ -119,8 +146,11 @@ class JobControl:
             # A late event about an execution the job has moved past (e.g. before a retry): nothing to close.
             return {"jobId": job_id, "state": job["state"] if job else None, "ignored": True}
         self.release_leases(job_id)
+        if closed(job):  # its own Finalize closed it (e.g. a job that ended FAILED): only the leases were left
+            return {"jobId": job_id, "state": job["state"]}
         return self._finalizer.fail_job(
             job_id,
             ENDED_EXECUTION_CODES.get(status, "execution_failed"),
             f"execution {status.lower()}" + (f": {error}" if error else ""),
+            run_id=arn,
         )

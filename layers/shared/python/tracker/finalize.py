@@ -14,7 +14,7 @@ from typing import Any
 from tracker import layout
 from tracker.catalogue import is_operation, is_track
 from tracker.config import Settings
-from tracker.model import Accounting, BatchState, JobState, now_iso
+from tracker.model import Accounting, BatchState, JobState, closed, now_iso
 from tracker.notify import publish_job_notification
 from tracker.report import CodeCounter, render_report
 from tracker.s3io import S3StreamWriter, iter_object_chunks, s3_uri
@@ -30,11 +30,17 @@ class Finalizer:
         self._s3 = s3
         self._sns = sns
 
-    def finalize(self, job_id: str, *, execution_error: dict[str, str] | None = None) -> dict[str, Any]:
+    def finalize(
+        self, job_id: str, *, execution_error: dict[str, str] | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """`run_id`: finalize only while that execution still runs the job (the EventBridge backstop for an
+        ended execution must never close a retry that started meanwhile)."""
         job = self._store.get_job(job_id)
         if job is None:
             raise ValueError(f"job {job_id} does not exist")
-        if JobState(job["state"]).terminal:
+        if run_id is not None and job.get("runId") != run_id:
+            return {"jobId": job_id, "state": job["state"], "ignored": True}
+        if closed(job):
             self._notify_once(job)
             return {"jobId": job_id, "state": job["state"]}
 
@@ -117,21 +123,32 @@ class Finalizer:
             "polls": sum(int(b.get("polls", 0)) for b in batches),
             "expiresAt": int(time.time()) + self._settings.retention_days * 86400,
         }
+        # Before the job's own final write: a finalize that stops in between runs again (the job is not
+        # closed yet) instead of leaving batch items that never expire.
+        self._store.expire_batches(job_id, [int(b["index"]) for b in batches], fields["expiresAt"])
         if report_key:
             fields["reportKey"] = report_key
         if error:
             fields["error"] = error
-        self._store.update_job(job_id, fields)
+        if run_id is None:
+            self._store.update_job(job_id, fields)
+        elif not self._store.update_job_of_run(job_id, run_id, fields):
+            return {"jobId": job_id, "state": JobState.RUNNING.value, "ignored": True}
         if self._notify_once({**job, **fields}):
             _record_outcome(state, accounting, fields["polls"])
         return {"jobId": job_id, "state": state.value}
 
-    def fail_job(self, job_id: str, code: str, message: str) -> dict[str, Any]:
-        """A job-level error before or outside the batches (bad file, unknown prefix, finalize crash)."""
+    def fail_job(self, job_id: str, code: str, message: str, *, run_id: str | None = None) -> dict[str, Any]:
+        """A job-level error before or outside the batches (bad file, unknown prefix, finalize crash, an
+        execution that ended abnormally: `run_id`, see finalize)."""
         job = self._store.get_job(job_id)
-        if job is not None and not JobState(job["state"]).terminal and not job.get("error"):
-            self._store.update_job(job_id, {"error": {"code": code, "message": message}})
-        return self.finalize(job_id)
+        error = {"error": {"code": code, "message": message}}
+        if job is not None and not closed(job) and not job.get("error"):
+            if run_id is None:
+                self._store.update_job(job_id, error)
+            elif not self._store.update_job_of_run(job_id, run_id, error):
+                return {"jobId": job_id, "state": job["state"], "ignored": True}
+        return self.finalize(job_id, run_id=run_id)
 
     def _write_report(
         self, job_id: str, job: dict[str, Any], manifest: dict[str, Any], provider_codes: CodeCounter

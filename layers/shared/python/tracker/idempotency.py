@@ -7,15 +7,28 @@ through the table's TTL attribute, and carry none of the attributes the job-list
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 
 from tracker.config import settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+
+
+def _upload_seen_before(answer: dict[str, Any], record: DataRecord) -> dict[str, Any]:
+    """A replayed answer means this event repeats an upload already taken in: whatever the first event
+    found, this one created nothing (intake counts it as a duplicate upload)."""
+    return {**answer, "created": False}
+
 
 # An upload is one job for a week: S3's at-least-once redeliveries come within minutes.
 UPLOAD = IdempotencyConfig(
     event_key_jmespath="[bucket, key, version, sequencer, etag]",
     raise_on_no_idempotency_key=True,
     expires_after_seconds=7 * 86400,
+    response_hook=_upload_seen_before,
 )
 # POST /jobs with an Idempotency-Key: per caller, for 24 hours (as FullStory's own keys); the same key
 # with a different body is refused rather than answered with the first job.

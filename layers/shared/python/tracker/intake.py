@@ -19,14 +19,24 @@ from tracker import catalogue, layout
 from tracker.access import owner_id
 from tracker.batching import BatchBody, BatchSplitter
 from tracker.config import Settings
-from tracker.executions import execution_arn, execution_name, start_execution
+from tracker.executions import (
+    NAME_TAKEN,
+    ExecutionNameTaken,
+    execution_arn,
+    execution_name_of,
+    new_execution_name,
+    start_execution,
+    stop_execution,
+)
 from tracker.finalize import Finalizer
 from tracker.ingest import InputError, Rejected, detect_format, read_requests, unsupported_upload
-from tracker.model import JobState, now_iso
+from tracker.limits import MAX_BATCHES_PER_JOB, MAX_INTAKE_OBJECT_BYTES
+from tracker.model import JobState, closed, now_iso
 from tracker.s3io import S3StreamWriter, s3_uri
 from tracker.store import JobStore
 
 UNKNOWN_TYPE = "unknown"
+INTAKE_FAILED = "intake_failed"  # the job's error code when intake gave up on its message (dead letter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +95,15 @@ class Intake:
 
     def accept_upload(self, upload: Upload) -> tuple[str, bool]:
         """Record the job for an inbox upload and run intake; (job id, False) for a duplicate event."""
+        job_id, created = self._record_upload(upload)
+        existing = self._store.get_job(job_id)
+        if not created and existing and existing["state"] != JobState.PENDING.value and closed(existing):
+            return job_id, False
+        # New, or PENDING from an intake that crashed part-way: (re)run it; every step is idempotent.
+        self.run(job_id)
+        return job_id, created
+
+    def _record_upload(self, upload: Upload) -> tuple[str, bool]:
         job_id = job_id_for_upload(upload)
         job_type = catalogue.type_for_key(upload.key) or UNKNOWN_TYPE
         source = {
@@ -98,18 +117,49 @@ class Intake:
         created = self._store.create_job(
             new_job(job_id, job_type, source, creator, {"source": source["uri"]}, owner_id(upload.principal))
         )
-        existing = self._store.get_job(job_id)
-        if not created and existing and existing["state"] != JobState.PENDING.value:
-            return job_id, False
-        # New, or PENDING from an intake that crashed part-way: (re)run it; every step is idempotent.
-        self.run(job_id)
         return job_id, created
+
+    # -- giving up (the intake dead-letter queue) ------------------------------------------------
+    def abandon_upload(self, upload: Upload) -> dict[str, Any] | None:
+        """Intake gave up on an upload's message: its job (recorded now if intake never got that far) ends
+        FAILED `intake_failed`, with its notification, instead of staying PENDING unseen."""
+        job_id, _ = self._record_upload(upload)
+        return self.abandon(job_id)
+
+    def abandon(self, job_id: str) -> dict[str, Any] | None:
+        """Intake gave up on this job's message (it failed until the queue moved it to the dead-letter
+        queue): close the job FAILED `intake_failed`, unless it has already ended or an execution runs it
+        (that execution closes it)."""
+        job = self._store.get_job(job_id)
+        if job is None or closed(job):
+            return None
+        if job["state"] == JobState.RUNNING.value and self._execution_exists(job.get("runId")):
+            return None
+        return self._finalizer.fail_job(
+            job_id,
+            INTAKE_FAILED,
+            "intake could not take this job in: its message failed every delivery and reached the dead-letter "
+            "queue (the intake function's log says why)",
+        )
+
+    def _execution_exists(self, run_id: str | None) -> bool:
+        if not run_id:
+            return False
+        try:
+            self._sfn.describe_execution(executionArn=run_id)
+        except self._sfn.exceptions.ExecutionDoesNotExist:
+            return False
+        return True
 
     def run(self, job_id: str) -> None:
         job = self._store.get_job(job_id)
         if job is None:
             raise ValueError(f"intake was asked to run job {job_id}, which does not exist")
         if JobState(job["state"]).terminal:
+            if not closed(job):
+                # Cancelled before it had an execution, which would have closed it: close it here, off the
+                # API's request path.
+                self._finalizer.finalize(job_id)
             return
         if job.get("taskType") and not job.get("intakeDone"):
             self._prepare_single_task(job)
@@ -147,6 +197,14 @@ class Intake:
             finally:
                 body.close()
         obj = self._get_source(source)
+        size = int(obj.get("ContentLength", 0))
+        if size > MAX_INTAKE_OBJECT_BYTES:
+            obj["Body"].close()  # refused before a byte is read
+            raise InputError(
+                "file_too_large",
+                f"{source['uri']} has {size} bytes; intake reads at most {MAX_INTAKE_OBJECT_BYTES} bytes within "
+                "its time limit: split the file into smaller ones",
+            )
         read_etag = str(obj.get("ETag", "")).strip('"')
         if not source.get("version") and source.get("etag") and read_etag and read_etag != source["etag"]:
             # Without a version id the key now holds a newer upload, which is a job of its own; reading
@@ -179,8 +237,10 @@ class Intake:
                     )
                 elif (batch := splitter.add(item.encoded)) is not None:
                     manifest.append(self._put_batch(job_id, batch))
+                    _check_batch_count(manifest, source)
             if (batch := splitter.finish()) is not None:
                 manifest.append(self._put_batch(job_id, batch))
+                _check_batch_count(manifest, source)
         finally:
             # Keep the rejects seen so far even when the file turns out unreadable further down.
             rejected.close()
@@ -262,16 +322,43 @@ class Intake:
         return {"index": batch.index, "key": key, "rows": batch.rows, "bytes": len(batch.body)}
 
     def _start_execution(self, job: dict[str, Any]) -> None:
-        """Mark RUNNING first (the execution may finish before StartExecution even returns), then start;
-        the execution name is the job id, so a second start is refused by Step Functions itself."""
+        """Mark RUNNING with the new run's name first (the execution may finish before StartExecution even
+        returns), then start it. A redelivered message finds the job RUNNING under that name and starts the
+        same name again, which Step Functions keeps to one execution."""
         job_id = job["id"]
-        name = execution_name(job_id)
-        run_id = execution_arn(self._settings, name)
+        run_id = execution_arn(self._settings, new_execution_name(job_id, 0))
         if not self._store.mark_running(job_id, run_id, now_iso()):
             current = self._store.get_job(job_id) or {}
-            if current.get("state") != JobState.RUNNING.value or current.get("runId") != run_id:
-                return  # cancelled (or closed) while intake ran: never start work for a finished job
+            if current.get("state") != JobState.RUNNING.value or not current.get("runId"):
+                if JobState(current.get("state", "PENDING")).terminal and not closed(current):
+                    self._finalizer.finalize(job_id)  # cancelled while intake ran: closed here, never started
+                return
+            if self._execution_exists(current["runId"]):
+                return  # a redelivered message: the execution runs the job
+            run_id = current["runId"]  # an earlier attempt marked it RUNNING and stopped before starting it
         deadline = int(job.get("deadline") or time.time() + self._settings.max_job_seconds)
-        start_execution(
-            self._settings, self._sfn, job, name=name, manifest_key=layout.batch_manifest_key(job_id), deadline=deadline
+        try:
+            start_execution(
+                self._settings,
+                self._sfn,
+                job,
+                name=execution_name_of(run_id),
+                manifest_key=layout.batch_manifest_key(job_id),
+                deadline=deadline,
+            )
+        except ExecutionNameTaken as exc:
+            self._finalizer.fail_job(job_id, NAME_TAKEN, str(exc))
+            return
+        now = self._store.get_job(job_id) or {}
+        if JobState(now.get("state", "RUNNING")).terminal and not closed(now):
+            # A cancel between marking and starting found no execution to stop: stop it now, and the
+            # execution's end (EventBridge) closes the job.
+            stop_execution(self._sfn, run_id, cause="cancelled before its execution started")
+
+
+def _check_batch_count(manifest: list[dict[str, Any]], source: dict[str, Any]) -> None:
+    if len(manifest) > MAX_BATCHES_PER_JOB:
+        raise InputError(
+            "too_many_batches",
+            f"{source['uri']} makes more than {MAX_BATCHES_PER_JOB} batches: split it, or raise MaxBatchRequests",
         )

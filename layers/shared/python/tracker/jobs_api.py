@@ -1,20 +1,32 @@
-"""What the REST API does, apart from HTTP: create jobs (same intake as uploads), list, show, result URLs."""
+"""What the REST API does, apart from HTTP: create jobs (same intake as uploads), upload URLs, list, show,
+result URLs."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import secrets
 from typing import Any
 
 from tracker import catalogue, layout
-from tracker.access import Caller, can_see
+from tracker.access import Caller, can_see, may_read_source, upload_prefix
 from tracker.config import Settings
+from tracker.ingest import InputError, detect_format
 from tracker.intake import new_job, new_job_id
-from tracker.model import JobState, job_view
+from tracker.limits import MAX_INTAKE_OBJECT_BYTES
+from tracker.model import closed, job_view
 from tracker.s3io import parse_s3_uri, s3_uri
 from tracker.store import JobStore
 
 PRESIGNED_URL_SECONDS = 900
+# Upload URLs live an hour: a big file's parts take a while. (AWS ends a presigned URL sooner when the
+# signing role's temporary credentials expire first.)
+UPLOAD_URL_SECONDS = 3600
+# Files up to this size go up in one PUT; bigger ones in parts of PART_BYTES (S3: parts of 5 MiB to 5 GiB,
+# at most 10,000; MAX_INTAKE_OBJECT_BYTES makes at most 128 here).
+SINGLE_PUT_MAX_BYTES = 64 * 1024 * 1024
+PART_BYTES = 16 * 1024 * 1024
 
 
 class ApiError(Exception):
@@ -44,9 +56,20 @@ class JobsApi:
             raise ApiError(
                 400, "invalid_request", "give exactly one of 'requests' (inline rows) or 'source' (s3://...)"
             )
+        if source is not None:
+            try:
+                bucket, key = parse_s3_uri(source)
+            except ValueError as exc:
+                raise ApiError(400, "invalid_source", str(exc)) from exc
+            if bucket != self._settings.inbox_bucket or not may_read_source(caller, key):
+                raise ApiError(
+                    403,
+                    "source_not_allowed",
+                    f"source must be a file you uploaded: s3://{self._settings.inbox_bucket}/"
+                    f"{upload_prefix(caller)}... (POST /uploads gives you one)",
+                )
         if idempotency_key:
-            digest = hashlib.sha256(f"{caller.owner}\0{idempotency_key}".encode()).hexdigest()
-            job_id = f"job-{digest[:24]}"
+            job_id = keyed_job_id(caller, idempotency_key)
             existing = self._store.get_job(job_id)
             if existing is not None:
                 return existing, False
@@ -54,16 +77,6 @@ class JobsApi:
             job_id = new_job_id()
 
         if source is not None:
-            try:
-                bucket, key = parse_s3_uri(source)
-            except ValueError as exc:
-                raise ApiError(400, "invalid_source", str(exc)) from exc
-            if bucket != self._settings.inbox_bucket:
-                raise ApiError(
-                    400,
-                    "invalid_source",
-                    f"source must be an object in the inbox bucket {self._settings.inbox_bucket}",
-                )
             job_source = {"bucket": bucket, "key": key, "version": None, "uri": source}
             params: dict[str, Any] = {"source": source}
         else:
@@ -105,8 +118,7 @@ class JobsApi:
         except catalogue.ParamsError as exc:
             raise ApiError(400, exc.code, exc.message) from exc
         if idempotency_key:
-            digest = hashlib.sha256(f"{caller.owner}\0{idempotency_key}".encode()).hexdigest()
-            job_id = f"job-{digest[:24]}"
+            job_id = keyed_job_id(caller, idempotency_key)
             if (existing := self._store.get_job(job_id)) is not None:
                 return existing, False
         else:
@@ -121,11 +133,59 @@ class JobsApi:
         self._sqs.send_message(QueueUrl=self._settings.intake_queue_url, MessageBody=json.dumps({"jobId": job_id}))
         return job, True
 
+    def create_upload(self, *, job_type: str, filename: str, size: int, caller: Caller) -> dict[str, Any]:
+        """Presigned URLs that put a file of `size` bytes into the caller's own prefix of the inbox bucket:
+        one PUT, or for a big file its parts, then complete (or abort). Nothing starts until POST /jobs
+        names the uploaded file as its `source`."""
+        if job_type not in catalogue.BATCH_TYPES:
+            kinds = ", ".join(catalogue.BATCH_TYPES)
+            raise ApiError(400, "invalid_request", f"{job_type} jobs take no file (only {kinds} do)")
+        try:
+            detect_format(filename)
+        except InputError as exc:
+            raise ApiError(400, exc.code, exc.message) from exc
+        if size > MAX_INTAKE_OBJECT_BYTES:
+            raise ApiError(
+                413,
+                "file_too_large",
+                f"{filename} has {size} bytes; intake takes files of at most {MAX_INTAKE_OBJECT_BYTES} bytes: split it",
+            )
+        bucket = self._settings.inbox_bucket
+        key = f"{upload_prefix(caller)}{secrets.token_hex(8)}/{filename}"
+        answer: dict[str, Any] = {
+            "source": s3_uri(bucket, key),
+            "createJob": {"type": job_type, "source": s3_uri(bucket, key)},
+            "expiresInSeconds": UPLOAD_URL_SECONDS,
+            "method": "PUT",
+        }
+        target = {"Bucket": bucket, "Key": key}
+        if size <= SINGLE_PUT_MAX_BYTES:
+            answer["url"] = self._presign("put_object", target)
+            return answer
+        upload_id = self._s3.create_multipart_upload(**target)["UploadId"]
+        part = {**target, "UploadId": upload_id}
+        answer["partSize"] = PART_BYTES
+        answer["parts"] = [
+            {"partNumber": n, "url": self._presign("upload_part", {**part, "PartNumber": n})}
+            for n in range(1, math.ceil(size / PART_BYTES) + 1)
+        ]
+        answer["completeUrl"] = self._presign("complete_multipart_upload", part)
+        answer["abortUrl"] = self._presign("abort_multipart_upload", part)
+        return answer
+
+    def _presign(self, operation: str, params: dict[str, Any]) -> str:
+        return str(self._s3.generate_presigned_url(operation, Params=params, ExpiresIn=UPLOAD_URL_SECONDS))
+
     def get_job(self, job_id: str, caller: Caller) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        job = self.get_job_record(job_id, caller)
+        return job, sorted(self._store.list_batches(job_id), key=lambda b: int(b["index"]))
+
+    def get_job_record(self, job_id: str, caller: Caller) -> dict[str, Any]:
+        """The job without its batches (one read, whatever the job's size)."""
         job = self._store.get_job(job_id)
         if job is None or not can_see(caller, job):
             raise ApiError(404, "not_found", f"no job {job_id}")
-        return job, sorted(self._store.list_batches(job_id), key=lambda b: int(b["index"]))
+        return job
 
     def view(self, job: dict[str, Any], batches: list[dict[str, Any]], *, base_url: str | None) -> dict[str, Any]:
         return job_view(
@@ -148,7 +208,7 @@ class JobsApi:
             keys["rejected"] = job["rejectedKey"]
         if job.get("reportKey"):
             keys["report"] = job["reportKey"]  # report.html, beside manifest.json
-        if not JobState(job["state"]).terminal:
+        if not closed(job):
             keys = {k: v for k, v in keys.items() if k == "rejected" and job.get("intakeDone")}
         return {
             name: self._s3.generate_presigned_url(
@@ -158,3 +218,9 @@ class JobsApi:
             )
             for name, key in keys.items()
         }
+
+
+def keyed_job_id(caller: Caller, idempotency_key: str) -> str:
+    """The job a caller's Idempotency-Key names (another caller's same key names another job)."""
+    digest = hashlib.sha256(f"{caller.owner}\0{idempotency_key}".encode()).hexdigest()
+    return f"job-{digest[:24]}"

@@ -208,6 +208,22 @@ class ExecutionStatusChange(_Lenient):
     detail: ExecutionStatusDetail
 
 
+class _SqsRecord(_Lenient):
+    message_id: str = Field(alias="messageId")
+    body: str
+    event_source: Literal["aws:sqs"] = Field(alias="eventSource")
+
+
+class IntakeDeadLetters(_Lenient):
+    """Messages of the intake dead-letter queue (the finalize function's SQS event source): each names a
+    job, or an upload, intake gave up on."""
+
+    records: list[_SqsRecord] = Field(alias="Records", min_length=1)
+
+
+#: Everything the finalize function is invoked with.
+FinalizeEvent = FinalizeRequest | ExecutionStatusChange | IntakeDeadLetters
+
 _CODED = re.compile(r"^\[(?P<code>[a-z0-9_]+)\] (?P<message>.*)$", re.DOTALL)
 _ERROR_CODES = {
     "States.Timeout": "task_timeout",

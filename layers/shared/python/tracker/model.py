@@ -28,6 +28,12 @@ class JobState(StrEnum):
         return self in (JobState.COMPLETED, JobState.FAILED)
 
 
+def closed(job: dict[str, Any]) -> bool:
+    """The job has ended for good: its final state, manifest and notification are written (finalize sets
+    finishedAt with them). A cancelled job is FAILED at once but closed only once finalize has run."""
+    return JobState(job["state"]).terminal and bool(job.get("finishedAt"))
+
+
 class BatchState(StrEnum):
     PENDING = "PENDING"  # written, not yet accepted by the provider
     RUNNING = "RUNNING"  # provider job id known, provider still processing

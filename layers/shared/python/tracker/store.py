@@ -6,6 +6,14 @@ the indexes only ever hold jobs.
 
 pk = STATS#<job type>#<size class>, sk = DURATIONS holds the observed durations of recent provider
 jobs of that type and size class (an input of the polling policy); it has no `state`/`listPk` either.
+
+Lifecycle (DynamoDB TTL on `expiresAt`): a finished job's item expires RetentionDays after it finished,
+and its batch items (with their poll timelines) carry the same `expiresAt`, written when it finishes;
+a retry removes both until the job finishes again. Powertools Idempotency records carry their own.
+Never expiring, on purpose: the STATS# duration items (shared by every job of a type and size class, a
+fixed 32 slots each, overwritten in place: the polling policy's memory) and the BUDGET# lease items (one
+per provider, live state every running batch shares; an expired one would drop leases in use). Both are
+bounded by the number of job types, never by the number of jobs.
 """
 
 from __future__ import annotations
@@ -91,6 +99,12 @@ class JobStore:
     def update_job(self, job_id: str, fields: dict[str, Any], *, condition: str | None = None) -> bool:
         return self._update({"pk": _pk(job_id), "sk": JOB_SK}, fields, condition=condition)
 
+    def update_job_of_run(self, job_id: str, run_id: str, fields: dict[str, Any]) -> bool:
+        """SET `fields` only while the job is still run by `run_id`; False once a retry gave it another run."""
+        return self._update(
+            {"pk": _pk(job_id), "sk": JOB_SK}, fields, condition="runId = :run", condition_values={":run": run_id}
+        )
+
     def mark_running(self, job_id: str, run_id: str, started_at: str) -> bool:
         """PENDING -> RUNNING; False when the job already moved on (a redelivered intake message)."""
         try:
@@ -134,11 +148,34 @@ class JobStore:
             return False
         return True
 
+    def mark_cancelled(self, job_id: str, by: str, at: str) -> dict[str, Any] | None:
+        """PENDING/RUNNING -> FAILED with error `cancelled` (by whom); the job, or None if it had already
+        ended. Finalize, which still runs for it (it has no finishedAt yet), keeps this error."""
+        try:
+            item = self._table.update_item(
+                Key={"pk": _pk(job_id), "sk": JOB_SK},
+                UpdateExpression="SET #s = :failed, #e = :error, cancelledBy = :by, cancelledAt = :at",
+                ConditionExpression="#s IN (:pending, :running)",
+                ExpressionAttributeNames={"#s": "state", "#e": "error"},
+                ExpressionAttributeValues={
+                    ":failed": "FAILED",
+                    ":pending": "PENDING",
+                    ":running": "RUNNING",
+                    ":error": {"code": "cancelled", "message": f"cancelled by {by}"},
+                    ":by": by,
+                    ":at": at,
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except self._table.meta.client.exceptions.ConditionalCheckFailedException:
+            return None
+        return _strip_keys(item["Attributes"])
+
     def reset_batch(self, job_id: str, index: int, batch_state: str) -> None:
         """Put a batch back in line for a retry (keeps its provider job id: it is polled, not re-sent)."""
         self._table.update_item(
             Key={"pk": _pk(job_id), "sk": _batch_sk(index)},
-            UpdateExpression="SET batchState = :s REMOVE #e, finishedAt, collectedAt",
+            UpdateExpression="SET batchState = :s REMOVE #e, finishedAt, collectedAt, expiresAt",
             ExpressionAttributeNames={"#e": "error"},
             ExpressionAttributeValues={":s": batch_state},
         )
@@ -200,6 +237,20 @@ class JobStore:
         with self._table.batch_writer() as writer:
             for batch in batches:
                 writer.put_item(Item={"pk": _pk(job_id), "sk": _batch_sk(batch["index"]), **_dynamo(batch)})
+
+    def expire_batches(self, job_id: str, indexes: list[int], expires_at: int) -> None:
+        """Give the job's batch items the job's own expiry (they go when it goes). A batch item that is gone
+        already is not written again."""
+        for index in indexes:
+            self._update(
+                {"pk": _pk(job_id), "sk": _batch_sk(index)},
+                {"expiresAt": expires_at},
+                condition="attribute_exists(pk)",
+            )
+
+    def keep_batch(self, job_id: str, index: int) -> None:
+        """No expiry while the job runs again (a retry); finalize gives it the job's new one."""
+        self._table.update_item(Key={"pk": _pk(job_id), "sk": _batch_sk(index)}, UpdateExpression="REMOVE expiresAt")
 
     def get_batch(self, job_id: str, index: int) -> dict[str, Any] | None:
         item = self._table.get_item(Key={"pk": _pk(job_id), "sk": _batch_sk(index)}, ConsistentRead=True).get("Item")
@@ -268,6 +319,7 @@ class JobStore:
         *,
         condition: str | None,
         append: dict[str, list[Any]] | None = None,
+        condition_values: dict[str, Any] | None = None,
     ) -> bool:
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values = {f":v{i}": _dynamo(value) for i, value in enumerate(fields.values())}
@@ -285,6 +337,7 @@ class JobStore:
         }
         if condition:
             kwargs["ConditionExpression"] = condition
+            values.update(condition_values or {})
         try:
             self._table.update_item(**kwargs)
         except self._table.meta.client.exceptions.ConditionalCheckFailedException:
