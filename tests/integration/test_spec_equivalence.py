@@ -50,7 +50,7 @@ def _normalized(value: Any, names: dict[str, str]) -> Any:
     text = value.split("?X-Amz-", 1)[0].split("?AWSAccessKeyId", 1)[0]
     for real, role in names.items():
         # ids inside keys, ARNs and file names, qualified type names inside a subject; "track" only whole
-        if role in ("<job>", "<operation>") or "." in real or ":" in real:
+        if role in ("<job>", "<operation>", "<execution>") or "." in real or ":" in real:
             text = text.replace(real, role)
     return text
 
@@ -72,6 +72,8 @@ def _compare(
         view, note = _job_and_notes(session, job["id"])
         operation = batch["providerJobId"]
         names = {job["id"]: "<job>", operation: "<operation>", job["type"]: "<type>"}
+        if view.get("runId"):  # the execution: named after the job and its run, with a unique suffix
+            names[view["runId"]] = "<execution>"
         names[re.sub(r"[^A-Za-z0-9_-]+", "_", operation).strip("_")] = "<operation>"  # inside a file name
         if own_files:
             assert view["metrics"]["outBytes"] == len(stored(session, job["resultKeys"]["download"]))
