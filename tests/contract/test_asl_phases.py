@@ -45,6 +45,7 @@ MEANING: dict[Phase, tuple[bool, str]] = {
     Phase.POLLING: (True, "check"),
     Phase.DONE: (False, "collect"),
     Phase.RESULTS_PENDING: (True, "collect"),
+    Phase.RESULTS_THROTTLED: (True, "collect"),
     Phase.COLLECTED: (False, END),
     Phase.FAILED: (False, END),
 }

@@ -19,7 +19,7 @@ from botocore.awsrequest import AWSResponse
 
 from jobtracker.local.callers import Caller, acting_as
 from jobtracker.local.iam import CallRecorder, StackView
-from jobtracker.simulators.fullstory import SimulatorConfig, parse_fault
+from jobtracker.simulators.fullstory import SimulatorConfig
 from tests.integration.helpers import ndjson, upload_and_wait, users
 
 
@@ -120,13 +120,20 @@ def _refuse(operation_calls: list[str]) -> Any:
 
 
 def test_a_refused_abort_leaves_the_provider_error_to_the_state_machine(offline, monkeypatch) -> None:
-    """FullStory repeating its next_page_token makes collect stop with ProviderRejectedError(paging_loop)
-    while its imports upload is open (parts of 1 byte here); the abort of that upload is refused, as on
-    AWS for a role without s3:AbortMultipartUpload. The state machine must still see
-    ProviderRejectedError: not retried (it is final), caught, and kept as the batch's error code."""
+    """FullStory refusing a listing's second page (400) makes collect stop with ProviderRejectedError while its
+    imports upload is open (parts of 1 byte here); the abort of that upload is refused, as on AWS for a role
+    without s3:AbortMultipartUpload. The state machine must still see ProviderRejectedError: not retried (it
+    is final), caught, and kept as the batch's error code."""
     monkeypatch.setattr("tracker.s3io.PART_BYTES", 1)
-    simulator = SimulatorConfig(polls_to_complete=2, page_size=2, faults=(parse_fault("repeat-token"),))
-    with offline(sim=simulator) as session:
+    with offline(sim=SimulatorConfig(polls_to_complete=2, page_size=2)) as session:
+        respond = session.simulator.respond
+
+        def refuse_second_pages(method, raw_path, headers, body, fault=None):
+            if method == "GET" and "page_token=" in raw_path:
+                return 400, b'{"code":"invalid_argument","message":"page_token refused"}', {}
+            return respond(method, raw_path, headers, body, fault)
+
+        session.simulator.respond = refuse_second_pages  # type: ignore[method-assign]
         aborts: list[str] = []
         refuse = _refuse(aborts)
         boto3.DEFAULT_SESSION.events.register("before-call.s3.AbortMultipartUpload", refuse)
@@ -140,7 +147,7 @@ def test_a_refused_abort_leaves_the_provider_error_to_the_state_machine(offline,
         failed = [r for r in stack.lambdas.invocations if r.error_type]
         assert [r.error_type for r in failed] == ["ProviderRejectedError"]  # once: final errors are not retried
         (batch,) = stack.list_batches(job["id"])
-        assert batch["error"]["code"] == "paging_loop"
+        assert batch["error"]["code"] == "invalid_argument"
         assert job["state"] == "FAILED"
         assert len([n for n in stack.notifications() if n["message"]["jobId"] == job["id"]]) == 1
 

@@ -51,6 +51,7 @@ def test_a_child_that_fails_outright_leaves_its_eleven_siblings_finished(offline
             "imported": 11,
             "providerErrors": 0,
             "rejected": 0,
+            "unlisted": 0,
             "balanced": False,
             "check": "rows in 12 != imported 11 + provider errors 0 + rejected 0",
         }

@@ -33,6 +33,7 @@ def test_csv_upload_completes_with_every_row_accounted_for(offline):
             "imported": 250,
             "providerErrors": 0,
             "rejected": 2,
+            "unlisted": 0,
             "balanced": True,
             "check": "rows in 252 = imported 250 + provider errors 0 + rejected 2",
         }

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
 
@@ -30,6 +29,7 @@ class InMemoryRecords:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.batches: dict[tuple[str, int], dict[str, Any]] = {}
         self.durations: dict[tuple[str, str], dict[str, float]] = {}
+        self.claims: dict[str, str] = {}  # provider operation id -> the job that claimed it
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         job = self.jobs.get(job_id)
@@ -47,6 +47,18 @@ class InMemoryRecords:
         for name, items in (append or {}).items():
             batch[name] = [*batch.get(name, []), *items]
         return True
+
+    def advance_key(self, job_id: str, index: int, generation: int, burnt: str, key: str) -> bool:
+        """Like JobStore's conditional UpdateItem: moves on only from the generation the caller read."""
+        batch = self.batches.setdefault((job_id, index), {"index": index})
+        if int(batch.get("keyGeneration", 0)) != generation:
+            return False
+        batch.update(keyGeneration=generation + 1, idempotencyKey=key)
+        batch["burntKeys"] = [*batch.get("burntKeys", []), burnt]
+        return True
+
+    def claim_operation(self, operation_id: str, job_id: str) -> bool:
+        return self.claims.setdefault(operation_id, job_id) == job_id
 
     def duration_history(self, job_type: str, size_class: str) -> tuple[float, ...]:
         return tuple(self.durations.get((job_type, size_class), {}).values())
@@ -128,8 +140,3 @@ class OneBudget:
 
     def for_type(self, task_type: str) -> CountingSlots:
         return self.slots
-
-
-def pages_of(records: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    for start in range(0, len(records), size):
-        yield records[start : start + size]

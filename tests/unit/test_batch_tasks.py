@@ -4,7 +4,7 @@ budget and clock: no moto, no network, no waiting."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,23 +13,27 @@ from pydantic import ValidationError
 from tracker import layout
 from tracker.batch_tasks import STEP_PHASES, BatchTasks, UndeclaredPhaseError, idempotency_key
 from tracker.config import Settings
+from tracker.errors import ProviderThrottledError, ProviderTransientError
 from tracker.messages import BatchTask, Phase
 from tracker.providers.base import (
     JobStatus,
     OperationStatus,
     ResultFile,
+    ResultPage,
     ResultsNotReady,
     Submitted,
     Throttled,
 )
+from tracker.providers.fullstory.reconcile import reconcile
 
 from jobtracker.local.settings import template_settings
-from tests.unit.fakes import Clock, CountingSlots, InMemoryObjects, InMemoryRecords, OneBudget, pages_of
+from tests.unit.fakes import Clock, CountingSlots, InMemoryObjects, InMemoryRecords, OneBudget
 
 DAY = 86_400
 JOB = "job-1"
 RESULTS = "results-bucket"
 BODY = b'{"requests":[{"uid":"a"},{"uid":"b"},{"uid":"c"},{"uid":"d"}]}'
+PAGE = 2  # records per page of ScriptedImport
 SETTINGS = template_settings(
     {"PollMinSeconds": 5, "PollMaxSeconds": 600}, jobs_table="jobs", inbox_bucket="inbox-bucket", results_bucket=RESULTS
 )
@@ -38,28 +42,55 @@ SETTINGS = template_settings(
 # -- scripted providers: each answers what the test scripts, and keeps the calls it got ----------------
 @dataclass
 class ScriptedImport:
-    """A batch import provider (tracker.providers.base.BatchProvider)."""
+    """A batch import provider (tracker.providers.base.BatchProvider) of users: pages of two records whose
+    page token is the offset of the page, and FullStory's reconciliation of users."""
 
-    submits: list[Submitted | Throttled] = field(default_factory=lambda: [Submitted("p-1", "PROCESSING")])
+    submits: list[Submitted | Throttled | Exception] = field(default_factory=lambda: [Submitted("p-1", "PROCESSING")])
     statuses: list[JobStatus | Throttled] = field(default_factory=list)
     results: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"imports": [], "errors": []})
     not_ready: int = 0  # how many result listings answer 202 (not ready) first
+    throttled: list[tuple[str, int]] = field(default_factory=list)  # (kind, offset) whose page answers 429 once
+    repeat_from: int | None = None  # a page at this offset or later answers the token of this offset again
     calls: list[tuple[Any, ...]] = field(default_factory=list)
 
     def submit(self, body: bytes, idempotency_key: str) -> Submitted | Throttled:
         self.calls.append(("submit", idempotency_key, body))
-        return self.submits.pop(0)
+        answer = self.submits.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     def status(self, provider_job_id: str) -> JobStatus | Throttled:
         self.calls.append(("status", provider_job_id))
         return self.statuses.pop(0)
 
-    def pages(self, provider_job_id: str, kind: str) -> Iterator[list[dict[str, Any]]]:
-        self.calls.append(("pages", provider_job_id, kind))
+    def pages(
+        self, provider_job_id: str, kind: str, *, after: str | None = None, seen: Collection[str] = ()
+    ) -> Iterator[ResultPage]:
+        self.calls.append(("pages", provider_job_id, kind, after))
         if self.not_ready:
             self.not_ready -= 1
             raise ResultsNotReady()
-        yield from pages_of(self.results[kind], 2)
+        records, asked, offset = self.results[kind], {*seen, after}, int(after or 0)
+        while True:
+            if (kind, offset) in self.throttled:
+                self.throttled.remove((kind, offset))
+                raise ProviderThrottledError(f"429 paging {kind}", retry_after=30.0)
+            following = offset + PAGE
+            if self.repeat_from is not None and offset >= self.repeat_from:
+                following = self.repeat_from
+            token = str(following) if following < len(records) else None
+            ended = None
+            if token in asked:
+                token, ended = None, "repeated"
+            asked.add(token)
+            yield ResultPage.of(records[offset : offset + PAGE], token, ended_early=ended, total=len(records))
+            if token is None:
+                return
+            offset = following
+
+    def reconcile(self, sent: Any, imports: Any, errors: Any) -> Any:
+        return reconcile("users", sent, imports, errors)
 
 
 @dataclass
@@ -171,6 +202,11 @@ def _results_ready() -> tuple[Harness, BatchTask]:
     return h, h.task(providerJobId="p-1", providerStatus="COMPLETED", phase=Phase.DONE)
 
 
+def _results_throttled() -> tuple[Harness, BatchTask]:
+    h = harness(ScriptedImport(results={"imports": [{"uid": "a"}], "errors": []}, throttled=[("imports", 0)]))
+    return h, h.task(providerJobId="p-1", providerStatus="COMPLETED", phase=Phase.DONE)
+
+
 def _results_not_ready_past_deadline() -> tuple[Harness, BatchTask]:
     h = harness(ScriptedImport(not_ready=1))
     return h, h.task(deadline_in=-1, providerJobId="p-1", providerStatus="COMPLETED", phase=Phase.DONE)
@@ -189,6 +225,7 @@ PHASE_CASES: list[tuple[str, Phase, Callable[[], tuple[Harness, BatchTask]]]] = 
     ("check", Phase.DONE, _check_finished),
     ("check", Phase.FAILED, _export_failed),
     ("collect", Phase.RESULTS_PENDING, _results_not_ready),
+    ("collect", Phase.RESULTS_THROTTLED, _results_throttled),
     ("collect", Phase.COLLECTED, _results_ready),
     ("collect", Phase.FAILED, _results_not_ready_past_deadline),
     ("record_failure", Phase.FAILED, _caught_failure),
@@ -217,7 +254,10 @@ def test_the_phase_cases_cover_every_phase_every_step_declares():
 def test_a_batch_goes_from_submit_through_checks_to_collected():
     provider = ScriptedImport(
         statuses=[JobStatus("PROCESSING", False), JobStatus("COMPLETED", True, imports=3, errors=1)],
-        results={"imports": [{"uid": "a"}, {"uid": "b"}, {"uid": "c"}], "errors": [{"uid": "d", "code": "bad"}]},
+        results={
+            "imports": [{"uid": "a"}, {"uid": "b"}, {"uid": "c"}],
+            "errors": [{"code": "bad", "user": {"uid": "d"}}],
+        },
     )
     h = harness(provider)
     submitted_at = h.clock()
@@ -247,12 +287,17 @@ def test_a_batch_goes_from_submit_through_checks_to_collected():
     assert (task.phase, task.state) == (Phase.COLLECTED, "COMPLETED")
     record = h.record()
     assert (record["batchState"], record["imported"], record["providerErrors"]) == ("COMPLETED", 3, 1)
-    assert h.objects.lines(RESULTS, record["importsKey"]) == [b'{"uid":"a"}', b'{"uid":"b"}', b'{"uid":"c"}']
-    assert h.objects.lines(RESULTS, record["errorsKey"]) == [b'{"uid":"d","code":"bad"}']
+    assert [line for key in record["importsKeys"] for line in h.objects.lines(RESULTS, key)] == [
+        b'{"uid":"a"}',
+        b'{"uid":"b"}',
+        b'{"uid":"c"}',
+    ]
+    assert h.objects.lines(RESULTS, record["errorsKeys"][0]) == [b'{"code":"bad","user":{"uid":"d"}}']
+    assert record["unlisted"] == 0 and "countMismatch" not in record
 
 
 def test_a_provider_job_that_ended_failed_is_collected_as_partial():
-    h = harness(ScriptedImport(results={"imports": [{"uid": "a"}], "errors": [{"uid": "b"}]}))
+    h = harness(ScriptedImport(results={"imports": [{"uid": "a"}], "errors": [{"user": {"uid": "b"}}]}))
     task = h.steps.collect(h.task(providerJobId="p-1", providerStatus="FAILED", phase=Phase.DONE))
     assert (task.phase, task.state) == (Phase.COLLECTED, "PARTIAL")
     assert (h.record()["imported"], h.record()["providerErrors"]) == (1, 1)
@@ -393,3 +438,181 @@ def test_the_task_refuses_fields_it_does_not_know_instead_of_dropping_them():
         task.answer(Phase.POLLING, atempt=1)
     with pytest.raises(ValidationError, match="phase"):
         BatchTask.model_validate({**task.for_state_machine(), "phase": "finished"})
+
+
+# -- Idempotency-Key generations (FullStory stores a 500 under its key) ---------------------------------
+def _stored_500() -> ProviderTransientError:
+    return ProviderTransientError("FullStory answered 500 server_error").answered(500, "server_error")
+
+
+def test_a_stored_500_moves_the_batch_to_a_new_key_recorded_before_the_retry_sends_it():
+    error = _stored_500()
+    error.burns_key = True  # as FullStoryBatchProvider marks FullStory's own 500
+    h = harness(ScriptedImport(submits=[error, Submitted("p-2", "PROCESSING")]))
+    with pytest.raises(ProviderTransientError):  # the state machine retries the step
+        h.steps.submit(h.task())
+    assert (h.record()["keyGeneration"], h.record()["idempotencyKey"]) == (1, f"{LEASE}-k1")
+    assert h.record()["burntKeys"] == [LEASE]
+    task = h.steps.submit(h.task())  # the retry, as the ASL runs it: the same task again
+    assert task.phase == Phase.POLLING and task.providerJobId == "p-2"
+    assert [call[1] for call in h.provider.calls] == [LEASE, f"{LEASE}-k1"]
+    assert h.record()["idempotencyKey"] == f"{LEASE}-k1"
+    assert h.slots.holders == {LEASE}  # the lease stays the batch's, whatever its key
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ProviderTransientError("FullStory answered 502").answered(502, "bad_gateway"),
+        ProviderTransientError("FullStory answered 500").answered(500, ""),  # a proxy's page, not FullStory's
+        ProviderTransientError("FullStory unreachable: ReadTimeoutError"),  # the first answer may be a success
+    ],
+    ids=["502", "500-without-fullstory-body", "timeout"],
+)
+def test_other_failures_keep_the_key(error):
+    h = harness(ScriptedImport(submits=[error, Submitted("p-2", "PROCESSING")]))
+    with pytest.raises(ProviderTransientError):
+        h.steps.submit(h.task())
+    assert "keyGeneration" not in h.record()
+    h.steps.submit(h.task())
+    assert [call[1] for call in h.provider.calls] == [LEASE, LEASE]
+
+
+def test_a_key_moved_by_an_earlier_attempt_is_not_moved_twice():
+    h = harness()
+    assert h.records.advance_key(JOB, 1, 0, LEASE, f"{LEASE}-k1")
+    assert not h.records.advance_key(JOB, 1, 0, LEASE, f"{LEASE}-k1")  # a retried write of the same move
+    h.steps.submit(h.task())
+    assert h.provider.calls[0][1] == f"{LEASE}-k1" and h.record()["burntKeys"] == [LEASE]
+
+
+# -- duplicate uids: a batch repeating an earlier batch's uid follows it ---------------------------------
+def test_a_batch_repeating_an_earlier_batchs_uid_waits_until_fullstory_finished_that_batch():
+    h = harness()
+    h.records.update_batch(JOB, 1, {"after": 7})
+    h.records.update_batch(JOB, 7, {"batchState": "RUNNING"})
+    task = h.steps.submit(h.task())
+    assert task.phase == Phase.THROTTLED and h.record()["orderWaits"] == 1
+    assert h.provider.calls == [] and h.slots.holders == set()  # no slot held while waiting
+    h.records.update_batch(JOB, 7, {"batchState": "COLLECTING"})
+    assert h.steps.submit(task).phase == Phase.POLLING
+
+
+# -- paging: 429 through the state machine, resumed from the stored token -------------------------------
+def _collected_lines(h: Harness, kind: str) -> list[bytes]:
+    return [line for key in h.record()[f"{kind}Keys"] for line in h.objects.lines(RESULTS, key)]
+
+
+def test_a_429_mid_paging_waits_retry_after_and_resumes_from_the_stored_token_without_duplicates():
+    imports = [{"uid": uid} for uid in "abcd"]
+    h = harness(ScriptedImport(results={"imports": imports, "errors": []}, throttled=[("imports", 2)]))
+    task = h.steps.collect(h.task(providerJobId="p-1", providerStatus="COMPLETED", phase=Phase.DONE))
+    assert task.phase == Phase.RESULTS_THROTTLED and task.nextPollSeconds >= 30  # the Retry-After
+    listing = h.record()["listings"]["imports"]
+    assert (listing["token"], listing["records"], listing["done"]) == ("2", 2, False)
+    assert len(listing["parts"]) == 1 and h.objects.uploads == {}
+
+    task = h.steps.collect(task)
+    assert (task.phase, task.state) == (Phase.COLLECTED, "COMPLETED")
+    assert [call[3] for call in h.provider.calls if call[:3] == ("pages", "p-1", "imports")] == [None, "2"]
+    assert _collected_lines(h, "imports") == [b'{"uid":"a"}', b'{"uid":"b"}', b'{"uid":"c"}', b'{"uid":"d"}']
+    assert (h.record()["imported"], h.record()["unlisted"]) == (4, 0)
+
+
+def test_a_429_on_the_first_page_keeps_no_empty_part():
+    h = harness(ScriptedImport(results={"imports": [{"uid": "a"}], "errors": []}, throttled=[("imports", 0)]))
+    task = h.steps.collect(h.task(providerJobId="p-1", providerStatus="COMPLETED", phase=Phase.DONE))
+    assert task.phase == Phase.RESULTS_THROTTLED
+    assert "listings" not in h.record() and set(h.objects.objects) == {(RESULTS, layout.batch_key(JOB, 1))}
+
+
+def test_a_repeated_page_token_ends_the_listing_and_the_rows_never_listed_are_named_with_their_lines():
+    imports = [{"uid": uid} for uid in "abcdef"]
+    h = harness(ScriptedImport(results={"imports": imports, "errors": []}, repeat_from=2))
+    body = json.dumps({"requests": imports}, separators=(",", ":")).encode()
+    h.objects.put_object(Bucket=RESULTS, Key=layout.batch_key(JOB, 1), Body=body, ContentType="application/json")
+    h.objects.put_object(
+        Bucket=RESULTS, Key=layout.batch_lines_key(JOB, 1), Body=b"[[3,2],[9,4]]", ContentType="application/json"
+    )
+    task = h.steps.collect(h.task(providerJobId="p-1", providerStatus="COMPLETED", phase=Phase.DONE))
+    assert (task.phase, task.state) == (Phase.COLLECTED, "COMPLETED")
+    record = h.record()
+    assert (record["imported"], record["providerErrors"], record["unlisted"]) == (4, 0, 2)
+    assert record["listings"]["imports"]["endedEarly"] == "repeated"
+    unlisted = [json.loads(line) for line in h.objects.lines(RESULTS, record["unlistedKey"])]
+    assert [(u["line"], u["position"], u["uid"], u["row"]) for u in unlisted] == [
+        (11, 5, "e", {"uid": "e"}),
+        (12, 6, "f", {"uid": "f"}),
+    ]
+    assert "repeated" in unlisted[0]["reason"]
+
+
+def test_an_upserted_uid_counts_both_rows_imported_and_records_fullstorys_disagreeing_counts():
+    """Seed 002: the status says 104 imports, the listing holds 103 records (one uid sent twice)."""
+    body = b'{"requests":[{"uid":"a"},{"uid":"b"},{"uid":"a","email":"a@x.io"},{"uid":"c"}]}'
+    h = harness(ScriptedImport(results={"imports": [{"uid": "a"}, {"uid": "b"}, {"uid": "c"}], "errors": []}))
+    h.objects.put_object(Bucket=RESULTS, Key=layout.batch_key(JOB, 1), Body=body, ContentType="application/json")
+    h.records.update_batch(JOB, 1, {"reportedImports": 4, "reportedErrors": 0})
+    h.steps.collect(h.task(providerJobId="p-1", providerStatus="COMPLETED", phase=Phase.DONE))
+    record = h.record()
+    assert (record["imported"], record["listedImports"], record["unlisted"]) == (4, 3, 0)
+    assert record["countMismatch"] == {"imports": {"status": 4, "totalRecords": 3, "listed": 3}}
+
+
+# -- an export started again after a lost answer is found, not started twice ----------------------------
+@dataclass
+class LostAnswerExport(ScriptedExport):
+    """An export provider whose first start raises after starting the export (the answer was lost)."""
+
+    started: list[tuple[str, str]] = field(default_factory=list)  # (created, id) of every export of the org
+    lose_first: bool = True
+
+    def start(self, params: dict[str, Any], idempotency_key: str) -> Submitted | Throttled:
+        self.calls.append(("start", params, idempotency_key))
+        self.started.append(("t", f"op-{len(self.started) + 1}"))
+        if self.lose_first:
+            self.lose_first = False
+            raise ProviderTransientError("FullStory unreachable: ProtocolError")
+        return Submitted(self.started[-1][1], "PENDING")
+
+    def find_started(self, params: dict[str, Any], since: str) -> list[str]:
+        self.calls.append(("find_started", since))
+        return [op for _, op in self.started]
+
+
+def test_a_start_whose_answer_was_lost_adopts_the_export_it_started_instead_of_starting_another():
+    h = harness(LostAnswerExport())
+    with pytest.raises(ProviderTransientError):
+        h.steps.submit(h.task("fullstory.segment_export"))
+    assert h.record()["startAttemptAt"]  # recorded before the request went out
+    task = h.steps.submit(h.task("fullstory.segment_export"))
+    assert (task.phase, task.providerJobId) == (Phase.POLLING, "op-1")
+    assert [call[0] for call in h.provider.calls] == ["start", "find_started"]  # one export started, not two
+    assert h.records.claims == {"op-1": JOB}
+
+
+def test_exports_found_beyond_the_lost_one_are_named_and_one_claimed_by_another_job_is_not_adopted():
+    provider = LostAnswerExport(lose_first=False)
+    provider.started = [("t", "op-other-job"), ("t", "op-mine"), ("t", "op-someone-else")]
+    h = harness(provider)
+    h.records.claims["op-other-job"] = "job-2"
+    h.records.update_batch(JOB, 1, {"startAttemptAt": "2026-01-01T00:00:00.000Z"})
+    task = h.steps.submit(h.task("fullstory.segment_export"))
+    assert task.providerJobId == "op-mine"
+    assert h.record()["operationCandidates"] == ["op-other-job", "op-mine", "op-someone-else"]
+    assert [call[0] for call in provider.calls] == ["find_started"]
+
+
+def test_a_start_the_provider_throttled_clears_the_attempt_so_the_next_one_searches_nothing():
+    class Throttling(ScriptedExport):
+        def start(self, params: dict[str, Any], idempotency_key: str) -> Submitted | Throttled:
+            self.calls.append(("start", params, idempotency_key))
+            return Throttled(5.0)
+
+        def find_started(self, params: dict[str, Any], since: str) -> list[str]:
+            raise AssertionError("nothing was started: nothing to look for")
+
+    h = harness(Throttling())
+    assert h.steps.submit(h.task("fullstory.segment_export")).phase == Phase.THROTTLED
+    assert h.record()["startAttemptAt"] is None
+    assert h.steps.submit(h.task("fullstory.segment_export")).phase == Phase.THROTTLED

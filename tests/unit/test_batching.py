@@ -149,3 +149,63 @@ def test_read_and_split_round_trip_with_unicode() -> None:
     assert [b.rows for b in batches] == [10, 10, 5]
     assert [r for b in batches for r in requests_of(b)] == [json.loads(line) for line in lines]
     assert "ü".encode() in batches[0].body  # UTF-8, not \\u escapes
+
+
+# -- reading a batch back, line runs, and the order of upserted identities --------------------------------
+def test_a_batch_body_reads_back_request_by_request():
+    from tracker.batching import iter_requests
+
+    splitter = BatchSplitter(max_requests=10)
+    for encoded in (b'{"uid":"a"}', b'{"uid":"b,]}","p":{"x":[1,2]}}', b"{}"):
+        assert splitter.add(encoded) is None
+    batch = splitter.finish()
+    assert list(iter_requests(batch.body)) == [{"uid": "a"}, {"uid": "b,]}", "p": {"x": [1, 2]}}, {}]
+    with pytest.raises(ValueError):
+        list(iter_requests(b'[{"uid":"a"}]'))
+
+
+def test_line_runs_round_trip():
+    from tracker.batching import expand_runs, line_runs
+
+    lines = [2, 3, 4, 7, 9, 10]
+    assert line_runs(lines) == [[2, 3], [7, 1], [9, 2]]
+    assert expand_runs(line_runs(lines)) == lines and line_runs([]) == []
+
+
+def test_a_batch_repeating_an_earlier_batchs_uid_follows_the_latest_such_batch():
+    from tracker.batching import UpsertOrder
+
+    order = UpsertOrder("uid")
+    for uid in ("a", "b", "a"):  # batch 1: a repeat inside the batch is no dependency
+        order.add({"uid": uid}, 1)
+    assert order.close(1) == 0
+    order.add({"uid": "c"}, 2)
+    order.add({"email": "no uid"}, 2)
+    assert order.close(2) == 0
+    order.add({"uid": "b"}, 3)
+    order.add({"uid": "c"}, 3)
+    assert order.close(3) == 2  # the latest earlier batch holding one of its uids
+    order.add({"uid": "b"}, 4)
+    assert order.close(4) == 3  # b was last in batch 3 now
+
+
+def test_past_its_memory_every_later_batch_follows_the_one_before():
+    from tracker.batching import UpsertOrder
+
+    order = UpsertOrder("uid", max_ids=2)
+    order.add({"uid": "a"}, 1)
+    order.add({"uid": "b"}, 1)
+    assert order.close(1) == 0
+    order.add({"uid": "z"}, 2)  # not remembered: a later z could not be told from a new uid
+    assert order.close(2) == 1
+    order.add({"uid": "q"}, 3)
+    assert order.close(3) == 2
+
+
+def test_rows_without_an_identity_field_never_wait():
+    from tracker.batching import UpsertOrder
+
+    order = UpsertOrder(None)
+    order.add({"name": "e"}, 1)
+    order.add({"name": "e"}, 2)
+    assert (order.close(1), order.close(2)) == (0, 0)

@@ -100,7 +100,7 @@ def test_seed_running_state_and_the_download_url_shape(make) -> None:
 
 
 def test_params_aliases_and_the_idempotency_key(make) -> None:
-    sim, provider = make(operation_polls_to_complete=1)
+    sim, provider = make(operation_polls_to_complete=1, export_idempotency=True)
     params = {"segmentId": "everyone", "type": "individuals", "format": "json", "fields": ["UserEmail"], "extra": 1}
     first = provider.start(params, "same-key")
     again = provider.start(params, "same-key")
@@ -295,3 +295,37 @@ def test_failed_without_details_and_unknown_states() -> None:
     with pytest.raises(ProviderRejectedError) as info:
         operation_status({"state": "CANCELLED"})
     assert info.value.code == "unexpected_state"
+
+
+def test_find_started_lists_the_exports_created_since_an_attempt_oldest_first(make) -> None:
+    """Create Export documents no Idempotency-Key: after a lost answer the caller looks the export up with
+    List Operation (GET /operations/v1?type=SEARCH_EXPORT) instead of starting another."""
+    from datetime import UTC, datetime, timedelta
+
+    sim, provider = make()
+    params = {"segmentId": "everyone", "type": "individuals", "format": "csv"}
+    since = datetime.now(UTC).isoformat()
+    first, second = provider.start(params, "k1"), provider.start(params, "k1")  # the key is ignored: two exports
+    assert first != second and sim.operation_stats["operations_created"] == 2
+    assert provider.find_started(params, since) == [first.provider_job_id, second.provider_job_id]
+    later = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    assert provider.find_started(params, later) == []  # beyond the clock margin: none of these
+    assert sim.operation_stats["operation_lists"] == 2
+
+
+def test_an_operation_counts_only_if_it_is_an_export_created_since_then_of_no_other_segment() -> None:
+    from tracker.providers.fullstory.exports import _started_since
+
+    floor = datetime_of("2026-01-01T00:00:00Z")
+    export = {"id": "op", "type": "SEARCH_EXPORT", "createdAt": "2026-01-01T00:00:01.5Z"}
+    assert _started_since(export, floor, "everyone") == (datetime_of("2026-01-01T00:00:01.5Z"), "op")
+    assert _started_since({**export, "createdAt": "2025-12-31T23:59:59Z"}, floor, "everyone") is None
+    assert _started_since({**export, "type": "DELETE_USER"}, floor, "everyone") is None
+    assert _started_since({**export, "details": {"segmentId": "other"}}, floor, "everyone") is None
+    assert _started_since({**export, "details": {"segmentId": "everyone"}}, floor, "everyone") is not None
+
+
+def datetime_of(value: str):
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -186,6 +186,7 @@ def test_search_export_results_give_a_fresh_short_lived_location_serving_gzip_cs
     assert sim.operation_stats == {
         "operations_created": 1,
         "replayed_exports": 0,
+        "operation_lists": 0,
         "operation_gets": 1,
         "result_location_gets": 2,
         "downloads": 2,
@@ -327,7 +328,7 @@ def test_not_json_and_unknown_ids(make_sim) -> None:
     assert (status, answer["code"]) == (400, "invalid_argument")
     status, answer, _ = client.request("POST", "/segments/v1/exports", {**EXPORT, "segmentId": "no-such-segment"})
     assert status == 404 and set(answer) == {"code", "message"} and "no-such-segment" in answer["message"]
-    for path in ("/operations/v1/nope", "/search/v1/exports/nope/results", "/operations/v1", "/search/v1/exports"):
+    for path in ("/operations/v1/nope", "/search/v1/exports/nope/results", "/search/v1/exports"):
         status, answer, _ = client.request("GET", path)
         assert (status, answer["code"]) == (404, "resource_not_found"), path
 
@@ -353,8 +354,35 @@ def test_auth_and_methods(make_sim) -> None:
         assert (status, answer["code"], resp.headers["Allow"]) == (405, "method_not_allowed", allow), path
 
 
-def test_idempotency_key_replays_the_operation_and_refuses_a_different_body(make_sim) -> None:
+def test_create_export_documents_no_idempotency_key_so_by_default_a_keyed_repeat_starts_another(make_sim) -> None:
     sim, client = make_sim()
+    headers = {**AUTH, "Idempotency-Key": "export-1"}
+    first = client.request("POST", "/segments/v1/exports", EXPORT, headers=headers)[1]
+    again = client.request("POST", "/segments/v1/exports", EXPORT, headers=headers)[1]
+    assert first != again
+    assert (sim.operation_stats["operations_created"], sim.operation_stats["replayed_exports"]) == (2, 0)
+
+
+def test_list_operations_finds_exports_newest_first_filtered_and_paged(make_sim) -> None:
+    sim, client = make_sim(operation_polls_to_complete=2)
+    ids = [client.export() for _ in range(3)]
+    client.operation(ids[0])
+    client.operation(ids[0])  # COMPLETED
+    status, page, _ = client.request("GET", "/operations/v1?type=SEARCH_EXPORT&limit=2")
+    assert status == 200 and [o["id"] for o in page["operations"]] == [ids[2], ids[1]]
+    token = page["nextPaginationToken"]
+    status, rest, _ = client.request("GET", f"/operations/v1?type=SEARCH_EXPORT&limit=2&paginationToken={token}")
+    assert [o["id"] for o in rest["operations"]] == [ids[0]] and "nextPaginationToken" not in rest
+    assert {o["type"] for o in page["operations"] + rest["operations"]} == {"SEARCH_EXPORT"}
+    pending = client.request("GET", "/operations/v1?state=PENDING")[1]["operations"]
+    assert [o["id"] for o in pending] == [ids[2], ids[1]]
+    assert client.request("GET", "/operations/v1?type=DELETE_USER")[1] == {"operations": []}
+    assert client.request("GET", "/operations/v1?state=DONE")[0] == 400
+    assert sim.operation_stats["operation_lists"] == 4
+
+
+def test_idempotency_key_replays_the_operation_and_refuses_a_different_body(make_sim) -> None:
+    sim, client = make_sim(export_idempotency=True)
     headers = {**AUTH, "Idempotency-Key": "export-1"}
     first = client.request("POST", "/segments/v1/exports", EXPORT, headers=headers)[1]
     again = client.request("POST", "/segments/v1/exports", EXPORT, headers=headers)[1]
@@ -427,6 +455,8 @@ def test_batch_stats_keep_their_keys_and_snapshots(make_sim) -> None:
     assert set(sim.stats) == {
         "batch_posts",
         "replayed_posts",
+        "replayed_failures",
+        "key_conflicts",
         "throttled",
         "status_gets",
         "page_gets",

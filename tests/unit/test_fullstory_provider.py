@@ -81,6 +81,45 @@ def test_submit_sends_key_as_is_and_idempotency_key(canned):
     assert request["headers"]["Idempotency-Key"] == "job-1-b00001"
 
 
+@pytest.mark.parametrize(
+    ("stored", "sent"),
+    [("k3y", "Basic k3y"), ("Basic k3y", "Basic k3y"), ("  k3y\n", "Basic k3y"), ("Bearer t0k", "Bearer t0k")],
+)
+def test_basic_is_added_only_when_the_key_has_no_space_as_the_sdk_does(canned, stored, sent):
+    canned.then(200, {"job": {"id": "j1", "status": "PROCESSING"}})
+    FullStoryBatchProvider(path=USERS_PATH, api_key=stored, base_url=canned.url).submit(b"{}", "k")
+    assert canned.requests[0]["headers"]["Authorization"] == sent
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "burns"),
+    [
+        (500, {"code": "server_error", "message": "Server error was encountered"}, True),  # stored under the key
+        (500, b"<html>proxy error</html>", False),  # not FullStory's answer: nothing stored
+        (502, {"code": "bad_gateway", "message": "m"}, False),  # "server errors above 500 ... can be retried"
+        (503, {"code": "unavailable", "message": "m"}, False),
+        (504, b"", False),
+    ],
+)
+def test_only_fullstorys_own_500_burns_the_idempotency_key(canned, status, body, burns):
+    canned.then(status, body)
+    with pytest.raises(ProviderTransientError) as raised:
+        provider(canned).submit(b"{}", "k")
+    assert raised.value.burns_key is burns and raised.value.code == "provider_unavailable"
+
+
+def test_a_lost_connection_keeps_the_key(canned):
+    canned.then("reset")
+    with pytest.raises(ProviderTransientError) as raised:
+        provider(canned).submit(b"{}", "k")
+    assert raised.value.burns_key is False
+
+
+def test_a_request_overlapping_one_still_executing_under_its_key_is_tried_later_with_the_same_key(canned):
+    canned.then(409, {"code": "conflict", "message": "still executing"})
+    assert provider(canned).submit(b"{}", "k") == Throttled(None)
+
+
 def test_events_use_the_events_endpoint(canned):
     canned.then(200, {"job": {"id": "e1", "status": "PROCESSING"}})
     provider(canned, EVENTS_PATH).submit(b"{}", "k")
@@ -125,31 +164,53 @@ def test_status_reads_counts_and_finished_states(canned):
     assert provider(canned).status("j") == JobStatus("FAILED", True, 9, 1)
 
 
-def test_pages_follow_next_page_token_and_stop_on_a_repeated_one(canned):
+def test_pages_follow_next_page_token_and_a_repeated_one_ends_the_listing(canned):
     canned.then(200, {"results": [{"id": 1}], "total_records": "3", "next_page_token": "a"})
     canned.then(200, {"results": [{"id": 2}], "total_records": "3", "next_page_token": "b"})
     canned.then(200, {"results": [{"id": 3}], "total_records": "3"})
-    assert [p for p in provider(canned).pages("j", "imports")] == [[{"id": 1}], [{"id": 2}], [{"id": 3}]]
+    pages = list(provider(canned).pages("j", "imports"))
+    assert pages == [[{"id": 1}], [{"id": 2}], [{"id": 3}]]
+    assert [(p.resume_token, p.ended_early, p.total) for p in pages] == [
+        ("a", None, 3),
+        ("b", None, 3),
+        (None, None, 3),
+    ]
     assert canned.requests[1]["path"].endswith("/imports?page_token=a")
 
-    canned.then(200, {"results": [], "next_page_token": "same"}).then(200, {"results": [], "next_page_token": "same"})
-    with pytest.raises(ProviderRejectedError) as raised:
-        list(provider(canned).pages("j", "errors"))
-    assert raised.value.code == "paging_loop"
+    # As FullStory's Node SDK does, a token that comes back ends paging (instead of paging forever).
+    canned.then(200, {"results": [{"id": 1}], "next_page_token": "same"})
+    canned.then(200, {"results": [{"id": 2}], "next_page_token": "same"})
+    pages = list(provider(canned).pages("j", "errors"))
+    assert pages == [[{"id": 1}], [{"id": 2}]]
+    assert pages[-1].resume_token is None and "repeated a next_page_token" in pages[-1].ended_early
+    assert len(canned.requests) == 5
 
 
-def test_pages_202_means_not_ready_and_a_long_429_is_throttled(canned):
-    canned.then(202, b"{}").then(429, b"", **{"Retry-After": "60"})
+def test_pages_resume_from_a_stored_token_and_know_the_tokens_asked_before(canned):
+    canned.then(200, {"results": [{"id": 3}], "next_page_token": "c"})
+    canned.then(200, {"results": [{"id": 4}], "next_page_token": "a"})  # a token of the earlier call
+    pages = list(provider(canned).pages("j", "imports", after="b", seen=["a", "b"]))
+    assert pages == [[{"id": 3}], [{"id": 4}]] and pages[-1].ended_early
+    assert canned.requests[0]["path"].endswith("/imports?page_token=b")
+
+
+def test_pages_202_means_not_ready_and_a_429_is_raised_at_once_with_its_retry_after(canned):
+    canned.then(202, b"{}").then(200, {"results": [{"id": 1}], "next_page_token": "a"})
+    canned.then(429, b"", **{"Retry-After": "60"})
     with pytest.raises(ResultsNotReady):
         list(provider(canned).pages("j", "imports"))
+    seen = []
     with pytest.raises(ProviderThrottledError) as raised:
-        list(provider(canned).pages("j", "imports"))
+        for page in provider(canned).pages("j", "imports"):
+            seen.append((list(page), page.resume_token))
     assert raised.value.retry_after == 60.0
+    assert seen == [([{"id": 1}], "a")]  # the caller resumes from "a": nothing slept, nothing paged twice
+    assert len(canned.requests) == 3
 
 
 def test_a_flaky_page_is_retried_in_place_not_from_page_one(canned):
     canned.then(200, {"results": [{"id": 1}], "next_page_token": "a"})
-    canned.then(500, {"code": "server_error"}).then(429, b"", **{"Retry-After": "0"})
+    canned.then(500, {"code": "server_error"}).then(503, b"")
     canned.then(200, {"results": [{"id": 2}]})
     assert list(provider(canned).pages("j", "imports")) == [[{"id": 1}], [{"id": 2}]]
     assert [r["path"].rsplit("/", 1)[1] for r in canned.requests] == [

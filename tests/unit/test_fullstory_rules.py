@@ -152,10 +152,23 @@ EVENT_CASES: list[tuple[str, Any, str | None]] = [
     ("unknown field", {"name": "n", "uid": "u"}, "unknown_field"),
     ("shared per request", {"name": "n", "shared": {}}, "unknown_field"),
     # timestamps
-    ("ts date only", {"name": "n", "timestamp": "2022-03-15"}, None),
+    # timestamps: RFC 3339 date-time with Z or an offset (the spec's example), nothing else of ISO 8601
     ("ts offset", {"name": "n", "timestamp": "2022-03-15T14:23:23.123+05:30"}, None),
-    ("ts naive", {"name": "n", "timestamp": "2022-03-15T14:23:23"}, None),
-    ("ts basic format", {"name": "n", "timestamp": "20220315T142323Z"}, None),
+    ("ts negative offset", {"name": "n", "timestamp": "2022-03-15T14:23:23-08:00"}, None),
+    ("ts lower-case t and z", {"name": "n", "timestamp": "2022-03-15t14:23:23.5z"}, None),
+    ("ts nanoseconds", {"name": "n", "timestamp": "2022-03-15T14:23:23.123456789Z"}, None),
+    ("ts date only", {"name": "n", "timestamp": "2022-03-15"}, "invalid_timestamp"),
+    ("ts naive", {"name": "n", "timestamp": "2022-03-15T14:23:23"}, "invalid_timestamp"),
+    ("ts no seconds", {"name": "n", "timestamp": "2022-03-15T14:23Z"}, "invalid_timestamp"),
+    ("ts basic format", {"name": "n", "timestamp": "20220315T142323Z"}, "invalid_timestamp"),
+    ("ts basic format naive", {"name": "n", "timestamp": "20220315T142323"}, "invalid_timestamp"),
+    ("ts week date", {"name": "n", "timestamp": "2022-W11-2"}, "invalid_timestamp"),
+    ("ts week date time", {"name": "n", "timestamp": "2022-W11-2T14:23:23Z"}, "invalid_timestamp"),
+    ("ts ordinal date", {"name": "n", "timestamp": "2022-074"}, "invalid_timestamp"),
+    ("ts offset without colon", {"name": "n", "timestamp": "2022-03-15T14:23:23+0530"}, "invalid_timestamp"),
+    ("ts offset out of range", {"name": "n", "timestamp": "2022-03-15T14:23:23+24:00"}, "invalid_timestamp"),
+    ("ts hour 24", {"name": "n", "timestamp": "2022-03-15T24:00:00Z"}, "invalid_timestamp"),
+    ("ts wide digits", {"name": "n", "timestamp": "\uff12\uff10\uff12\uff12-03-15T14:23:23Z"}, "invalid_timestamp"),
     ("ts space separator", {"name": "n", "timestamp": "2022-03-15 14:23:23Z"}, "invalid_timestamp"),
     ("ts other separator", {"name": "n", "timestamp": "2022-03-15x14:23:23"}, "invalid_timestamp"),
     ("ts garbage", {"name": "n", "timestamp": "yesterday"}, "invalid_timestamp"),
@@ -248,3 +261,20 @@ def test_reader_and_validate_request_agree() -> None:
         items = list(read_requests(io.BytesIO(json.dumps(request_).encode()), InputFormat("ndjson", False), USERS))
         got = items[0].code if isinstance(items[0], Rejected) else None
         assert got == code
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "named"),
+    [
+        ("2022-03-15", "a date without a time"),
+        ("2022-W11-2", "week or ordinal date"),
+        ("20220315T142323", "basic format"),
+        ("2022-03-15T14:23:23", "without 'Z' or a UTC offset"),
+        ("2022-03-15 14:23:23Z", "space instead of 'T'"),
+        ("2022-02-30T00:00:00Z", "not a valid date and time"),
+    ],
+)
+def test_a_refused_timestamp_says_which_form_it_is_and_what_is_expected(timestamp: str, named: str) -> None:
+    code, reason = validate_request(EVENTS, {"name": "n", "timestamp": timestamp}) or ("", "")
+    assert code == "invalid_timestamp"
+    assert named in reason and "RFC 3339" in reason and "2022-03-15T14:23:23Z" in reason

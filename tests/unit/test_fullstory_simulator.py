@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -566,6 +567,74 @@ def test_throttled_post_is_not_remembered_for_its_idempotency_key(make_sim: Call
     assert (stats["batch_posts"], stats["replayed_posts"], stats["throttled"]) == (1, 1, 1)
 
 
+def test_a_500_is_saved_under_its_key_and_replayed_until_the_key_expires_24_hours_later(
+    http: urllib3.PoolManager,
+) -> None:
+    """developer.fullstory.com "Idempotent Requests": the first response is saved "regardless of whether it
+    succeeded or failed", and repeats "return the same result, including 500 errors"; keys are reusable after
+    24 hours. The injected 500 is the endpoint failing while it executed."""
+    from jobtracker.simulators.fullstory import parse_fault
+
+    now = [1000.0]
+    config = SimulatorConfig(faults=(parse_fault("500@submit:1x"),))
+    with FullStorySimulator(config, clock=lambda: now[0]).start() as sim:
+        client = Client(sim.base_url, http)
+        headers = {**AUTH, "Idempotency-Key": "batch-1"}
+        body = {"requests": [{"uid": "a"}]}
+        first = client.request("POST", "/v2/users/batch", body, headers=headers)
+        assert (first[0], first[1]["code"]) == (500, "server_error")
+        again = client.request("POST", "/v2/users/batch", body, headers=headers)
+        assert (again[0], again[2].data) == (500, first[2].data)  # the fault is spent: this is the saved 500
+        assert client.request("POST", "/v2/users/batch", {"requests": [{"uid": "b"}]}, headers=headers)[0] == 400
+        other = client.request("POST", "/v2/users/batch", body, headers={**AUTH, "Idempotency-Key": "batch-1-k1"})
+        assert other[0] == 200  # a new key is a new request
+        now[0] += 24 * 3600 - 1
+        assert client.request("POST", "/v2/users/batch", body, headers=headers)[0] == 500
+        now[0] += 1
+        assert client.request("POST", "/v2/users/batch", body, headers=headers)[0] == 200  # the key expired
+        stats = sim.stats
+        assert (stats["faults"], stats["replayed_failures"], stats["batch_posts"]) == (1, 2, 2)
+
+
+def test_a_request_overlapping_one_still_executing_under_its_key_errors_and_saves_nothing(
+    make_sim: Callable,
+) -> None:
+    sim, client = make_sim(submit_execution_seconds=0.5)
+    headers = {**AUTH, "Idempotency-Key": "slow"}
+    body = {"requests": [{"uid": "a"}]}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(client.request, "POST", "/v2/users/batch", body, headers=headers)
+        for _ in range(200):  # until the first request is inside the endpoint (state, not a clock)
+            if sim._executing:
+                break
+            threading.Event().wait(0.01)
+        status, answer, _ = client.request("POST", "/v2/users/batch", body, headers=headers)
+        assert (status, answer["code"]) == (409, "conflict")
+        assert first.result()[0] == 200
+    replay = client.request("POST", "/v2/users/batch", body, headers=headers)
+    assert replay[0] == 200 and replay[1] == first.result()[1]  # the overlap saved nothing: the first answer stands
+    assert (sim.stats["key_conflicts"], sim.stats["batch_posts"], sim.stats["replayed_posts"]) == (1, 1, 1)
+
+
+def test_a_users_import_is_an_upsert_the_status_counts_requests_the_listing_holds_users(
+    sim_client: tuple[FullStorySimulator, Client],
+) -> None:
+    """Seed 002 "Asynchronous Workflows": a status of 104 imports and an imports listing of 103 records."""
+    sim, client = sim_client
+    requests = [{"uid": f"u{i}", "properties": {"n": i}} for i in range(103)]
+    requests.append({"uid": "u7", "display_name": "Seven", "properties": {"tier": "gold"}})
+    requests.append({"uid": "", "properties": {"rewards_status": "silver"}})  # the seed's one error
+    job = client.submit("users", requests)
+    status = client.poll_until_done("users", job["id"])
+    assert (status["imports"], status["errors"]) == (104, 1)
+    records = client.all_pages("users", job["id"], "imports")
+    listed = [r for page in records for r in page["results"]]
+    assert len(listed) == 103 and records[0]["total_records"] == "103"
+    seven = next(r for r in listed if r["uid"] == "u7")
+    assert (seven["display_name"], seven["properties"]) == ("Seven", {"n": 7, "tier": "gold"})  # later values win
+    assert sim.jobs()[0]["imports"] == 104
+
+
 # --------------------------------------------------------------------------- throttling
 
 
@@ -791,6 +860,8 @@ def test_stats_snapshot_and_stop(sim_client: tuple[FullStorySimulator, Client]) 
     assert stats == {
         "batch_posts": 1,
         "replayed_posts": 0,
+        "replayed_failures": 0,
+        "key_conflicts": 0,
         "throttled": 0,
         "status_gets": 2,
         "page_gets": 1,

@@ -212,3 +212,23 @@ def test_a_job_without_batches_and_many_batches_still_render():
     _parse(page)
     assert f"First {MAX_TIMELINE_BATCHES} of {MAX_TIMELINE_BATCHES + 5} batches shown" in page
     assert page.count('class="submitted"') == MAX_TIMELINE_BATCHES + 1  # + the legend's
+
+
+def test_a_flagged_job_shows_its_warnings_first_and_its_unlisted_rows_in_the_accounting():
+    manifest = _manifest()
+    manifest["accounting"] = {
+        "rowsIn": 1234,
+        "imported": 1198,
+        "providerErrors": 30,
+        "rejected": 4,
+        "unlisted": 2,
+        "balanced": True,
+    }
+    manifest["warnings"] = [{"code": "unlisted_rows", "message": "2 row(s) <listed> neither way"}]
+    page = render_report(manifest, generated_at="now")
+    text = " ".join(_parse(page).text)
+    assert "rows in 1,234 = imported 1,198 + provider errors 30 + rejected 4 + unlisted 2" in text and "exact" in text
+    assert page.index('id="warnings"') < page.index('id="accounting"')
+    assert "unlisted_rows" in text and "&lt;listed&gt;" in page  # escaped like every other value
+    assert 'id="count-unlisted"' in page
+    assert 'id="warnings"' not in render_report(_manifest(), generated_at="now")  # only when there are any

@@ -37,6 +37,17 @@ batch gets 429 with ``Retry-After`` once ``in_progress_limit`` batches (queued +
 the counts cover every key and client. "Once there are" is read literally: the check counts what is in
 progress before the new batch, so one batch may take the operations past the cap.
 
+Idempotency-Key (developer.fullstory.com "Idempotent Requests"): the first answer to a keyed batch POST is
+saved -- a success, or a 500 (an injected ``500`` fault is the endpoint failing while it executed) -- and
+replayed for 24 hours of the simulator's idempotency ``clock`` (settable); 429s are not saved; a same-key
+request overlapping one still executing (``submit_execution_seconds``) saves nothing and answers 409; a
+different body under a known key is a 400. Create Export documents no key: keyed export POSTs each start an
+export unless ``export_idempotency`` is set. ``GET /operations/v1`` lists operations ("List Operation").
+Counters: ``stats`` ``replayed_posts``, ``replayed_failures`` (saved 500s answered again), ``key_conflicts``.
+
+The users import is an upsert (seed 002 "Asynchronous Workflows": 104 imports, 103 records listed): a
+batch's requests sharing a ``uid`` fold into one listed record while the status counts every request.
+
 Serving, faults (``--fault``, see :mod:`jobtracker.simulators.faults`) and ``--tls`` are shared with the other
 simulators (:mod:`jobtracker.simulators.server`); this module is FullStory's API only.
 """
@@ -57,7 +68,7 @@ import secrets
 import string
 import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -85,11 +96,13 @@ _ROUTE = re.compile(
     r"(?:/(?P<job>[^/]+)(?:/(?P<listing>imports|errors))?)?$"
 )
 _EXPORTS_ROUTE = re.compile(r"^/segments/v1/exports$")
+_OPERATIONS_ROUTE = re.compile(r"^/operations/v1/?$")
 _OPERATION_ROUTE = re.compile(r"^/operations/v1/(?P<id>[^/]+)$")
 _EXPORT_RESULTS_ROUTE = re.compile(r"^/search/v1/exports/(?P<id>[^/]+)/results$")
 _DOWNLOAD_ROUTE = re.compile(r"^/download/(?P<id>[^/]+)$")
 _BASE36 = string.digits + string.ascii_lowercase
 _ERROR_ITEM_KEY = {"users": "user", "events": "event"}
+_EXPORT_SCOPE = "segments/exports"  # idempotency keys of exports live apart from those of batch imports
 
 
 @dataclass
@@ -108,6 +121,12 @@ class SimulatorConfig:
     # Keys of the org that lack the permission these calls need: 403 forbidden (documented on every route).
     forbidden_keys: tuple[str, ...] = ()
     throttle_first_submits: int = 0  # answer 429 to the first N batch POSTs (test hook)
+    # How long a batch POST executes before it is answered: a same-key request arriving meanwhile overlaps it
+    # and is refused with 409, saving nothing ("Idempotent Requests"; see _create_batch).
+    submit_execution_seconds: float = 0.0
+    # Create Export documents no Idempotency-Key: by default a keyed export POST starts a new export every
+    # time, the worst case a client must survive. True: keys are honoured as on the batch endpoints.
+    export_idempotency: bool = False
     faults: tuple[Fault, ...] = ()  # injected failures, see Fault and parse_fault
     fault_seed: int | None = None  # seed of the fault dice, for repeatable runs
     # -- segment export / operations --
@@ -131,7 +150,7 @@ class _Job:
     kind: str
     created: datetime
     created_mono: float
-    imports: list[dict[str, Any]]
+    imports: list[dict[str, Any]]  # the import records listed: one per user of a users import (an upsert)
     errors: list[dict[str, Any]]
     status: str = "PROCESSING"
     finished: datetime | None = None
@@ -139,15 +158,17 @@ class _Job:
     rows: int = 0  # requests in the batch: the org's operations in progress while it is
     started: datetime | None = None  # None while queued behind the org's running batches
     started_mono: float = 0.0
+    imported_rows: int = 0  # requests imported: what the status's `imports` counts
 
 
 @dataclass
 class _IdempotencyRecord:
-    """The first successful answer to a keyed POST, replayed byte-for-byte for repeats."""
+    """The first answer to a keyed POST (a success or a 500), replayed with its status for repeats."""
 
     body_hash: str
     response: bytes
-    stored_mono: float
+    stored_at: float  # the simulator's idempotency clock
+    status: int = 200
 
 
 @dataclass
@@ -295,19 +316,25 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
         *,
         tls: bool = False,
         tls_dir: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         super().__init__(config or SimulatorConfig(), host, port, tls=tls, tls_dir=tls_dir)
+        # The clock idempotency keys age by (seconds): a test sets its own to see a key expire after 24 hours.
+        self.clock = clock
         self._jobs: dict[str, _Job] = {}
         self._processing: set[str] = set()  # in progress: queued or running
         self._running: set[str] = set()
         self._queued: deque[str] = deque()  # accepted beyond running_limit, oldest first
         self._operations_in_progress = 0
         self._idempotency: dict[tuple[str, str], _IdempotencyRecord] = {}
+        self._executing: set[tuple[str, str]] = set()  # keyed POSTs being executed now
         self._property_types: dict[str, str] = {}  # org-wide user property name -> JSON type
         self._user_ids: dict[str, str] = {}  # uid -> FullStory user id (upsert by uid)
         self._stats.update(
             batch_posts=0,
             replayed_posts=0,
+            replayed_failures=0,
+            key_conflicts=0,
             status_gets=0,
             page_gets=0,
             max_in_progress=0,
@@ -323,6 +350,7 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
         self._op_stats: dict[str, int] = {
             "operations_created": 0,
             "replayed_exports": 0,
+            "operation_lists": 0,
             "operation_gets": 0,
             "result_location_gets": 0,
             "downloads": 0,
@@ -348,7 +376,7 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
                         "status": job.status,
                         "queued": job.status == "PROCESSING" and job.started is None,
                         "rows": job.rows,
-                        "imports": len(job.imports),
+                        "imports": job.imported_rows,
                         "errors": len(job.errors),
                         "created": _iso(job.created),
                         "started": _iso(job.started) if job.started else None,
@@ -360,7 +388,8 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
     @property
     def operation_stats(self) -> dict[str, int]:
         """Snapshot of the segment-export counters (kept apart so ``stats`` keeps its keys):
-        operations_created, replayed_exports (Idempotency-Key replays), operation_gets,
+        operations_created, replayed_exports (Idempotency-Key replays, with ``export_idempotency``),
+        operation_lists (GET /operations/v1), operation_gets,
         result_location_gets (GET /search/v1/exports/{id}/results), downloads (files served) and
         expired_downloads (403s on an expired URL). Injected faults count in ``stats["faults"]``."""
         with self._lock:
@@ -398,6 +427,7 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
             return ("submit" if method == "POST" else ("status" if route["listing"] is None else "pages"),)
         for regex, target in (
             (_EXPORTS_ROUTE, "export"),
+            (_OPERATIONS_ROUTE, "operation"),
             (_OPERATION_ROUTE, "operation"),
             (_EXPORT_RESULTS_ROUTE, "results"),
             (_DOWNLOAD_ROUTE, "download"),
@@ -411,7 +441,7 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
 
     def handle(self, method: str, raw_path: str, headers: Any, body: bytes, fault: Fault | None = None) -> Answer:
         parts = urlsplit(raw_path)
-        answer = self._dispatch_operations(method, parts.path, headers, body)
+        answer = self._dispatch_operations(method, parts.path, headers, body, parts.query)
         if answer is not None:
             return answer
         match = _ROUTE.match(parts.path)
@@ -455,33 +485,104 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
         return ApiError(429, "too_many_requests", reason, {"Retry-After": str(self.config.retry_after_seconds)})
 
     def _create_batch(self, kind: str, idem_key: str | None, body: bytes) -> Answer:
-        """POST /v2/{kind}/batch: throttle, parse, replay or create a job with decided row outcomes."""
+        """POST /v2/{kind}/batch: throttle, parse, replay or create a job with decided row outcomes.
+
+        Idempotency-Key as developer.fullstory.com "Idempotent Requests" describes it: the first answer to a
+        key is saved and replayed for 24 hours (``_replay``); a request overlapping one "that was executing
+        concurrently" under the same key saves nothing and errors (409, ``_replay``); 429s are not saved.
+        The batch executes for ``submit_execution_seconds`` before it is answered, outside the lock, so
+        requests really overlap."""
         with self._lock:
             self._submits_seen += 1
             if self._submits_seen <= self.config.throttle_first_submits:
                 raise self._throttle("Rate limit exceeded, retry after the Retry-After interval")
         payload = _parse_batch_body(kind, body)
-        body_hash = hashlib.sha256(_dumps(payload, canonical=True)).hexdigest()
+        body_hash = _body_hash(payload)
+        scope = (kind, idem_key) if idem_key else None
         with self._lock:
-            if idem_key:
-                record = self._idempotency.get((kind, idem_key))
-                now = time.monotonic()
-                if record is not None and now - record.stored_mono < IDEMPOTENCY_KEY_TTL_SECONDS:
-                    if record.body_hash != body_hash:
-                        raise ApiError(
-                            400,
-                            "invalid_argument",
-                            f"Idempotency-Key {idem_key!r} was already used with a different request body",
-                        )
-                    self._stats["replayed_posts"] += 1
-                    return 200, record.response, {}
+            if scope is not None and (replayed := self._replay(scope, body_hash)) is not None:
+                return replayed
             self._check_org_caps()
-            job = self._new_job(kind, payload)
-            response = _dumps({"job": {"id": job.id, "status": "PROCESSING", "created": _iso(job.created)}})
-            if idem_key:
-                self._idempotency[(kind, idem_key)] = _IdempotencyRecord(body_hash, response, time.monotonic())
-            self._stats["batch_posts"] += 1
-            return 200, response, {}
+            if scope is not None:
+                self._executing.add(scope)
+        try:
+            if self.config.submit_execution_seconds > 0:
+                time.sleep(self.config.submit_execution_seconds)
+            with self._lock:
+                job = self._new_job(kind, payload)
+                response = _dumps({"job": {"id": job.id, "status": "PROCESSING", "created": _iso(job.created)}})
+                if scope is not None:
+                    self._idempotency[scope] = _IdempotencyRecord(body_hash, response, self.clock())
+                self._stats["batch_posts"] += 1
+                return 200, response, {}
+        finally:
+            if scope is not None:
+                with self._lock:
+                    self._executing.discard(scope)
+
+    def _replay(self, scope: tuple[str, str], body_hash: str) -> Answer | None:
+        """The saved answer to a repeated key (call with the lock held), or None for a key not seen within
+        IDEMPOTENCY_KEY_TTL_SECONDS of the idempotency clock. A request overlapping one still executing under
+        the key saves nothing and errors: the page names no status, 409 is what a grpc-gateway API (FullStory's
+        v2: specs/fullstory are its Swagger output) answers for a concurrency conflict (gRPC ABORTED). A
+        different body under a known key is refused, as the page says."""
+        key = scope[1]
+        if scope in self._executing:
+            self._stats["key_conflicts"] += 1
+            raise ApiError(
+                409, "conflict", f"A request with Idempotency-Key {key!r} is still executing; nothing was saved"
+            )
+        record = self._idempotency.get(scope)
+        if record is None or self.clock() - record.stored_at >= IDEMPOTENCY_KEY_TTL_SECONDS:
+            return None
+        if record.body_hash != body_hash:
+            raise ApiError(
+                400, "invalid_argument", f"Idempotency-Key {key!r} was already used with a different request body"
+            )
+        if record.status >= 500:
+            self._stats["replayed_failures"] += 1
+        elif scope[0] == _EXPORT_SCOPE:
+            self._op_stats["replayed_exports"] += 1
+        else:
+            self._stats["replayed_posts"] += 1
+        return record.status, record.response, {}
+
+    def respond(self, method: str, raw_path: str, headers: Any, body: bytes, fault: Fault | None = None) -> Answer:
+        """As every simulator answers, except that an injected 500 on a keyed POST is the endpoint failing
+        while it executed: FullStory saves that answer under the key, "including 500 errors", and replays it
+        to every repeat for 24 hours ("Idempotent Requests"). A key that already has a saved answer gets that
+        answer back: the endpoint does not run again, so it cannot fail again."""
+        scope = self._keyed_scope(method, raw_path, headers) if fault is not None and fault.kind == "500" else None
+        if scope is None:
+            return super().respond(method, raw_path, headers, body, fault)
+        try:
+            self._authenticate(headers.get("Authorization"))
+            body_hash = _body_hash(json.loads(body.decode("utf-8")))
+            with self._lock:
+                replayed = self._replay(scope, body_hash)
+                if replayed is None:
+                    code, message = self.injected_errors["500"]
+                    answer = self.error_answer(ApiError(500, code, message))
+                    self._idempotency[scope] = _IdempotencyRecord(body_hash, answer[1], self.clock(), status=500)
+                    return answer
+                return replayed
+        except ApiError as err:
+            return self.error_answer(err)
+        except (UnicodeDecodeError, ValueError):  # not JSON: refused before any endpoint runs, nothing saved
+            return super().respond(method, raw_path, headers, body, fault)
+
+    def _keyed_scope(self, method: str, raw_path: str, headers: Any) -> tuple[str, str] | None:
+        """(endpoint, key) of a POST that carries an Idempotency-Key the simulator honours, else None."""
+        key = headers.get("Idempotency-Key")
+        if method != "POST" or not key:
+            return None
+        path = urlsplit(raw_path).path
+        match = _ROUTE.match(path)
+        if match is not None and match["job"] is None:
+            return match["kind"], key
+        if _EXPORTS_ROUTE.match(path) and self.config.export_idempotency:
+            return _EXPORT_SCOPE, key
+        return None
 
     def _check_org_caps(self) -> None:
         """429 once the org has ``in_progress_limit`` batches or ``operations_limit`` operations in progress
@@ -498,13 +599,25 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
             )
 
     def _new_job(self, kind: str, payload: dict[str, Any]) -> _Job:
+        """Decide every row now, in request order. The users import is an upsert: requests sharing a ``uid``
+        fold into one user (the later request's fields win, properties merge; ../shared/DESIGN.md), so the
+        status counts the imported requests while the imports listing holds one record per user -- FullStory's
+        own example (seed 002 "Asynchronous Workflows") answers 104 imports and lists 103 records."""
         imports: list[dict[str, Any]] = []
+        users: dict[Any, dict[str, Any]] = {}  # uid (or a fresh key for an anonymous user) -> its record
         errors: list[dict[str, Any]] = []
+        imported_rows = 0
         shared = payload.get("shared")
         for row in payload["requests"]:
             problem = self._decide_user(row) if kind == "users" else _decide_event(row, shared)
             if problem is None:
-                imports.append(self._user_import(row) if kind == "users" else self._event_import(row, shared))
+                imported_rows += 1
+                if kind == "events":
+                    imports.append(self._event_import(row, shared))
+                    continue
+                uid = row.get("uid")
+                user = users.setdefault(uid if isinstance(uid, str) else object(), {})
+                _upsert(user, self._user_import(row))
                 continue
             code, message = problem
             error = {"message": message, "code": code, _ERROR_ITEM_KEY[kind]: row}
@@ -513,7 +626,11 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
             errors.append(error)
         job_id = self._unique_id()
         now, now_mono = datetime.now(UTC), time.monotonic()
-        job = _Job(job_id, kind, now, now_mono, imports, errors, rows=len(payload["requests"]))
+        if kind == "users":
+            imports = list(users.values())
+        job = _Job(
+            job_id, kind, now, now_mono, imports, errors, rows=len(payload["requests"]), imported_rows=imported_rows
+        )
         self._jobs[job_id] = job
         self._processing.add(job_id)
         self._operations_in_progress += job.rows
@@ -617,7 +734,7 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
             if job.finished is not None:
                 meta["finished"] = _iso(job.finished)
             body = {
-                "imports": len(job.imports) if done else 0,
+                "imports": job.imported_rows if done else 0,
                 "errors": len(job.errors) if done else 0,
                 "job": meta,
             }
@@ -632,14 +749,16 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
             if job.status == "PROCESSING":
                 return 202, _dumps({}), {}
             items = job.imports if listing == "imports" else job.errors
-            repeat = self.has_fault("repeat-token")
-            start = _decode_page_token(token, job.id, listing, len(items)) if token and not repeat else 0
-            end = start + max(1, self.config.page_size)
+            size = max(1, self.config.page_size)
+            start = _decode_page_token(token, job.id, listing, len(items)) if token else 0
+            end = start + size
             body: dict[str, Any] = {"results": items[start:end], "total_records": str(len(items))}
             if end < len(items):
                 body["next_page_token"] = _encode_page_token(job.id, listing, end)
-            if repeat:  # the same token, forever: a client must notice and stop
-                body["next_page_token"] = _encode_page_token(job.id, listing, 0)
+            if self.has_fault("repeat-token") and size < len(items):
+                # Paging stuck on the second page: every page answers that page's token, forever. A client
+                # that follows it loops; one that stops keeps the first two pages and misses the rest.
+                body["next_page_token"] = _encode_page_token(job.id, listing, size)
             return 200, _dumps(body), {}
 
     def _job(self, kind: str, job_id: str) -> _Job:
@@ -678,10 +797,11 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
 
     # ------------------------------------------------------------------ segment export / operations
 
-    def _dispatch_operations(self, method: str, path: str, headers: Any, body: bytes) -> Answer | None:
+    def _dispatch_operations(self, method: str, path: str, headers: Any, body: bytes, query: str = "") -> Answer | None:
         """The segment-export routes; None when ``path`` is none of them (batch routes follow)."""
         for route, allowed in (
             (_EXPORTS_ROUTE, ("POST",)),
+            (_OPERATIONS_ROUTE, ("GET",)),
             (_OPERATION_ROUTE, ("GET",)),
             (_EXPORT_RESULTS_ROUTE, ("GET",)),
             (_DOWNLOAD_ROUTE, ("GET", "HEAD")),
@@ -699,37 +819,31 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
             if route is _EXPORTS_ROUTE:
                 return self._create_export(headers.get("Idempotency-Key"), body)
             base = self.public_base(headers)
+            if route is _OPERATIONS_ROUTE:
+                return self._list_operations(parse_qs(query, keep_blank_values=True), base)
             if route is _OPERATION_ROUTE:
                 return self._get_operation(unquote(match["id"]), base)
             return self._get_export_results(unquote(match["id"]), base)
         return None
 
     def _create_export(self, idem_key: str | None, body: bytes) -> Answer:
-        """POST /segments/v1/exports: validate, replay a keyed repeat, else schedule an operation."""
+        """POST /segments/v1/exports: validate, replay a keyed repeat (export_idempotency), else schedule an
+        operation."""
         payload = _parse_export_body(body)
         segment_id = payload["segmentId"]
         known = self.config.segments
         if known is not None and segment_id not in known:
             raise ApiError(404, "resource_not_found", f"Segment {segment_id!r} not found")
-        body_hash = hashlib.sha256(_dumps(payload, canonical=True)).hexdigest()
+        body_hash = _body_hash(payload)
+        # Create Export documents no Idempotency-Key: honoured only when the config says so (SimulatorConfig).
+        scope = (_EXPORT_SCOPE, idem_key) if idem_key and self.config.export_idempotency else None
         with self._lock:
-            if idem_key:
-                record = self._idempotency.get(("segments/exports", idem_key))
-                if record is not None and time.monotonic() - record.stored_mono < IDEMPOTENCY_KEY_TTL_SECONDS:
-                    if record.body_hash != body_hash:
-                        raise ApiError(
-                            400,
-                            "invalid_argument",
-                            f"Idempotency-Key {idem_key!r} was already used with a different request body",
-                        )
-                    self._op_stats["replayed_exports"] += 1
-                    return 200, record.response, {}
+            if scope is not None and (replayed := self._replay(scope, body_hash)) is not None:
+                return replayed
             op = self._new_operation(payload)
             response = _dumps({"operationId": op.id})
-            if idem_key:
-                self._idempotency[("segments/exports", idem_key)] = _IdempotencyRecord(
-                    body_hash, response, time.monotonic()
-                )
+            if scope is not None:
+                self._idempotency[scope] = _IdempotencyRecord(body_hash, response, self.clock())
             self._op_stats["operations_created"] += 1
             return 200, response, {}
 
@@ -768,6 +882,39 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
             op.polls += 1
             self._advance_operation(op)
             return 200, _dumps(self._operation_body(op, base)), {}
+
+    def _list_operations(self, query: dict[str, list[str]], base: str) -> Answer:
+        """GET /operations/v1 (developer.fullstory.com "List Operation"): every operation, ongoing and done,
+        newest first (the page does not say in which order), filtered by ``type`` and ``state``, at most
+        ``limit`` (default and maximum 100) per page, the next page behind ``nextPaginationToken``. The only
+        type this simulator runs is SEARCH_EXPORT; an in-progress operation's state is PENDING (or RUNNING
+        with ``seed_states``), as GET /operations/v1/{id} answers it."""
+        wanted_type = query.get("type", [""])[-1]
+        wanted_state = query.get("state", [""])[-1]
+        if wanted_type and wanted_type not in OPERATION_TYPES:
+            raise ApiError(400, "invalid_argument", f"type must be one of {', '.join(OPERATION_TYPES)}")
+        if wanted_state and wanted_state not in ("PENDING", "COMPLETED", "FAILED"):
+            raise ApiError(400, "invalid_argument", "state must be one of PENDING, COMPLETED, FAILED")
+        try:
+            limit = int(query.get("limit", ["100"])[-1] or 100)
+            offset = int(query.get("paginationToken", ["0"])[-1] or 0)
+        except ValueError:
+            raise ApiError(400, "invalid_argument", "limit and paginationToken must be the numbers given") from None
+        if not 1 <= limit <= 100 or offset < 0:
+            raise ApiError(400, "invalid_argument", "limit must be between 1 and 100")
+        with self._lock:
+            self._op_stats["operation_lists"] += 1
+            listed = []
+            for op in reversed(self._operations.values()):
+                self._maybe_finish_operation_by_time(op)
+                body = self._operation_body(op, base)
+                if wanted_type not in ("", body["type"]) or wanted_state not in ("", _listed_state(body["state"])):
+                    continue
+                listed.append(body)
+        page: dict[str, Any] = {"operations": listed[offset : offset + limit]}
+        if offset + limit < len(listed):
+            page["nextPaginationToken"] = str(offset + limit)
+        return 200, _dumps(page), {}
 
     def _operation_seconds(self) -> float:
         seconds = self.config.operation_seconds
@@ -891,6 +1038,7 @@ class FullStorySimulator(Simulator[SimulatorConfig]):
             )
 
 
+OPERATION_TYPES = ("DELETE_USER", "SEARCH_EXPORT", "DELETE_SESSION", "DELETE_SEGMENT_SESSIONS", "DELETE_SEGMENT_USERS")
 EXPORT_TYPES = ("TYPE_EVENT", "TYPE_INDIVIDUAL")
 EXPORT_SCOPES = ("SCOPE_EVENT", "SCOPE_PAGES", "SCOPE_SESSIONS", "SCOPE_INDIVIDUAL")
 _FORMAT_EXTENSIONS = {"FORMAT_CSV": "csv", "FORMAT_JSON": "json", "FORMAT_NDJSON": "ndjson"}
@@ -1118,6 +1266,24 @@ def _decode_page_token(token: str, job_id: str, listing: str, total: int) -> int
     if tok_listing != listing or tok_job != job_id or not 0 < offset < total:
         raise ApiError(400, "invalid_argument", f"page_token {token!r} does not belong to this {listing} listing")
     return offset
+
+
+def _listed_state(state: str) -> str:
+    """The List Operation filter knows PENDING, COMPLETED and FAILED: a running operation is PENDING there."""
+    return "PENDING" if state == "RUNNING" else state
+
+
+def _upsert(user: dict[str, Any], update: dict[str, Any]) -> None:
+    """A later request for the same user: its fields replace, its properties merge into the earlier ones."""
+    properties = {**user.get("properties", {}), **update.get("properties", {})}
+    user.update(update)
+    if properties:
+        user["properties"] = properties
+
+
+def _body_hash(payload: Any) -> str:
+    """What "the same request body" means for a repeated key: the same JSON, whatever its formatting."""
+    return hashlib.sha256(_dumps(payload, canonical=True)).hexdigest()
 
 
 def _dumps(value: Any, canonical: bool = False) -> bytes:

@@ -12,19 +12,22 @@ in-memory stand-ins (tests/unit/test_batch_tasks.py).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from tracker import layout
+from tracker.batching import expand_runs, iter_requests
 from tracker.catalogue import is_operation
 from tracker.config import Settings
+from tracker.errors import ProviderAuthError, ProviderRejectedError, ProviderThrottledError, ProviderTransientError
 from tracker.messages import BatchError, BatchTask, Phase, PollClock, StepFailure
 from tracker.model import BatchState, now_iso
 from tracker.polling import PollFacts, next_wait_seconds, observed_duration, progress_rate, size_class
-from tracker.providers.base import BatchProvider, OperationProvider, ResultsNotReady, Throttled
-from tracker.s3io import ObjectStore, S3StreamWriter
+from tracker.providers.base import BatchProvider, OperationProvider, ResultsNotReady, Submitted, Throttled
+from tracker.s3io import ObjectStore, S3StreamWriter, iter_object_lines
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,10 @@ class BatchRecords(Protocol):
     def update_batch(
         self, job_id: str, index: int, fields: dict[str, Any], *, append: dict[str, list[Any]] | None = None
     ) -> bool: ...
+
+    def advance_key(self, job_id: str, index: int, generation: int, burnt: str, key: str) -> bool: ...
+
+    def claim_operation(self, operation_id: str, job_id: str) -> bool: ...
 
     def duration_history(self, job_type: str, size_class: str) -> tuple[float, ...]: ...
 
@@ -63,9 +70,17 @@ class SlotBudgets(Protocol):
     def for_type(self, task_type: str) -> Slots | None: ...
 
 
-def idempotency_key(job_id: str, index: int) -> str:
-    """Deterministic per batch: a resend after a lost answer is replayed by FullStory, not imported twice."""
-    return f"{job_id}-b{index:05d}"
+def idempotency_key(job_id: str, index: int, generation: int = 0) -> str:
+    """Deterministic per batch and key generation: a resend after a lost answer is replayed by FullStory, not
+    imported twice. Generation n > 0 is the batch's key after n failures FullStory stored under the earlier
+    keys (tracker.providers.fullstory.batch); generation 0 is also the batch's lease in the in-flight budget."""
+    key = f"{job_id}-b{index:05d}"
+    return key if generation == 0 else f"{key}-k{generation}"
+
+
+# FullStory has finished a batch in these states: a batch that repeats one of its uids may go.
+PROVIDER_FINISHED = frozenset({BatchState.COLLECTING, BatchState.COMPLETED, BatchState.PARTIAL, BatchState.FAILED})
+RESULT_KINDS = ("imports", "errors")
 
 
 Step = Callable[["BatchTasks", BatchTask], BatchTask]
@@ -209,17 +224,20 @@ class BatchTasks:
             return self._polling(task, record["providerJobId"])
         if (failed := self._past_deadline(task)) is not None:
             return failed
+        if (waiting := self._after_earlier_batch(task, record)) is not None:
+            return waiting
         budget = self._budget(task)
         if budget is not None and not budget.acquire(_lease_id(task)):
             # The org already has as many batches in flight as the budget allows: wait like a 429.
             self._store.update_batch(job_id, index, {"budgetWaits": task.attempt + 1})
             return self._retry_later(task, Phase.THROTTLED)
         if self._is_operation(task):
-            job = self._store.get_job(job_id) or {}
-            outcome = self._provider(task).start(job.get("operationParams") or {}, _lease_id(task))
+            key = _lease_id(task)
+            outcome = self._start_operation(task, record, key)
         else:
+            key = self._batch_key(task, record)
             body = self._s3.get_object(Bucket=self._settings.results_bucket, Key=task.batch.key)["Body"].read()
-            outcome = self._provider(task).submit(body, _lease_id(task))
+            outcome = self._send_batch(task, record, body, key)
         if isinstance(outcome, Throttled):
             self._release(task)
             self._store.update_batch(job_id, index, {"throttled": task.attempt + 1})
@@ -233,9 +251,87 @@ class BatchTasks:
                 "batchState": BatchState.RUNNING.value,
                 "submittedAt": now_iso(),
                 "polls": 0,
+                "idempotencyKey": key,
             },
         )
         return self._polling(task, outcome.provider_job_id)
+
+    # -- submit: keys, order, operations -----------------------------------------------------------
+    @staticmethod
+    def _batch_key(task: BatchTask, record: dict[str, Any]) -> str:
+        """The Idempotency-Key this attempt sends: the batch's current key generation, as recorded on its item."""
+        return idempotency_key(task.jobId, task.batch.index, int(record.get("keyGeneration", 0)))
+
+    def _send_batch(self, task: BatchTask, record: dict[str, Any], body: bytes, key: str) -> Submitted | Throttled:
+        """POST the batch under `key`. A failure FullStory stored under the key (its own 500) would be replayed
+        to every resend for a day, so the batch moves to the next key generation -- recorded on the batch item
+        before anything carries it -- and the error goes on to the state machine, whose retry sends the new
+        key. Every other failure keeps the key: the first answer may have been a success only a resend under
+        the same key can recover, never a second import (tracker.providers.fullstory.batch)."""
+        generation = int(record.get("keyGeneration", 0))
+        try:
+            return self._provider(task).submit(body, key)
+        except ProviderTransientError as exc:
+            if exc.burns_key:
+                following = idempotency_key(task.jobId, task.batch.index, generation + 1)
+                moved = self._store.advance_key(task.jobId, task.batch.index, generation, key, following)
+                log.warning(
+                    "FullStory stored a failure under Idempotency-Key %s; batch %s moves to %s%s",
+                    key,
+                    task.batch.index,
+                    following,
+                    "" if moved else " (already moved by an earlier attempt)",
+                )
+            raise
+
+    def _after_earlier_batch(self, task: BatchTask, record: dict[str, Any]) -> BatchTask | None:
+        """A batch that repeats a uid of an earlier batch of its job (intake records that batch as `after`)
+        waits until FullStory has finished the earlier one, so the later row is applied last: duplicate uids
+        in one file resolve to the last row, whatever the Map's concurrency (tracker.intake)."""
+        after = record.get("after")
+        if not after:
+            return None
+        earlier = self._store.get_batch(task.jobId, int(after))
+        if earlier is None or BatchState(earlier["batchState"]) in PROVIDER_FINISHED:
+            return None
+        self._store.update_batch(task.jobId, task.batch.index, {"orderWaits": task.attempt + 1})
+        return self._retry_later(task, Phase.THROTTLED)
+
+    def _start_operation(self, task: BatchTask, record: dict[str, Any], key: str) -> Submitted | Throttled:
+        """Start the operation (an export). FullStory's Create Export documents no Idempotency-Key: an attempt
+        whose answer was lost (reset, timeout, 5xx, a crash) may have started an export all the same. So the
+        time of the attempt is recorded before it is sent, and while it stands (it is cleared once the
+        provider clearly started nothing) the next attempt first asks the provider for exports started since
+        then and adopts the earliest one no other job has claimed, naming every one it found on the batch
+        (`operationCandidates`, in the manifest), instead of starting another."""
+        job_id, index = task.jobId, task.batch.index
+        params = (self._store.get_job(job_id) or {}).get("operationParams") or {}
+        provider = self._provider(task)
+        find_started = getattr(provider, "find_started", None)
+        if find_started is not None:
+            since = record.get("startAttemptAt")
+            if since:
+                found = list(find_started(params, since))
+                if found:
+                    self._store.update_batch(job_id, index, {"operationCandidates": found})
+                    adopted = next((op for op in found if self._store.claim_operation(op, job_id)), None)
+                    if adopted is not None:
+                        if len(found) > 1:
+                            log.warning("job %s: %d exports started since %s: %s", job_id, len(found), since, found)
+                        return Submitted(adopted, "PENDING")
+            self._store.update_batch(job_id, index, {"startAttemptAt": now_iso()})
+        try:
+            outcome = provider.start(params, key)
+        except (ProviderAuthError, ProviderRejectedError):
+            if find_started is not None:
+                self._store.update_batch(job_id, index, {"startAttemptAt": None})  # refused: nothing started
+            raise
+        if find_started is not None:
+            if isinstance(outcome, Throttled):
+                self._store.update_batch(job_id, index, {"startAttemptAt": None})  # refused: nothing started
+            else:
+                self._store.claim_operation(outcome.provider_job_id, job_id)
+        return outcome
 
     @_answers(Phase.POLLING, Phase.DONE, Phase.FAILED)
     def check(self, task: BatchTask) -> BatchTask:
@@ -312,46 +408,143 @@ class BatchTasks:
         self._record_duration(task, clock, now)
         return task.answer(Phase.DONE, providerStatus=outcome.provider_status, attempt=0, nextPollSeconds=0)
 
-    @_answers(Phase.RESULTS_PENDING, Phase.COLLECTED, Phase.FAILED)
+    @_answers(Phase.RESULTS_PENDING, Phase.RESULTS_THROTTLED, Phase.COLLECTED, Phase.FAILED)
     def collect(self, task: BatchTask) -> BatchTask:
-        """Page /imports and /errors into per-batch NDJSON parts; finalize stitches them per job.
-        An operation's result is its file, streamed into the job's results prefix."""
+        """Page /imports and /errors into per-batch NDJSON parts, then reconcile them with the rows sent;
+        finalize stitches the parts per job. An operation's result is its file, streamed into the job's
+        results prefix.
+
+        Paging resumes: the batch item keeps, per listing, the part objects written, the page token to go on
+        from and the tokens already asked for (`listings`). A 429 closes the part written so far and answers
+        `results_throttled` with a wait of at least its Retry-After; the next call pages on from the stored
+        token into a new part, so nothing is listed twice and nothing is paged twice."""
         job_id, index = task.jobId, task.batch.index
         if task.providerJobId is None:
             raise ValueError(f"batch {index} of job {job_id} is collected before the provider accepted it")
         provider = self._provider(task)
         if self._is_operation(task):
             return self._collect_file(task, provider, task.providerJobId)
-        counts: dict[str, int] = {}
-        keys: dict[str, str] = {}
-        for kind in ("imports", "errors"):
-            key = layout.batch_result_key(job_id, kind, index)
-            writer = S3StreamWriter(self._settings.results_bucket, key, s3=self._s3)
+        record = self._store.get_batch(job_id, index) or {}
+        listings = {kind: Listing.of(record, kind) for kind in RESULT_KINDS}
+        for kind, listing in listings.items():
+            if listing.done:
+                continue
             try:
-                for page in provider.pages(task.providerJobId, kind):
-                    writer.write_records(page)
+                self._page_into_part(task, provider, kind, listing)
             except ResultsNotReady:
-                writer.abort()
                 return self._past_deadline(task) or self._retry_later(task, Phase.RESULTS_PENDING)
-            except BaseException:
+            except ProviderThrottledError as exc:
+                if listing.moved:
+                    self._store.update_batch(job_id, index, {"listings": _listings_record(listings)})
+                return self._past_deadline(task) or self._retry_later(task, Phase.RESULTS_THROTTLED, exc.retry_after)
+            self._store.update_batch(job_id, index, {"listings": _listings_record(listings)})
+        return self._reconcile(task, provider, record, listings)
+
+    def _page_into_part(self, task: BatchTask, provider: Any, kind: str, listing: Listing) -> None:
+        """Page one listing on from where it stopped into its next part object. The part is kept (and the
+        listing moved on) when the listing ends or is throttled; on any other failure it is dropped and the
+        listing stays where it was, so the retry pages that stretch again into the same part."""
+        key = layout.batch_result_part_key(task.jobId, kind, task.batch.index, len(listing.parts) + 1)
+        writer = S3StreamWriter(self._settings.results_bucket, key, s3=self._s3)
+        token, asked, ended_early, total = listing.token, list(listing.tokens), None, listing.total
+        try:
+            for page in provider.pages(task.providerJobId, kind, after=listing.token, seen=listing.tokens):
+                writer.write_records(page)
+                token = page.resume_token
+                if token is not None:
+                    asked.append(token)
+                ended_early = page.ended_early or ended_early
+                total = page.total if page.total is not None else total
+        except ProviderThrottledError:
+            if writer.lines:
+                writer.close()
+                listing.move_on(key, writer.lines, token, asked, total)
+            else:
                 writer.abort()
-                raise
-            writer.close()
-            counts[kind], keys[kind] = writer.lines, key
+            raise
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+        listing.move_on(key, writer.lines, None, asked, total, done=True, ended_early=ended_early)
+
+    def _reconcile(
+        self, task: BatchTask, provider: Any, record: dict[str, Any], listings: dict[str, Listing]
+    ) -> BatchTask:
+        """Match the rows sent with what the listings name (the provider's `reconcile`): rows listed neither
+        as imported nor as an error are written to the batch's `unlisted` part with their source line, and
+        the counts FullStory reported are checked against the records it listed. A batch without a body of
+        its own (a job someone else submitted) counts the listings as they are."""
+        job_id, index = task.jobId, task.batch.index
+        bucket = self._settings.results_bucket
+        imports, errors = listings["imports"], listings["errors"]
+        fields: dict[str, Any] = {
+            "listedImports": imports.records,
+            "listedErrors": errors.records,
+            "importsKeys": imports.parts,
+            "errorsKeys": errors.parts,
+            "unlisted": 0,
+            "imported": imports.records,
+            "providerErrors": errors.records,
+        }
+        reconcile = getattr(provider, "reconcile", None)
+        if reconcile is not None and task.batch.key:
+            body = self._s3.get_object(Bucket=bucket, Key=task.batch.key)["Body"].read()
+            result = reconcile(iter_requests(body), self._listed(imports.parts), self._listed(errors.parts))
+            fields.update(
+                imported=result.imported, providerErrors=result.provider_errors, unlisted=len(result.unlisted)
+            )
+            if result.unmatched_imports or result.unmatched_errors:
+                fields["unmatchedRecords"] = {"imports": result.unmatched_imports, "errors": result.unmatched_errors}
+            if result.unlisted:
+                fields["unlistedKey"] = self._write_unlisted(task, body, result.unlisted, listings)
+        mismatch = _count_mismatch(record, imports, errors)
+        if mismatch:
+            fields["countMismatch"] = mismatch
         state = BatchState.COMPLETED if task.providerStatus == "COMPLETED" else BatchState.PARTIAL
-        self._store.update_batch(
-            job_id,
-            index,
-            {
-                "batchState": state.value,
-                "imported": counts["imports"],
-                "providerErrors": counts["errors"],
-                "importsKey": keys["imports"],
-                "errorsKey": keys["errors"],
-                "collectedAt": now_iso(),
-            },
-        )
+        fields.update(batchState=state.value, collectedAt=now_iso())
+        self._store.update_batch(job_id, index, fields)
         return task.answer(Phase.COLLECTED, state=state.value)
+
+    def _listed(self, parts: list[str]) -> Iterator[dict[str, Any]]:
+        for part in parts:
+            for line in iter_object_lines(self._settings.results_bucket, part, s3=self._s3):
+                yield json.loads(line)
+
+    def _write_unlisted(
+        self, task: BatchTask, body: bytes, positions: list[int], listings: dict[str, Listing]
+    ) -> str:
+        """unlisted-<batch>: one line per row FullStory listed neither as imported nor as an error, with its
+        source line (intake's line runs), its position in the batch and the request itself."""
+        bucket = self._settings.results_bucket
+        try:
+            runs = json.loads(
+                self._s3.get_object(Bucket=bucket, Key=layout.batch_lines_key(task.jobId, task.batch.index))[
+                    "Body"
+                ].read()
+            )
+            lines: list[int | None] = list(expand_runs(runs))
+        except Exception:  # a batch written before line runs existed: positions still name the rows
+            lines = []
+        why = "; ".join(
+            f"{kind} listing: {listing.ended_early}" for kind, listing in listings.items() if listing.ended_early
+        )
+        reason = "FullStory listed this row neither as imported nor as an error" + (f" ({why})" if why else "")
+        wanted = set(positions)
+        key = layout.batch_result_part_key(task.jobId, "unlisted", task.batch.index, 1)
+        with S3StreamWriter(bucket, key, s3=self._s3) as writer:
+            for position, request in enumerate(iter_requests(body)):
+                if position in wanted:
+                    entry: dict[str, Any] = {
+                        "line": lines[position] if position < len(lines) else None,
+                        "batch": task.batch.index,
+                        "position": position + 1,
+                    }
+                    if isinstance(request, dict) and isinstance(request.get("uid"), str):
+                        entry["uid"] = request["uid"]
+                    entry.update(code="unlisted", reason=reason, row=request)
+                    writer.write_record(entry)
+        return key
 
     def _collect_file(self, task: BatchTask, provider: Any, provider_job_id: str) -> BatchTask:
         job_id, index = task.jobId, task.batch.index
@@ -416,3 +609,69 @@ def _abort_quietly(writer: S3StreamWriter) -> None:
 def _lease_id(task: BatchTask) -> str:
     """The batch's Idempotency-Key at the provider is also its lease in the in-flight budget."""
     return idempotency_key(task.jobId, task.batch.index)
+
+
+class Listing:
+    """How far one result listing (imports or errors) of a batch has been paged, as kept on the batch item."""
+
+    def __init__(self, stored: dict[str, Any] | None) -> None:
+        stored = stored or {}
+        self.parts: list[str] = list(stored.get("parts") or [])
+        self.records = int(stored.get("records", 0))
+        self.token: str | None = stored.get("token")
+        self.tokens: list[str] = list(stored.get("tokens") or [])
+        self.done = bool(stored.get("done"))
+        self.ended_early: str | None = stored.get("endedEarly")
+        self.total: int | None = stored.get("total")
+        self.moved = False  # paged on in this call (what the batch item holds is behind)
+
+    @classmethod
+    def of(cls, record: dict[str, Any], kind: str) -> Listing:
+        return cls((record.get("listings") or {}).get(kind))
+
+    def move_on(
+        self,
+        part: str,
+        records: int,
+        token: str | None,
+        tokens: list[str],
+        total: int | None,
+        *,
+        done: bool = False,
+        ended_early: str | None = None,
+    ) -> None:
+        self.parts.append(part)
+        self.records += records
+        self.token, self.tokens, self.total, self.done = token, tokens, total, done
+        self.ended_early = ended_early
+        self.moved = True
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "parts": self.parts,
+            "records": self.records,
+            "token": self.token,
+            "tokens": self.tokens,
+            "done": self.done,
+            "endedEarly": self.ended_early,
+            "total": self.total,
+        }
+
+
+def _listings_record(listings: dict[str, Listing]) -> dict[str, Any]:
+    return {kind: listing.as_record() for kind, listing in listings.items()}
+
+
+def _count_mismatch(record: dict[str, Any], imports: Listing, errors: Listing) -> dict[str, Any] | None:
+    """Where FullStory's own counts disagree: the status's imports/errors, the listings' total_records and the
+    records listed. An upsert of one uid sent twice is one such case (seed 002: 104 imports, 103 records)."""
+    mismatch: dict[str, Any] = {}
+    for kind, reported, listing in (
+        ("imports", record.get("reportedImports"), imports),
+        ("errors", record.get("reportedErrors"), errors),
+    ):
+        counts = {"status": reported, "totalRecords": listing.total, "listed": listing.records}
+        known = {value for value in counts.values() if value is not None}
+        if len(known) > 1:
+            mismatch[kind] = counts
+    return mismatch or None

@@ -6,6 +6,8 @@ and are joined byte-wise, so a body is never re-serialized.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from tracker.limits import (
@@ -15,10 +17,11 @@ from tracker.limits import (
     MAX_REQUESTS_PER_BATCH,
 )
 
-__all__ = ["BatchBody", "BatchSplitter"]
+__all__ = ["BatchBody", "BatchSplitter", "UpsertOrder", "expand_runs", "iter_requests", "line_runs"]
 
 _PREFIX = b'{"requests":['
 _SUFFIX = b"]}"
+_DECODER = json.JSONDecoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +88,80 @@ class BatchSplitter:
         self._parts = []
         self._size = BATCH_ENVELOPE_BYTES - 1
         return batch
+
+
+def iter_requests(body: bytes) -> Iterator[dict]:
+    """The requests of a batch body written by :class:`BatchSplitter`, in order, decoded one at a time (the
+    whole body is never turned into one big list of objects)."""
+    text = body.decode("utf-8")
+    if not (text.startswith(_PREFIX.decode()) and text.endswith(_SUFFIX.decode())):
+        raise ValueError("not a batch body of BatchSplitter")
+    decode = _DECODER.raw_decode
+    position, end = len(_PREFIX), len(text) - len(_SUFFIX)
+    while position < end:
+        request, position = decode(text, position)
+        yield request
+        if position < end and text[position] == ",":
+            position += 1
+
+
+def line_runs(lines: Iterable[int]) -> list[list[int]]:
+    """Source line numbers as runs ``[first, count]``: a batch of consecutive lines is one pair."""
+    runs: list[list[int]] = []
+    for line in lines:
+        if runs and runs[-1][0] + runs[-1][1] == line:
+            runs[-1][1] += 1
+        else:
+            runs.append([line, 1])
+    return runs
+
+
+def expand_runs(runs: Iterable[Iterable[int]]) -> list[int]:
+    """The line numbers :func:`line_runs` compressed."""
+    return [line for first, count in runs for line in range(first, first + count)]
+
+
+UPSERT_ORDER_MAX_IDS = 1_000_000  # identities remembered per file (about 100 MB of intake's memory at most)
+
+
+class UpsertOrder:
+    """Which earlier batch each batch must follow so that rows sharing an identity (a users import's ``uid``)
+    reach the provider in file order: FullStory's users import is an upsert whose most recent values win, so
+    the last row of a uid in the file wins only if no earlier row of it is applied after it.
+
+    Rows of one uid inside one batch keep their file order there. For a batch that repeats a uid of an
+    earlier batch, ``close`` answers the latest such batch (0: none), and the batch waits until the provider
+    has finished that one. Memory is bounded: past ``max_ids`` distinct identities the file is no longer
+    tracked uid by uid and every later batch follows the one before it (in order, one at a time)."""
+
+    __slots__ = ("_after", "_identity", "_last", "_max_ids", "_overflow")
+
+    def __init__(self, identity: str | None, max_ids: int = UPSERT_ORDER_MAX_IDS) -> None:
+        self._identity = identity
+        self._max_ids = max_ids
+        self._last: dict[str, int] = {}  # identity -> the latest batch holding it
+        self._after = 0
+        self._overflow = False
+
+    def add(self, request: dict, batch_index: int) -> None:
+        """A row of the batch now being filled (``batch_index``)."""
+        if self._identity is None:
+            return
+        value = request.get(self._identity)
+        if not isinstance(value, str):
+            return
+        earlier = self._last.get(value)
+        if earlier is not None:
+            if earlier != batch_index:
+                self._after = max(self._after, earlier)
+            self._last[value] = batch_index
+        elif len(self._last) < self._max_ids:
+            self._last[value] = batch_index
+        else:
+            self._overflow = True
+
+    def close(self, batch_index: int) -> int:
+        """The batch ``batch_index`` is complete: the earlier batch it must follow (0: none)."""
+        after = max(self._after, batch_index - 1) if self._overflow else self._after
+        self._after = 0
+        return after

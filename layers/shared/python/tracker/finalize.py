@@ -21,6 +21,7 @@ from tracker.s3io import S3StreamWriter, iter_object_chunks, s3_uri
 from tracker.store import JobStore
 
 log = logging.getLogger(__name__)
+ACCOUNTING_RULE = "rows in = imported + provider errors + rejected + unlisted"
 
 
 class Finalizer:
@@ -56,33 +57,38 @@ class Finalizer:
             if files:
                 keys["download"] = files[0]
             out_bytes = sum(int(b.get("outBytes", 0)) for b in batches)
-        for kind in () if operation else ("imports", "errors"):
+        accounted = [b for b in batches if BatchState(b["batchState"]).accounted]
+        for kind in () if operation else ("imports", "errors", "unlisted"):
+            parts = [part for batch in accounted for part in _result_parts(batch, kind)]
+            if kind == "unlisted" and not parts:
+                continue  # unlisted.ndjson exists only when some row was not listed
             key = layout.result_key(job_id, layout.RESULT_FILES[kind])
             with S3StreamWriter(bucket, key, s3=self._s3) as writer:
-                for batch in batches:
-                    part = batch.get(f"{kind}Key")
-                    if part and BatchState(batch["batchState"]).accounted:
-                        for chunk in iter_object_chunks(bucket, part, s3=self._s3):
-                            writer.write(chunk)
-                            if kind == "errors":
-                                provider_codes.feed(chunk)
-                        provider_codes.close()
+                for part in parts:
+                    for chunk in iter_object_chunks(bucket, part, s3=self._s3):
+                        writer.write(chunk)
+                        if kind == "errors":
+                            provider_codes.feed(chunk)
+                    provider_codes.close()
             out_bytes += writer.bytes_written
             keys[kind] = key
         if job.get("rejectedKey"):  # jobs read from a file (not exports, not tracked jobs)
             keys["rejected"] = job["rejectedKey"]
         keys["manifest"] = layout.result_key(job_id, layout.RESULT_FILES["manifest"])
 
-        imported = sum(int(b.get("imported", 0)) for b in batches if BatchState(b["batchState"]).accounted)
-        provider_errors = sum(int(b.get("providerErrors", 0)) for b in batches if BatchState(b["batchState"]).accounted)
+        imported = sum(int(b.get("imported", 0)) for b in accounted)
+        provider_errors = sum(int(b.get("providerErrors", 0)) for b in accounted)
+        unlisted = sum(int(b.get("unlisted", 0)) for b in accounted)
         accounting = Accounting(
             # A tracked job's rows were sent by someone else: what FullStory reports is all there is to count.
             rows_in=imported + provider_errors if is_track(job["type"]) else int(job.get("rowsIn", 0)),
             imported=imported,
             provider_errors=provider_errors,
             rejected=int(job.get("rejected", 0)),
+            unlisted=unlisted,
         )
         error = self._job_error(job, batches, accounting, execution_error)
+        warnings = _warnings(accounted, accounting)
         state = JobState.FAILED if error else JobState.COMPLETED
         finished_at = now_iso()
         result_uris = {name: s3_uri(bucket, key) for name, key in keys.items()}
@@ -99,7 +105,11 @@ class Finalizer:
                 "error": error,
             },
             "counts": accounting.as_dict(),
-            "accounting": {"rule": "rows in = imported + provider errors + rejected", **accounting.as_dict()},
+            "accounting": {"rule": ACCOUNTING_RULE, **accounting.as_dict()},
+            "warnings": warnings,
+            "crossCheck": [
+                {"batch": int(b["index"]), **b["countMismatch"]} for b in accounted if b.get("countMismatch")
+            ],
             "batches": [_manifest_batch(b) for b in batches],
             "results": result_uris,
         }
@@ -130,6 +140,8 @@ class Finalizer:
             fields["reportKey"] = report_key
         if error:
             fields["error"] = error
+        if warnings:
+            fields["warnings"] = warnings
         if run_id is None:
             self._store.update_job(job_id, fields)
         elif not self._store.update_job_of_run(job_id, run_id, fields):
@@ -218,6 +230,7 @@ class Finalizer:
                     "finishedAt": job.get("finishedAt"),
                     "error": job.get("error"),
                     "accounting": job.get("accounting"),
+                    "warnings": job.get("warnings") or [],
                     "source": job.get("source"),
                     "results": {name: s3_uri(bucket, key) for name, key in keys.items()},
                 },
@@ -243,6 +256,61 @@ def _record_outcome(state: JobState, accounting: Accounting, polls: int) -> None
     metrics.add_metric(name="PollsPerJob", unit=MetricUnit.Count, value=polls)
 
 
+def _result_parts(batch: dict[str, Any], kind: str) -> list[str]:
+    """The part objects of one of a batch's result files (imports, errors, unlisted), in order."""
+    parts = batch.get(f"{kind}Keys")
+    if parts is None:
+        single = batch.get(f"{kind}Key")
+        parts = [single] if single else []
+    return list(parts)
+
+
+def _warnings(batches: list[dict[str, Any]], accounting: Accounting) -> list[dict[str, str]]:
+    """What a COMPLETED job still wants a reader to know: rows the provider did not list, counts of its own
+    that disagree, a listing that ended early, more than one export found for one start."""
+    warnings = []
+    if accounting.unlisted:
+        warnings.append(
+            {
+                "code": "unlisted_rows",
+                "message": f"{accounting.unlisted} row(s) FullStory listed neither as imported nor as an error; "
+                "each is named in unlisted.ndjson",
+            }
+        )
+    mismatched = [str(b["index"]) for b in batches if b.get("countMismatch")]
+    if mismatched:
+        warnings.append(
+            {
+                "code": "count_mismatch",
+                "message": "FullStory's status counts and listed records disagree in batch(es) "
+                + ", ".join(mismatched)
+                + " (manifest.json crossCheck; an upserted uid sent twice is listed once)",
+            }
+        )
+    ended = [
+        f"batch {b['index']} {kind}"
+        for b in batches
+        for kind, listing in (b.get("listings") or {}).items()
+        if listing.get("endedEarly")
+    ]
+    if ended:
+        warnings.append(
+            {"code": "listing_ended_early", "message": "paging stopped at a repeated page token: " + ", ".join(ended)}
+        )
+    for batch in batches:
+        candidates = batch.get("operationCandidates") or []
+        if len(candidates) > 1:
+            warnings.append(
+                {
+                    "code": "several_exports",
+                    "message": f"{len(candidates)} exports were found started for this job after a lost answer: "
+                    + ", ".join(candidates)
+                    + f"; this job follows {batch.get('providerJobId')}",
+                }
+            )
+    return warnings
+
+
 def _manifest_batch(batch: dict[str, Any]) -> dict[str, Any]:
     return {
         "index": int(batch["index"]),
@@ -258,4 +326,12 @@ def _manifest_batch(batch: dict[str, Any]) -> dict[str, Any]:
         "finishedAt": batch.get("finishedAt"),
         "collectedAt": batch.get("collectedAt"),
         "error": batch.get("error"),
+        "unlisted": int(batch.get("unlisted", 0)),
+        "listedImports": batch.get("listedImports"),
+        "listedErrors": batch.get("listedErrors"),
+        "reportedImports": batch.get("reportedImports"),
+        "reportedErrors": batch.get("reportedErrors"),
+        "idempotencyKey": batch.get("idempotencyKey"),
+        "burntKeys": batch.get("burntKeys", []),
+        "operationCandidates": batch.get("operationCandidates", []),
     }

@@ -202,6 +202,8 @@ class RowRules:
     csv_required: tuple[str, ...] = ()
     # Top-level keys of a JSON document besides "requests" that the provider refuses: key -> (code, message).
     refused_document_keys: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # The field naming the record a request upserts (users: "uid"): rows sharing it are applied in file order.
+    identity: str | None = None
 
 
 # --- format detection ---------------------------------------------------------------------------

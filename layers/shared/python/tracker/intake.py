@@ -17,7 +17,7 @@ from typing import Any
 
 from tracker import catalogue, layout
 from tracker.access import owner_id
-from tracker.batching import BatchBody, BatchSplitter
+from tracker.batching import BatchBody, BatchSplitter, UpsertOrder, line_runs
 from tracker.config import Settings
 from tracker.executions import (
     NAME_TAKEN,
@@ -222,6 +222,8 @@ class Intake:
         )
         manifest: list[dict[str, Any]] = []
         rows_in = 0
+        order = UpsertOrder(rules.identity)
+        lines: list[int] = []  # the source lines of the batch being filled, for reconciliation
         rejected = S3StreamWriter(results, rejected_key, s3=self._s3)
         input_layout: dict[str, Any] | None = None
         try:
@@ -235,11 +237,15 @@ class Intake:
                     rejected.write_record(
                         {"line": item.line, "code": item.code, "reason": item.reason, "row": item.source}
                     )
-                elif (batch := splitter.add(item.encoded)) is not None:
-                    manifest.append(self._put_batch(job_id, batch))
+                    continue
+                if (batch := splitter.add(item.encoded)) is not None:
+                    manifest.append(self._put_batch(job_id, batch, lines, order.close(batch.index)))
                     _check_batch_count(manifest, source)
+                    lines = []
+                lines.append(item.line)
+                order.add(item.request, splitter.batches_emitted + 1)
             if (batch := splitter.finish()) is not None:
-                manifest.append(self._put_batch(job_id, batch))
+                manifest.append(self._put_batch(job_id, batch, lines, order.close(batch.index)))
                 _check_batch_count(manifest, source)
         finally:
             # Keep the rejects seen so far even when the file turns out unreadable further down.
@@ -314,12 +320,22 @@ class Intake:
             {"batchCount": 1, "intakeDone": True, "deadline": int(time.time()) + self._settings.max_job_seconds},
         )
 
-    def _put_batch(self, job_id: str, batch: BatchBody) -> dict[str, Any]:
+    def _put_batch(self, job_id: str, batch: BatchBody, lines: list[int], after: int) -> dict[str, Any]:
+        """The batch body, and beside it the source line of each of its rows (reconciliation names a row the
+        provider did not list by its line). `after`: the earlier batch it must follow (UpsertOrder)."""
         key = layout.batch_key(job_id, batch.index)
+        results = self._settings.results_bucket
+        self._s3.put_object(Bucket=results, Key=key, Body=batch.body, ContentType="application/json")
         self._s3.put_object(
-            Bucket=self._settings.results_bucket, Key=key, Body=batch.body, ContentType="application/json"
+            Bucket=results,
+            Key=layout.batch_lines_key(job_id, batch.index),
+            Body=json.dumps(line_runs(lines), separators=(",", ":")).encode(),
+            ContentType="application/json",
         )
-        return {"index": batch.index, "key": key, "rows": batch.rows, "bytes": len(batch.body)}
+        item = {"index": batch.index, "key": key, "rows": batch.rows, "bytes": len(batch.body)}
+        if after:
+            item["after"] = after
+        return item
 
     def _start_execution(self, job: dict[str, Any]) -> None:
         """Mark RUNNING with the new run's name first (the execution may finish before StartExecution even

@@ -12,6 +12,11 @@ def batch_key(job_id: str, index: int) -> str:
     return f"work/{job_id}/batches/{index:05d}.json"
 
 
+def batch_lines_key(job_id: str, index: int) -> str:
+    """The source line of each request of a batch (runs of [first line, count]), for reconciliation."""
+    return f"work/{job_id}/batches/{index:05d}.lines.json"
+
+
 def batch_manifest_key(job_id: str) -> str:
     """The JSON array the distributed Map's ItemReader iterates."""
     return f"work/{job_id}/batches.json"
@@ -26,8 +31,14 @@ def batch_result_key(job_id: str, kind: str, index: int) -> str:
     return f"work/{job_id}/results/{kind}-{index:05d}.ndjson"
 
 
+def batch_result_part_key(job_id: str, kind: str, index: int, part: int) -> str:
+    """One stretch of a batch's result listing paged in one go (a listing throttled mid-way resumes in the
+    next part); finalize stitches the parts in order. `kind`: imports, errors or unlisted."""
+    return f"work/{job_id}/results/{kind}-{index:05d}-{part:04d}.ndjson"
+
+
 def result_key(job_id: str, name: str) -> str:
-    """name: imports.ndjson, errors.ndjson, rejected.ndjson, manifest.json or report.html."""
+    """name: imports.ndjson, errors.ndjson, rejected.ndjson, unlisted.ndjson, manifest.json or report.html."""
     return f"results/{job_id}/{name}"
 
 
@@ -35,6 +46,7 @@ RESULT_FILES = {
     "imports": "imports.ndjson",
     "errors": "errors.ndjson",
     "rejected": "rejected.ndjson",
+    "unlisted": "unlisted.ndjson",
     "manifest": "manifest.json",
     "report": "report.html",
 }

@@ -112,6 +112,7 @@ class Phase(StrEnum):
     POLLING = "polling"  # the provider job runs: wait `nextPollSeconds`, check again
     DONE = "done"  # the provider job finished: collect its results
     RESULTS_PENDING = "results_pending"  # results not ready yet (202): wait, collect again
+    RESULTS_THROTTLED = "results_throttled"  # paging got a 429: wait Retry-After, collect on from the stored page
     COLLECTED = "collected"  # results stored: the batch ended
     FAILED = "failed"  # the batch ended FAILED with `error`
 

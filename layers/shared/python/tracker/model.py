@@ -58,14 +58,19 @@ def now_iso() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Accounting:
+    """rows in = imported + provider errors + rejected locally + unlisted. `unlisted` are rows the provider
+    listed neither as imported nor as an error (named one by one in unlisted.ndjson): accounted for, and a
+    warning, never a reason to fail a finished job."""
+
     rows_in: int
     imported: int
     provider_errors: int
     rejected: int
+    unlisted: int = 0
 
     @property
     def accounted(self) -> int:
-        return self.imported + self.provider_errors + self.rejected
+        return self.imported + self.provider_errors + self.rejected + self.unlisted
 
     @property
     def balanced(self) -> bool:
@@ -74,9 +79,10 @@ class Accounting:
     @property
     def line(self) -> str:
         sign = "=" if self.balanced else "!="
+        unlisted = f" + unlisted {self.unlisted}" if self.unlisted else ""
         return (
             f"rows in {self.rows_in} {sign} imported {self.imported} + provider errors "
-            f"{self.provider_errors} + rejected {self.rejected}"
+            f"{self.provider_errors} + rejected {self.rejected}{unlisted}"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -85,6 +91,7 @@ class Accounting:
             "imported": self.imported,
             "providerErrors": self.provider_errors,
             "rejected": self.rejected,
+            "unlisted": self.unlisted,
             "balanced": self.balanced,
             "check": self.line,
         }

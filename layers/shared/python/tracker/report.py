@@ -122,6 +122,7 @@ def render_report(
         f'<h1><span id="job-id">{_e(job_id)}</span> {_badge(state)}</h1>',
         f'<p class="sub">{_e(catalogue.label(job.get("type")))} ({_e(job.get("type"))})</p></header>',
         _summary(job, batches),
+        _warnings(manifest.get("warnings") or []),
         _accounting(counts),
         _timeline(job, batches),
         _batch_table(batches),
@@ -162,33 +163,49 @@ def _summary(job: dict[str, Any], batches: list[dict[str, Any]]) -> str:
     return f'<section id="summary"><h2>Summary</h2><dl class="kv">{items}</dl></section>'
 
 
+def _warnings(warnings: list[dict[str, Any]]) -> str:
+    """A finished job's warnings (rows not listed by the provider, its counts disagreeing, ...), first thing
+    after the summary: the job COMPLETED, but these want reading."""
+    if not warnings:
+        return ""
+    items = "".join(
+        f'<li><code>{_e(w.get("code"))}</code> {_e(w.get("message"))}</li>' for w in warnings if isinstance(w, dict)
+    )
+    return f'<section id="warnings"><h2>Warnings</h2><ul class="warn">{items}</ul></section>'
+
+
 def _accounting(counts: dict[str, Any]) -> str:
     rows_in, imported = _int(counts.get("rowsIn")), _int(counts.get("imported"))
     provider_errors, rejected = _int(counts.get("providerErrors")), _int(counts.get("rejected"))
+    unlisted = _int(counts.get("unlisted"))
     balanced = counts.get("balanced")
     if balanced is None:
-        balanced = rows_in == imported + provider_errors + rejected
+        balanced = rows_in == imported + provider_errors + rejected + unlisted
+    kinds = [
+        ("rows-in", "rows in", rows_in),
+        ("imported", "imported", imported),
+        ("provider-errors", "provider errors", provider_errors),
+        ("rejected", "rejected locally", rejected),
+    ]
+    if unlisted:
+        kinds.append(("unlisted", "not listed by the provider", unlisted))
     cards = "".join(
         f'<div class="card {cls}" id="count-{cls}"><div class="n">{n:,}</div><div class="l">{label}</div></div>'
-        for cls, label, n in (
-            ("rows-in", "rows in", rows_in),
-            ("imported", "imported", imported),
-            ("provider-errors", "provider errors", provider_errors),
-            ("rejected", "rejected locally", rejected),
-        )
+        for cls, label, n in kinds
     )
     line = (
         f"rows in {rows_in:,} {'=' if balanced else '&ne;'} imported {imported:,} + provider errors "
-        f"{provider_errors:,} + rejected {rejected:,}"
+        f"{provider_errors:,} + rejected {rejected:,}" + (f" + unlisted {unlisted:,}" if unlisted else "")
     )
     verdict = '<span class="ok">exact</span>' if balanced else '<span class="err">NOT exact</span>'
-    total = max(imported + provider_errors + rejected, 1)
+    total = max(imported + provider_errors + rejected + unlisted, 1)
     x = 0.0
     segments = []
     for value, colour, label in (
         (imported, "#2da44e", "imported"),
         (provider_errors, "#cf222e", "provider errors"),
         (rejected, "#bf8700", "rejected"),
+        (unlisted, "#8250df", "unlisted"),
     ):
         width = 1000 * value / total
         if value:
@@ -456,6 +473,8 @@ dl.kv dt{color:var(--muted)}dl.kv dd{margin:0}
 .card{flex:1;min-width:150px;border:1px solid var(--line);border-radius:8px;padding:10px 14px;background:var(--soft)}
 .card .n{font-size:24px;font-weight:650}.card .l{color:var(--muted)}
 .card.imported .n{color:#1a7f37}.card.provider-errors .n{color:#cf222e}.card.rejected .n{color:#9a6700}
+.card.unlisted .n{color:#8250df}
+ul.warn{margin:0;padding:8px 12px 8px 28px;border:1px solid #d4a72c;border-radius:8px;background:#fff8c5}
 svg.bar{width:100%;height:14px;border-radius:4px;display:block}
 .check{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .ok{color:#1a7f37;font-weight:600}.err{color:#c62828;font-weight:600}

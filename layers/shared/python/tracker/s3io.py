@@ -137,3 +137,21 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     if not bucket or not key:
         raise ValueError(f"s3 URI needs a bucket and a key: {uri!r}")
     return bucket, key
+
+
+def iter_object_lines(
+    bucket: str, key: str, *, s3: ObjectStore | None = None, chunk_bytes: int = 1024 * 1024
+) -> Iterator[bytes]:
+    """The object's non-empty lines (without their newline), read in chunks: memory holds one chunk and one
+    line, whatever the object's size."""
+    body = (s3 or aws.client("s3")).get_object(Bucket=bucket, Key=key)["Body"]
+    tail = b""
+    try:
+        while chunk := body.read(chunk_bytes):
+            lines = (tail + chunk).split(b"\n")
+            tail = lines.pop()
+            yield from (line for line in lines if line.strip())
+        if tail.strip():
+            yield tail
+    finally:
+        body.close()

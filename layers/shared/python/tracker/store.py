@@ -14,6 +14,7 @@ Never expiring, on purpose: the STATS# duration items (shared by every job of a 
 fixed 32 slots each, overwritten in place: the polling policy's memory) and the BUDGET# lease items (one
 per provider, live state every running batch shares; an expired one would drop leases in use). Both are
 bounded by the number of job types, never by the number of jobs.
+pk = OPERATION#<provider operation id>, sk = CLAIM names the job an export belongs to (claim_operation).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from tracker import aws
 JOB_SK = "JOB"
 LIST_PK = "JOBS"
 DURATIONS_SK = "DURATIONS"
+OPERATION_SK = "CLAIM"
+OPERATION_CLAIM_SECONDS = 8 * 86400  # past any job's deadline (MaxJobHours is at most 96)
 DURATION_SLOTS = 32  # durations kept per job type and size class
 DURATION_CACHE_SECONDS = 300.0  # how long a Lambda container reuses the durations it read
 
@@ -267,6 +270,53 @@ class JobStore:
     ) -> bool:
         """SET `fields`; `append` adds items to list attributes (e.g. the poll timeline)."""
         return self._update({"pk": _pk(job_id), "sk": _batch_sk(index)}, fields, condition=condition, append=append)
+
+    def advance_key(self, job_id: str, index: int, generation: int, burnt: str, key: str) -> bool:
+        """Move a batch from Idempotency-Key generation `generation` (key `burnt`) to the next, whose key is
+        `key`, before any request carries it; False when another attempt already moved it on (the write is
+        conditional, so a retried call never skips a generation). Burnt keys are kept in `burntKeys`."""
+        try:
+            self._table.update_item(
+                Key={"pk": _pk(job_id), "sk": _batch_sk(index)},
+                UpdateExpression=(
+                    "SET keyGeneration = :next, idempotencyKey = :key, "
+                    "burntKeys = list_append(if_not_exists(burntKeys, :empty), :burnt)"
+                ),
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (attribute_not_exists(keyGeneration) OR keyGeneration = :g)"
+                    if generation == 0
+                    else "keyGeneration = :g"
+                ),
+                ExpressionAttributeValues={
+                    ":next": generation + 1,
+                    ":key": key,
+                    ":g": generation,
+                    ":empty": [],
+                    ":burnt": [burnt],
+                },
+            )
+        except self._table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def claim_operation(self, operation_id: str, job_id: str) -> bool:
+        """True when the provider operation `operation_id` is this job's: claimed now, or by this job before.
+        An export found after a lost answer is adopted only when no other job claimed it first (its item,
+        pk = OPERATION#<id>, expires with the retention period's TTL like the jobs)."""
+        try:
+            self._table.put_item(
+                Item={
+                    "pk": f"OPERATION#{operation_id}",
+                    "sk": OPERATION_SK,
+                    "jobId": job_id,
+                    "expiresAt": int(time.time()) + OPERATION_CLAIM_SECONDS,
+                },
+                ConditionExpression="attribute_not_exists(pk) OR jobId = :job",
+                ExpressionAttributeValues={":job": job_id},
+            )
+        except self._table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def list_batches(self, job_id: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

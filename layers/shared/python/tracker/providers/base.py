@@ -3,7 +3,7 @@ start, status, result file) and the values they answer with."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -33,13 +33,41 @@ class ResultsNotReady(Exception):
     """The provider answered 202: the job's results cannot be paged yet."""
 
 
+class ResultPage(list):  # type: ignore[type-arg]
+    """One page of a result listing: its records (a list, so it is written like one) and where the listing
+    resumes after it. ``resume_token`` is the page token to ask for next (None: the listing ended here);
+    ``ended_early`` says why the listing was cut short (e.g. a repeated next_page_token), else None."""
+
+    resume_token: str | None = None
+    ended_early: str | None = None
+    total: int | None = None  # the listing's own count of its records (FullStory's total_records), if given
+
+    @classmethod
+    def of(
+        cls,
+        records: list[dict],
+        resume_token: str | None,
+        *,
+        ended_early: str | None = None,
+        total: int | None = None,
+    ) -> ResultPage:
+        page = cls(records)
+        page.resume_token, page.ended_early, page.total = resume_token, ended_early, total
+        return page
+
+
 class BatchProvider(Protocol):
     def submit(self, body: bytes, idempotency_key: str) -> Submitted | Throttled: ...
 
     def status(self, provider_job_id: str) -> JobStatus | Throttled: ...
 
-    def pages(self, provider_job_id: str, kind: ResultKind) -> Iterator[list[dict]]:
-        """Yield result pages in order; raises ResultsNotReady before the first page when not ready."""
+    def pages(
+        self, provider_job_id: str, kind: ResultKind, *, after: str | None = None, seen: Collection[str] = ()
+    ) -> Iterator[ResultPage]:
+        """Yield result pages in order, from the start or from page token ``after`` (a listing resumed where an
+        earlier call stopped; ``seen`` are the tokens that call already asked for, so a token coming back
+        ends the listing across calls too). Raises ResultsNotReady before the first page when not ready,
+        and ProviderThrottledError (with Retry-After) when the provider throttles the listing."""
         ...
 
 

@@ -167,10 +167,12 @@ class ProviderHttp:
             raise ProviderAuthError(
                 f"{self.name} refused {self._credential} ({status} {error.summary})",
                 code="unauthorized" if status == 401 else "forbidden",
-            )
+            ).answered(status, error.code)
         if status >= 500:
-            raise ProviderTransientError(f"{self.name} answered {status} {error.summary}")
-        raise ProviderRejectedError(f"{self.name} answered {status} {error.detail}", code=error.code or None)
+            raise ProviderTransientError(f"{self.name} answered {status} {error.summary}").answered(status, error.code)
+        raise ProviderRejectedError(
+            f"{self.name} answered {status} {error.detail}", code=error.code or None
+        ).answered(status, error.code)
 
     def _redirect_target(self, response: urllib3.BaseHTTPResponse, url: str, *, hops_left: int) -> str:
         """The Location of a redirect that stays on the same origin; refused otherwise (and past the limit)."""

@@ -19,6 +19,13 @@ operation id. The file name comes from the download's Content-Disposition (``.cs
 
 HTTP, its named errors and the signed-URL download with refresh are tracker.providers.http's. The
 download URL is a signed URL on another host: it never gets the API key.
+
+Create Export documents no Idempotency-Key (developer.fullstory.com "Create Export"; the key the tracker
+sends is harmless and may be ignored), so a create whose answer was lost may have started an export. The
+documented ``GET /operations/v1`` ("List Operation": newest operations, filtered by ``type``, paged with
+``paginationToken``) lets the caller find it: ``find_started`` answers the SEARCH_EXPORT operations created
+since an attempt began (less a margin for the two clocks), oldest first. It cannot tell an export another
+client started in that window from the lost one: the caller adopts one and names them all.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -37,7 +45,11 @@ from tracker.providers.fullstory.client import fullstory_http
 from tracker.providers.http import POOL
 
 EXPORTS_PATH = "/segments/v1/exports"
+OPERATIONS_PATH = "/operations/v1"
 OPERATION_PATH = "/operations/v1/{id}"
+EXPORT_OPERATION_TYPE = "SEARCH_EXPORT"
+START_CLOCK_MARGIN_SECONDS = 60  # createdAt is FullStory's clock, the attempt's time the tracker's
+FIND_STARTED_PAGES = 5  # pages of 100 operations (the documented maximum) searched for a lost export
 EXPORT_RESULTS_PATH = "/search/v1/exports/{id}/results"
 # Documented request fields, passed through as given (after the aliases below).
 EXPORT_FIELDS = ("segmentId", "type", "scope", "format", "timeRange", "segmentTimeRange", "timezone", "fields")
@@ -106,6 +118,35 @@ class FullStorySegmentExportProvider:
         if not isinstance(operation_id, str) or not operation_id:
             raise ProviderTransientError("FullStory accepted the export but its answer has no operationId")
         return Submitted(provider_job_id=operation_id, provider_status="PENDING")
+
+    def find_started(self, params: dict[str, Any], since: str) -> list[str]:
+        """Ids of the exports created since ``since`` (RFC 3339, the tracker's clock, less
+        START_CLOCK_MARGIN_SECONDS), oldest first: the export an attempt whose answer was lost may have started.
+        An operation whose ``details`` name another segment is left out (details are not documented per type,
+        so without them every export of the window counts)."""
+        floor = _instant(since)
+        if floor is None:
+            raise ValueError(f"not an RFC 3339 time: {since!r}")
+        floor -= timedelta(seconds=START_CLOCK_MARGIN_SECONDS)
+        segment = params.get("segmentId")
+        found: list[tuple[datetime, str]] = []
+        token: str | None = None
+        for _ in range(FIND_STARTED_PAGES):
+            fields = {"type": EXPORT_OPERATION_TYPE, "limit": "100"}
+            if token:
+                fields["paginationToken"] = token
+            response = self._http.request("GET", self._base + OPERATIONS_PATH, fields=fields)
+            if isinstance(response, Throttled):
+                raise ProviderThrottledError("FullStory throttled listing operations", retry_after=response.retry_after)
+            payload = self._http.json(response)
+            operations = payload.get("operations") if isinstance(payload, dict) else None
+            for operation in operations if isinstance(operations, list) else []:
+                if (candidate := _started_since(operation, floor, segment)) is not None:
+                    found.append(candidate)
+            token = payload.get("nextPaginationToken") if isinstance(payload, dict) else None
+            if not token:
+                break
+        return [operation_id for _, operation_id in sorted(found)]
 
     def status(self, provider_job_id: str) -> OperationStatus | Throttled:
         operation = self._operation(provider_job_id)
@@ -233,3 +274,26 @@ def _file_name(operation_id: str, headers: Any) -> str:
         if filename.endswith(extension):
             return stem + extension
     return stem + ".gz"
+
+
+def _instant(value: Any) -> datetime | None:
+    """An RFC 3339 time as an aware datetime (FullStory's createdAt has microseconds and Z); None otherwise."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _started_since(operation: Any, floor: datetime, segment: Any) -> tuple[datetime, str] | None:
+    """(created, id) of an export created at or after ``floor`` that may be the given segment's."""
+    if not isinstance(operation, dict) or operation.get("type", EXPORT_OPERATION_TYPE) != EXPORT_OPERATION_TYPE:
+        return None
+    created, operation_id, details = _instant(operation.get("createdAt")), operation.get("id"), operation.get("details")
+    if isinstance(details, dict) and details.get("segmentId") not in (None, segment):
+        return None
+    if created is None or created < floor or not isinstance(operation_id, str) or not operation_id:
+        return None
+    return created, operation_id
