@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from tracker.errors import ProviderRejectedError, ProviderTransientError, TrackerError
+from tracker.providers.fullstory.client import authorization
 from tracker.providers.spec.evaluate import (
     SpecParamsError,
     auth_headers,
@@ -331,6 +332,10 @@ def test_credentials_headers() -> None:
     assert auth_headers(FULLSTORY.auth, "k1") == auth_headers(FULLSTORY.auth, '{"apiKey": "k1"}') == {
         "Authorization": "Basic k1"
     }
+    # A key stored with its scheme goes as it is, as the built-in provider (and FullStory's Node SDK) sends it.
+    assert auth_headers(FULLSTORY.auth, " Basic k1\n") == {"Authorization": authorization(" Basic k1\n")}
+    assert auth_headers(FULLSTORY.auth, "Basic k1") == {"Authorization": "Basic k1"}
+    assert auth_headers(DBT.auth, "Bearer x") == {"Authorization": "Token Bearer x"}  # no keepScheme: prefixed
     basic = read_spec_text(BOOLEAN_SPEC.replace("type: bearer", "type: basic"), source="b.yaml").auth
     expected = "Basic " + base64.b64encode(b"svc:p@ss:word").decode()
     assert auth_headers(basic, "svc:p@ss:word") == {"Authorization": expected}

@@ -434,7 +434,8 @@ def auth_headers(
     if isinstance(auth, BearerAuth):
         return {"Authorization": f"{auth.scheme} {value}"}
     if isinstance(auth, HeaderAuth):
-        return {auth.name: f"{auth.prefix}{value}"}
+        given_scheme = auth.keep_scheme and " " in value  # "Basic <key>" stored whole: not "Basic Basic <key>"
+        return {auth.name: value if given_scheme else f"{auth.prefix}{value}"}
     return {"Authorization": "Basic " + base64.b64encode(value.encode()).decode("ascii")}
 
 

@@ -117,6 +117,11 @@ class HeaderAuth(_Model):
     name: str = Field(pattern=HEADER_NAME_PATTERN)
     secret: SecretRef
     prefix: str = Field(default="", max_length=32)
+    keep_scheme: bool = Field(
+        default=False,
+        description="A secret that already holds a scheme (it has a space, e.g. 'Basic <key>') is sent as it "
+        "is, without the prefix (as FullStory's Node SDK sends its key).",
+    )
 
 
 Auth = Annotated[BearerAuth | BasicAuth | HeaderAuth, Field(discriminator="type")]
