@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 LINT_VENV  := .venv-lint
 LINT_STAMP := $(LINT_VENV)/.installed
 
-.PHONY: install demo test lint local bench clean
+.PHONY: install demo test lint local bench clean specs
 
 # The venv is rebuilt when the pinned dependencies change.
 $(STAMP): pyproject.toml constraints.txt
@@ -35,6 +35,11 @@ demo: $(STAMP)
 ## runs in one process.
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist worksteal
+
+## specs: validate specs/*.yaml and write the bundle the functions read (layers/shared/python/tracker/providers/
+## spec/specs.json, committed: `sam build` copies the layer as it is, no pip, no YAML parser in Lambda).
+specs: $(STAMP)
+	$(BIN)/jobtracker providers bundle
 
 ## lint: every finding fixed or suppressed in template.yaml with its reason
 lint: $(STAMP) $(LINT_STAMP)

@@ -256,6 +256,228 @@ def simulate_keboola(
     )
 
 
+def _fault_options(kinds_help: str) -> Any:
+    """--fault (repeatable) and --fault-seed, in the shared grammar (jobtracker.simulators.faults)."""
+
+    def add(command: Any) -> Any:
+        command = click.option(
+            "--fault-seed", default=None, type=int, help="Seed of the fault dice, for repeatable runs."
+        )(command)
+        return click.option("--fault", "faults", multiple=True, metavar="SPEC", help=kinds_help)(command)
+
+    return add
+
+
+def _parse_faults(specs: tuple[str, ...]) -> tuple[Any, ...]:
+    from jobtracker.simulators.faults import parse_fault
+
+    try:
+        return tuple(parse_fault(spec) for spec in specs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
+
+
+@simulate.command("databricks")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8904, show_default=True, type=int)
+@click.option("--token", default=None, help="Accept only this bearer token (default: any non-empty token).")
+@click.option(
+    "--polls-per-phase",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0, 1000),
+    help="runs/get answers spent in PENDING and in RUNNING before the run ends.",
+)
+@click.option(
+    "--missing-run-status",
+    type=click.Choice(["400", "404"]),
+    default="400",
+    show_default=True,
+    help="How runs/get answers an unknown run: 400 INVALID_PARAMETER_VALUE (as the service) or 404.",
+)
+@click.option("--retry-after", default=1, show_default=True, type=int, help="Retry-After seconds on 429.")
+@_fault_options(
+    "Inject failures, repeatable: 429:0.3, 500@status:0.1, reset@submit:1x, slow:2s, malformed:0.05, stuck; "
+    "targets submit (run-now), status (runs/get), pages (jobs/list)."
+)
+@_tls_options
+def simulate_databricks(
+    host: str,
+    port: int,
+    token: str | None,
+    polls_per_phase: int,
+    missing_run_status: str,
+    retry_after: int,
+    faults: tuple[str, ...],
+    fault_seed: int | None,
+    tls: bool,
+    tls_dir: Path | None,
+) -> None:
+    """Databricks Jobs API 2.2/2.1: run-now, runs/get, jobs/list (jobs 101-107, one per outcome)."""
+    from jobtracker.simulators.databricks import DatabricksConfig, serve
+
+    config = DatabricksConfig(
+        token=token,
+        pending_polls=polls_per_phase,
+        running_polls=polls_per_phase,
+        missing_run_status=int(missing_run_status),
+        retry_after_seconds=retry_after,
+        faults=_parse_faults(faults),
+        fault_seed=fault_seed,
+    )
+    click.echo("jobs: " + ", ".join(f"{j.job_id} {j.outcome}" for j in config.jobs), err=True)
+    serve(config, host=host, port=port, tls=tls, tls_dir=tls_dir)
+
+
+@simulate.command("dbt-cloud")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8905, show_default=True, type=int)
+@click.option("--token", default=None, help="Accept only this token (default: any non-empty token).")
+@click.option(
+    "--polls-per-phase",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0, 1000),
+    help="Retrieve Run answers spent in Queued, Starting and Running before the run ends.",
+)
+@click.option("--retry-after", default=1, show_default=True, type=int, help="Retry-After seconds on 429.")
+@_fault_options(
+    "Inject failures, repeatable: 429:0.3, 500@status:0.1, reset@submit:1x, slow:2s, malformed:0.05, stuck; "
+    "targets submit (trigger run), status (retrieve run), results (run artifacts)."
+)
+@_tls_options
+def simulate_dbt_cloud(
+    host: str,
+    port: int,
+    token: str | None,
+    polls_per_phase: int,
+    retry_after: int,
+    faults: tuple[str, ...],
+    fault_seed: int | None,
+    tls: bool,
+    tls_dir: Path | None,
+) -> None:
+    """dbt Cloud API v2: trigger job run, retrieve run, run artifacts (account 70403, jobs 201-203)."""
+    from jobtracker.simulators.dbt_cloud import DbtCloudConfig, serve
+
+    config = DbtCloudConfig(
+        token=token,
+        queued_polls=polls_per_phase,
+        starting_polls=polls_per_phase,
+        running_polls=polls_per_phase,
+        retry_after_seconds=retry_after,
+        faults=_parse_faults(faults),
+        fault_seed=fault_seed,
+    )
+    click.echo(
+        f"account {config.account_id}; jobs: " + ", ".join(f"{j.job_id} {j.outcome}" for j in config.jobs), err=True
+    )
+    serve(config, host=host, port=port, tls=tls, tls_dir=tls_dir)
+
+
+@main.group()
+def providers() -> None:
+    """Provider specs: asynchronous HTTP job APIs declared in data (specs/*.yaml, job type http:<name>)."""
+
+
+@providers.command("schema")
+def providers_schema() -> None:
+    """Print the JSON Schema of a provider spec."""
+    import json
+
+    from tracker.providers.spec.model import ProviderSpec
+
+    schema = ProviderSpec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "jobtracker provider spec"
+    click.echo(json.dumps(schema, indent=2, sort_keys=True))
+
+
+@providers.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+def providers_validate(files: tuple[Path, ...]) -> None:
+    """Validate spec files; every problem is printed as FILE:LINE: FIELD: MESSAGE (exit 1 if any)."""
+    from tracker.providers.spec.loader import SpecError
+
+    from jobtracker.specs import read_spec_file
+
+    failed = False
+    for path in files:
+        try:
+            spec = read_spec_file(path)
+        except SpecError as exc:
+            failed = True
+            for problem in exc.problems:
+                click.echo(str(problem), err=True)
+            continue
+        click.echo(f"{path}: ok ({spec.job_type})")
+    if failed:
+        sys.exit(1)
+
+
+@providers.command("bundle")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write it (default: the shared layer's tracker/providers/spec/specs.json).",
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if the bundle differs from specs/*.yaml.")
+def providers_bundle(out: Path | None, check: bool) -> None:
+    """Validate specs/*.yaml and write the JSON bundle the functions read (Lambda has no YAML parser)."""
+    from tracker.providers.spec.loader import SpecError
+    from tracker.providers.spec.shipped import BUNDLE_PATH
+
+    from jobtracker.specs import bundle_text
+
+    target = out or BUNDLE_PATH
+    try:
+        text, count = bundle_text()
+    except SpecError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    if check:
+        current = target.read_text(encoding="utf-8") if target.is_file() else ""
+        if current != text:
+            click.echo(f"{target} is out of date: run `make specs`", err=True)
+            sys.exit(1)
+        click.echo(f"{target}: up to date ({count} specs)")
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    click.echo(f"{target}: {count} specs")
+
+
+def _in_flight(limits: Any) -> str:
+    """A budget's limits in one cell: jobs in flight, and the rows in them when the provider counts rows."""
+    return f"{limits.slots}/{limits.operations:,}rows" if limits.operations else str(limits.slots)
+
+
+@providers.command("list")
+def providers_list() -> None:
+    """Every job type the tracker runs, built-in and from specs, with its provider and in-flight budget
+    (at the template's defaults)."""
+    from tracker import catalogue
+
+    from jobtracker.local.settings import template_settings
+
+    limits = catalogue.budget_limits(template_settings())
+    rows = [
+        (
+            entry.name,
+            entry.kind.value,
+            f"spec {entry.spec}" if entry.spec else (entry.provider or "-"),
+            _in_flight(limits[entry.budget.name]) if entry.budget else "-",
+            entry.label,
+        )
+        for entry in catalogue.TYPES
+    ]
+    header = ("TYPE", "KIND", "PROVIDER", "IN-FLIGHT", "TITLE")
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(4)]
+    for row in (header, *rows):
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4])
+
 def _endpoint_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """An http(s) base URL (scheme and host, optionally a port), without a trailing slash."""
     if value is None:
@@ -396,6 +618,8 @@ def local_up(
                 click.echo(f"Keboola files   STORAGE_EMULATOR_HOST={session.keboola.base_url}")
         else:
             click.echo(f"Keboola         {keboola_url}   (not the simulator)")
+        click.echo(f"Databricks sim  {session.databricks.base_url}   (jobs 101-107)")
+        click.echo(f"dbt Cloud sim   {session.dbt_cloud.base_url}   (account {session.dbt_cloud.config.account_id})")
         click.echo(f"inbox bucket    {stack.inbox_bucket}")
         click.echo(f"results bucket  {stack.results_bucket}")
         click.echo(f"jobs table      {stack.output('JobsTable')}")
@@ -411,6 +635,9 @@ def local_up(
                 f"watch:   awscurl --service execute-api {api_url}/jobs   (or restart with --allow-unsigned for curl)"
             )
         click.echo(f"submit:  jobtracker submit users.csv --type {DEFAULT_BATCH_TYPE} --local")
+        spec_type = next((t.name for t in catalogue.TYPES if t.spec == "databricks"), None)
+        if spec_type:
+            click.echo(f"         jobtracker submit --type {spec_type} --param job_id=101 --local")
         click.echo("Ctrl-C stops.", err=True)
         try:
             threading.Event().wait()

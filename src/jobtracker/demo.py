@@ -137,8 +137,9 @@ def _report(console: Console, job: dict[str, Any], notification: dict[str, Any] 
 
 def run_demo_all(*, out_dir: Path = Path("demo-results"), console: Console | None = None) -> int:
     """`make demo DEMO=all`: one job of every type at once — a users import (the sample file), an events
-    import through the API, a FullStory segment export, a Keboola table export, and `track` of a FullStory
-    batch job started outside the tracker. Exit 0 only if every job ends COMPLETED."""
+    import through the API, a FullStory segment export, a Keboola table export, `track` of a FullStory
+    batch job started outside the tracker, and a Databricks and a dbt Cloud run (spec types). Exit 0 only if
+    every job ends COMPLETED."""
     import json
 
     import urllib3
@@ -147,7 +148,10 @@ def run_demo_all(*, out_dir: Path = Path("demo-results"), console: Console | Non
     http = urllib3.PoolManager(retries=False, timeout=30)
     parameters = {"PollMinSeconds": 1, "PollMaxSeconds": 2, "MaxBatchRequests": 500, "InFlightBudget": 4}
     simulator = SimulatorConfig(polls_to_complete=None, processing_seconds=2.0, operation_polls_to_complete=3)
-    console.print("[bold]jobtracker demo (all job types)[/]: offline stack (moto) + FullStory and Keboola simulators")
+    console.print(
+        "[bold]jobtracker demo (all job types)[/]: offline stack (moto) + FullStory, Keboola, Databricks and dbt "
+        "Cloud simulators"
+    )
     with OfflineSession(parameters=parameters, simulator_config=simulator, api_port=0, allow_unsigned=True) as session:
         stack = session.stack
 
@@ -171,6 +175,7 @@ def run_demo_all(*, out_dir: Path = Path("demo-results"), console: Console | Non
                 headers={"Authorization": f"Basic {stack.api_key}"},
             ).data
         )
+        dbt_params = {"account_id": session.dbt_cloud.config.account_id, "job_id": 201}
         job_ids = [
             post({"type": "fullstory.events", "requests": events}),
             post(
@@ -181,6 +186,9 @@ def run_demo_all(*, out_dir: Path = Path("demo-results"), console: Console | Non
             ),
             post({"type": "keboola.table_export", "params": {"tableId": "in.c-main.users"}}),
             post({"type": "track", "provider": "fullstory.events", "providerJobId": started["job"]["id"]}),
+            # Jobs of spec types (specs/*.yaml) against the Databricks and dbt Cloud simulators.
+            post({"type": "http:databricks", "params": {"job_id": 101}}),
+            post({"type": "http:dbt_cloud", "params": dbt_params}),
         ]
         job_ids.insert(
             0,

@@ -17,8 +17,12 @@ from tests.cli.conftest import clean_env, free_port, one_line_error
     [
         (
             ["submit", "missing.csv", "--type", "fullstory.users", "--local"],
-            "'FILE': File 'missing.csv' does not exist",
+            "File 'missing.csv' does not exist",
         ),
+        (["submit", "--type", "fullstory.users", "--local"], "fullstory.users jobs need a FILE of rows"),
+        (["submit", "{file}", "--type", "http:databricks", "--local"], "http:databricks jobs start from --param"),
+        (["submit", "--type", "http:databricks", "--param", "job_id", "--local"], "'job_id' is not NAME=VALUE"),
+        (["track", "--provider", "http:nope", "--provider-job-id", "1", "--local"], "Invalid value for '--provider'"),
         (["submit", "{file}", "--local"], "Missing option '--type'"),
         (["submit", "{file}", "--type", "fullstory.nope", "--local"], "Invalid value for '--type'"),
         (["jobs", "--limit", "0", "--local"], "Invalid value for '--limit'"),

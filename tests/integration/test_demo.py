@@ -23,6 +23,8 @@ def test_demo_ends_completed_with_exact_accounting_and_results_on_disk(tmp_path)
 def test_demo_of_every_job_type_ends_with_every_job_completed(tmp_path):
     console = Console(record=True, width=200)
     assert run_demo_all(out_dir=tmp_path, console=console) == 0
-    assert "5 of 5 jobs COMPLETED" in console.export_text()
+    assert "7 of 7 jobs COMPLETED" in console.export_text()
     files = {p.name for job_dir in tmp_path.iterdir() for p in job_dir.iterdir()}
     assert "in.c-main.users.csv.gz" in files and any(name.startswith("segment-export-") for name in files)
+    # the spec types' results: a Databricks run record and dbt Cloud's run_results.json
+    assert "run_results.json" in files and any(name.startswith("run-") and name.endswith(".json") for name in files)

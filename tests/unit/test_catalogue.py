@@ -37,7 +37,8 @@ def test_each_type_declares_what_its_kind_needs(entry: catalogue.JobType) -> Non
         assert isinstance(entry.rules, RowRules) and entry.inbox_prefix and entry.inbox_prefix.endswith("/")
         assert entry.params is None and entry.connect is not None and entry.budget is not None
     elif entry.kind is Kind.OPERATION:
-        assert entry.params is not None and entry.rules is None and entry.inbox_prefix is None
+        # A built-in operation's params are a model; a spec type's are declared by its spec.
+        assert (entry.params is None) == (entry.spec is not None) and entry.rules is None and entry.inbox_prefix is None
         assert entry.connect is not None and entry.budget is not None
     else:
         assert entry.params is catalogue.TrackParams and entry.connect is None and entry.budget is None
@@ -48,7 +49,8 @@ def test_each_type_declares_what_its_kind_needs(entry: catalogue.JobType) -> Non
 def test_which_provider_serves_which_type() -> None:
     from tracker.providers import fullstory, keboola
 
-    served = {t.name: (t.provider, t.connect, t.budget.name if t.budget else None) for t in catalogue.TYPES}
+    built_in = [t for t in catalogue.TYPES if t.spec is None]
+    served = {t.name: (t.provider, t.connect, t.budget.name if t.budget else None) for t in built_in}
     assert served == {
         "fullstory.users": ("fullstory", fullstory.users_import, "fullstory"),
         "fullstory.events": ("fullstory", fullstory.events_import, "fullstory"),
@@ -56,12 +58,20 @@ def test_which_provider_serves_which_type() -> None:
         "keboola.table_export": ("keboola", keboola.table_export, "keboola"),
         "track": ("", None, None),
     }
-    assert catalogue.TRACKABLE == {
+    # Every shipped spec is a type of its own, served by the spec provider, with a budget of its own.
+    specs = {t.name: (t.provider, t.spec, t.budget.name if t.budget else None) for t in catalogue.TYPES if t.spec}
+    assert specs == {
+        "http:databricks": ("spec", "databricks", "http:databricks"),
+        "http:dbt_cloud": ("spec", "dbt_cloud", "http:dbt_cloud"),
+        "http:fullstory_export": ("spec", "fullstory_export", "http:fullstory_export"),
+    }
+    assert {
         "fullstory.users": "fullstory.users",
         "fullstory.events": "fullstory.events",
         "fullstory.operation": "fullstory.segment_export",
         "keboola.storage": "keboola.table_export",
-    }
+        **{name: name for name in specs},
+    } == catalogue.TRACKABLE
 
 
 def test_the_derived_lists() -> None:
@@ -102,6 +112,10 @@ def test_budgets_are_one_per_family_sized_by_the_settings() -> None:
         "fullstory": Limits(SETTINGS.org_in_flight_budget, SETTINGS.org_operations_budget),
         "fullstory-exports": Limits(SETTINGS.export_in_flight_budget),
         "keboola": Limits(SETTINGS.keboola_in_flight_budget),
+        # a spec type's budget is its spec's inFlight
+        "http:databricks": Limits(20),
+        "http:dbt_cloud": Limits(10),
+        "http:fullstory_export": Limits(10),
     }
     off = dataclasses.replace(SETTINGS, export_in_flight_budget=0)
     budgets = Budgets(catalogue.budget_limits(off), lambda family: MemorySlotStore())
@@ -153,12 +167,38 @@ def test_params_that_do_not_fit_are_a_400(job_type, params, provider, provider_j
     assert refused.value.code == code and message in refused.value.message
 
 
-@pytest.mark.parametrize(("provider", "task_type"), sorted(catalogue.TRACKABLE.items()))
+@pytest.mark.parametrize(
+    ("provider", "task_type"), sorted((p, t) for p, t in catalogue.TRACKABLE.items() if not catalogue.get(t).spec)
+)
 def test_track_runs_as_the_tracked_providers_type(provider: str, task_type: str) -> None:
     task, params = catalogue.task_params("track", None, provider, "job-1", SETTINGS)
     assert task == task_type
     bound = {"stack": "https://connection.keboola.com"} if catalogue.get(task_type).bind else {}
     assert params == {"provider": provider, "providerJobId": "job-1", **bound}
+
+
+def test_spec_types_take_the_params_their_spec_declares() -> None:
+    task, params = catalogue.task_params("http:databricks", {"job_id": 101}, None, None, SETTINGS)
+    assert (task, params) == ("http:databricks", {"job_id": 101})
+    _, params = catalogue.task_params("http:fullstory_export", {"segmentId": "everyone"}, None, None, SETTINGS)
+    assert params["timeRange"] == {"start": "", "end": ""} and params["format"] == "FORMAT_CSV"  # defaults
+    with pytest.raises(ParamsError) as refused:
+        catalogue.task_params("http:dbt_cloud", {"job_id": "201", "acount_id": 1}, None, None, SETTINGS)
+    message = refused.value.message
+    assert refused.value.code == "invalid_request"
+    assert "params.account_id is required" in message and "params.job_id: Input should be a valid integer" in message
+    assert "params.acount_id is not a param of http:dbt_cloud" in message
+    with pytest.raises(ParamsError, match="takes 'params', not provider"):
+        catalogue.task_params("http:databricks", {"job_id": 1}, "http:databricks", "9", SETTINGS)
+
+
+def test_track_of_a_spec_type_keeps_the_params_its_status_request_needs() -> None:
+    task, params = catalogue.task_params("track", None, "http:databricks", "880000000001", SETTINGS)
+    assert (task, params) == ("http:databricks", {"provider": "http:databricks", "providerJobId": "880000000001"})
+    task, params = catalogue.task_params("track", {"account_id": 70403}, "http:dbt_cloud", "300000001", SETTINGS)
+    assert params["params"] == {"account_id": 70403}  # job_id is not needed to follow a run
+    with pytest.raises(ParamsError, match=r"params\.account_id is required"):
+        catalogue.task_params("track", None, "http:dbt_cloud", "300000001", SETTINGS)
 
 
 # --- no job type spelled anywhere else -----------------------------------------------------------------

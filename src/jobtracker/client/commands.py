@@ -37,6 +37,10 @@ from jobtracker.client.errors import (
 from jobtracker.client.target import Target, connect
 
 JOB_TYPES = catalogue.BATCH_TYPES  # the types whose rows come in a file
+# What `submit` creates: the file types above and the types started from params (exports, spec types).
+SUBMIT_TYPES = (*catalogue.BATCH_TYPES, *catalogue.OPERATION_TYPES)
+TRACKABLE = tuple(catalogue.TRACKABLE)
+TRACK_TYPE = next(t.name for t in catalogue.TYPES if t.kind is catalogue.Kind.TRACK)
 INBOX_PREFIX = {name: prefix for prefix, name in catalogue.INBOX_PREFIXES.items()}
 STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED")
 INTAKE_WAIT_SECONDS = 300.0
@@ -220,9 +224,41 @@ def watch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # -- commands ----------------------------------------------------------------------------------------
+def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """--param NAME=VALUE, repeatable: VALUE is read as JSON when it is JSON (101, true, {"a": 1}, "101"),
+    else as text, so --param job_id=101 sends a number and --param 'branch="101"' the text."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise CliError(f"--param {pair!r} is not NAME=VALUE", EXIT_USAGE)
+        try:
+            params[name.strip()] = json.loads(value)
+        except ValueError:
+            params[name.strip()] = value
+    return params
+
+
+def param_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--param",
+        "param_pairs",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="A param of the job (repeatable); VALUE is JSON when it parses (101, true, [\"a\"]), else text.",
+    )(fn)
+
+
 @click.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
-@click.option("--type", "job_type", required=True, type=click.Choice(JOB_TYPES), help="What the rows are.")
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
+@click.option(
+    "--type",
+    "job_type",
+    required=True,
+    type=click.Choice(SUBMIT_TYPES),
+    help="What the rows of FILE are, or the job to start from --param (an export, a spec type http:<name>).",
+)
+@param_option
 @click.option(
     "--via-api",
     is_flag=True,
@@ -234,18 +270,30 @@ def watch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @target_options
 def submit(
     target_flags: dict[str, Any],
-    file: Path,
+    file: Path | None,
     job_type: str,
+    param_pairs: tuple[str, ...],
     via_api: bool,
     no_watch: bool,
     as_json: bool,
     interval: float | None,
     timeout: float | None,
 ) -> None:
-    """Upload FILE (CSV, NDJSON or JSON, optionally .gz) as a job and watch it to the end.
+    """Start a job and watch it to the end: upload FILE (CSV, NDJSON or JSON, optionally .gz) of rows, or
+    start a job of another type from its params (e.g. --type http:databricks --param job_id=101).
 
     Exit code: 0 COMPLETED, 1 FAILED, 5 --timeout reached, 130 Ctrl-C (the job goes on).
     """
+    if job_type not in JOB_TYPES:
+        if file is not None or via_api:
+            raise CliError(f"{job_type} jobs start from --param, not from a FILE", EXIT_USAGE)
+        body = {"type": job_type, "params": _params(param_pairs)}
+        _create_and_watch(target_flags, body, no_watch=no_watch, as_json=as_json, interval=interval, timeout=timeout)
+        return
+    if file is None:
+        raise CliError(f"{job_type} jobs need a FILE of rows", EXIT_USAGE)
+    if param_pairs:
+        raise CliError(f"{job_type} jobs take their rows from FILE, not --param", EXIT_USAGE)
     target = _target(target_flags)
     console = Console(stderr=True, highlight=False)
     target.api.list_jobs(limit=1)  # fail fast, before uploading, if the API is unreachable or refuses us
@@ -264,7 +312,69 @@ def submit(
         _upload(target, file, bucket, key, size, console)
         console.print(f"uploaded {file.name} ({_size(size)}) to {uri}", soft_wrap=True)
         job_id = _wait_for_intake(target, uri, console)
-    console.print(f"job [bold]{job_id}[/] ({job_type}); Ctrl-C stops watching, not the job", soft_wrap=True)
+    watching = {"no_watch": no_watch, "as_json": as_json, "interval": interval, "timeout": timeout}
+    _watch_created(target, job_id, job_type, console, **watching)
+
+
+@click.command()
+@click.option(
+    "--provider", required=True, type=click.Choice(TRACKABLE), help="Whose job it is (a spec type: http:<name>)."
+)
+@click.option("--provider-job-id", required=True, metavar="ID", help="The job's id at the provider.")
+@param_option
+@click.option("--no-watch", is_flag=True, help="Print the job id once the job exists; do not watch it.")
+@watch_options
+@target_options
+def track(
+    target_flags: dict[str, Any],
+    provider: str,
+    provider_job_id: str,
+    param_pairs: tuple[str, ...],
+    no_watch: bool,
+    as_json: bool,
+    interval: float | None,
+    timeout: float | None,
+) -> None:
+    """Follow a provider job started elsewhere to its end, with the same results and notification as the jobs
+    the tracker starts (a spec type's status request may need --param, e.g. dbt Cloud's account_id).
+
+    Exit code: 0 COMPLETED, 1 FAILED, 5 --timeout reached, 130 Ctrl-C (the job goes on).
+    """
+    body: dict[str, Any] = {"type": TRACK_TYPE, "provider": provider, "providerJobId": provider_job_id}
+    if param_pairs:
+        body["params"] = _params(param_pairs)
+    _create_and_watch(target_flags, body, no_watch=no_watch, as_json=as_json, interval=interval, timeout=timeout)
+
+
+def _create_and_watch(
+    target_flags: dict[str, Any],
+    body: dict[str, Any],
+    *,
+    no_watch: bool,
+    as_json: bool,
+    interval: float | None,
+    timeout: float | None,
+) -> None:
+    target = _target(target_flags)
+    console = Console(stderr=True, highlight=False)
+    job = target.api.create_job(body, idempotency_key=f"cli-{uuid.uuid4()}")
+    label = str(body.get("provider") or body["type"])
+    watching = {"no_watch": no_watch, "as_json": as_json, "interval": interval, "timeout": timeout}
+    _watch_created(target, job["id"], label, console, **watching)
+
+
+def _watch_created(
+    target: Target,
+    job_id: str,
+    label: str,
+    console: Console,
+    *,
+    no_watch: bool,
+    as_json: bool,
+    interval: float | None,
+    timeout: float | None,
+) -> None:
+    console.print(f"job [bold]{job_id}[/] ({label}); Ctrl-C stops watching, not the job", soft_wrap=True)
     if no_watch:
         if as_json:
             _echo_json(target.api.get_job(job_id))
@@ -556,4 +666,4 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-COMMANDS = (submit, watch, jobs, show, results, cancel, retry)
+COMMANDS = (submit, track, watch, jobs, show, results, cancel, retry)

@@ -1,4 +1,5 @@
-"""Starts the whole offline world together: FullStory simulator, offline stack, REST API, AWS endpoint.
+"""Starts the whole offline world together: the provider simulators (FullStory, Keboola, Databricks, dbt
+Cloud), the offline stack, REST API, AWS endpoint.
 
 The stack may talk to any FullStory- or Keboola-compatible endpoint instead of its own simulator (a
 staging proxy, a recorded replay, the real API from a laptop): ``fullstory_url`` / ``keboola_url`` go
@@ -15,6 +16,8 @@ from typing import Any
 
 from jobtracker.local.api_gateway import OfflineApiServer, routes_from_template
 from jobtracker.local.stack import LOCAL_API_KEY, LOCAL_KEBOOLA_TOKEN, OfflineStack
+from jobtracker.simulators.databricks import DatabricksConfig, DatabricksSimulator
+from jobtracker.simulators.dbt_cloud import DbtCloudConfig, DbtCloudSimulator
 from jobtracker.simulators.fullstory import FullStorySimulator, SimulatorConfig
 from jobtracker.simulators.keboola import KeboolaSimulator, KeboolaSimulatorConfig
 
@@ -44,9 +47,13 @@ class OfflineSession:
     # the stack's Keboola secret holds (default: the Keboola simulator's, else an offline demo token).
     keboola_url: str | None = None
     keboola_token: str | None = None
+    databricks_config: DatabricksConfig | None = None
+    dbt_cloud_config: DbtCloudConfig | None = None
     stack: OfflineStack = field(init=False, default=None)  # type: ignore[assignment]
     simulator: FullStorySimulator | None = field(init=False, default=None)  # None with fullstory_url
     keboola: KeboolaSimulator | None = field(init=False, default=None)  # None with keboola_url
+    databricks: DatabricksSimulator = field(init=False, default=None)  # type: ignore[assignment]
+    dbt_cloud: DbtCloudSimulator = field(init=False, default=None)  # type: ignore[assignment]
     api: OfflineApiServer | None = field(init=False, default=None)
     aws_endpoint: str | None = field(init=False, default=None)
     _moto_server: Any = field(init=False, default=None)
@@ -64,8 +71,19 @@ class OfflineSession:
                 self.simulator = FullStorySimulator(config, port=self.simulator_port).start()
             if self.keboola_url is None:
                 self.keboola = self._start_keboola()
+            self.databricks = DatabricksSimulator(self.databricks_config).start()
+            self.dbt_cloud = DbtCloudSimulator(self.dbt_cloud_config).start()
+            fullstory_url = self.simulator.base_url if self.simulator else str(self.fullstory_url)
+            # Jobs of spec types (http:<name>) reach only these hosts; plain http to the simulators on
+            # 127.0.0.1 is the offline stack's own setting (tracker.providers.spec.hosts).
+            http_hosts = [url.split("://", 1)[1].split("/", 1)[0] for url in (
+                fullstory_url, self.databricks.base_url, self.dbt_cloud.base_url
+            )]
             params = {
-                "FullStoryBaseUrl": self.simulator.base_url if self.simulator else self.fullstory_url,
+                "FullStoryBaseUrl": fullstory_url,
+                "DatabricksHost": self.databricks.base_url,
+                "DbtCloudUrl": self.dbt_cloud.base_url,
+                "HttpJobHosts": ",".join(http_hosts),
                 "LogLevel": "WARNING",
                 # Offline every principal of the local account is an admin (uploads through the emulated
                 # endpoint carry no principal); pass AdminPrincipals to try the per-caller model.
@@ -144,7 +162,6 @@ class OfflineSession:
                 os.environ["STORAGE_EMULATOR_HOST"] = self._saved_emulator_host
 
     def _stop_simulators(self) -> None:
-        if self.simulator is not None:
-            self.simulator.stop()
-        if self.keboola is not None:
-            self.keboola.stop()
+        for simulator in (self.simulator, self.keboola, self.databricks, self.dbt_cloud):
+            if simulator is not None:
+                simulator.stop()

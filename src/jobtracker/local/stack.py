@@ -30,6 +30,9 @@ ACCOUNT = "123456789012"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 LOCAL_API_KEY = "offline-demo-key"
 LOCAL_KEBOOLA_TOKEN = "offline-demo-token"
+# Settings the offline stack gives its functions in place of the template's, and why: its simulators
+# listen on 127.0.0.1 over plain HTTP, which a deployed stack never allows (template.yaml fixes it to false).
+OFFLINE_ENVIRONMENT = {"HTTP_JOB_PLAIN_HTTP_LOOPBACK": "true"}
 
 # Types the offline stack deliberately does not emulate, and why.
 NOT_EMULATED = {
@@ -473,6 +476,7 @@ class OfflineStack:
                 if merged.get(key, value) != value:
                     raise ValueError(f"functions disagree on environment variable {key}; keep it in Globals")
                 merged[key] = value
+        merged.update(OFFLINE_ENVIRONMENT)
         merged.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
         merged.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         for key, value in merged.items():

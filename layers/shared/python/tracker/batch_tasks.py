@@ -376,7 +376,13 @@ class BatchTasks:
             return failed
         if task.providerJobId is None:
             raise ValueError(f"batch {index} of job {job_id} is checked before the provider accepted it")
-        outcome = self._provider(task).status(task.providerJobId)
+        provider = self._provider(task)
+        # A provider that could not place the last answers' state (a spec's unknown states) counts them.
+        streak = task.poll.unknown if task.poll is not None and task.poll.unknown else 0
+        if streak:
+            outcome = provider.status(task.providerJobId, unknown_streak=streak)
+        else:
+            outcome = provider.status(task.providerJobId)
         attempt = task.attempt + 1
         now = self._clock()
         # The polling state the task carries: when the provider accepted the job (on the first check,
@@ -405,7 +411,8 @@ class BatchTasks:
         if not outcome.finished:
             self._store.update_batch(job_id, index, fields, append=timeline)
             self._renew(task)
-            clock = clock.model_copy(update={"last": round(now, 3)})
+            unknown = getattr(outcome, "unknown_streak", 0) or None  # operations only (OperationStatus)
+            clock = clock.model_copy(update={"last": round(now, 3), "unknown": unknown})
             if pct is not None:
                 elapsed = now - clock.since
                 previous = (clock.pctAt, clock.pct) if clock.pct is not None and clock.pctAt is not None else None

@@ -7,6 +7,10 @@ A job type has a kind:
 * ``operation``: one provider job started from the request's ``params`` that produces a file (an export);
 * ``track``: a provider job someone else started, followed to its end (``provider`` + ``providerJobId``).
 
+Besides the built-in providers, every shipped provider spec (``specs/<name>.yaml``, an asynchronous HTTP
+job API declared in data: tracker.providers.spec) is a job type ``http:<name>`` of kind operation, with
+its own in-flight budget sized by the spec's ``inFlight``; ``track`` follows its jobs too.
+
 Every other list is derived from ``TYPES``: the API body's ``type`` and ``provider`` values, the CLI's
 ``--type`` choices, the inbox prefixes of intake, the in-flight budgets and their sizes, the provider a
 task runs against, the labels of report.html. Adding a provider is one package under
@@ -26,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tracker.errors import ProviderRejectedError
 from tracker.ingest import RowRules
 from tracker.providers import fullstory, keboola
+from tracker.providers.spec import shipped
 from tracker.scheduling import Limits
 
 if TYPE_CHECKING:
@@ -67,6 +72,7 @@ class JobType:
     # every later task talks to the same place.
     bind: Callable[[dict[str, Any], Settings], dict[str, Any]] | None = None
     track_as: str | None = None  # `track` with provider=<track_as> follows a provider job of this type
+    spec: str | None = None  # a spec type: the shipped provider spec that declares it (tracker.providers.spec)
 
 
 # FullStory answers 429 once 500,000 individual operations (rows) are in progress, whatever the batch count.
@@ -120,8 +126,35 @@ _PROVIDER_TYPES = (
     ),
 )
 
+
+
+def _connect_spec(name: str) -> ProviderFactory:
+    def connect(settings: Settings, params: dict[str, Any] | None = None) -> OperationProvider:
+        from tracker.providers.spec.provider import connect as connect_spec
+
+        return connect_spec(shipped.spec(name), settings, params)
+
+    return connect
+
+
+def _spec_type(facts: shipped.SpecFacts) -> JobType:
+    size = facts.in_flight
+    return JobType(
+        facts.job_type,
+        Kind.OPERATION,
+        facts.title,
+        provider="spec",  # the package tracker/providers/spec/, driven by the spec named below
+        connect=_connect_spec(facts.name),
+        budget=BudgetFamily(facts.job_type, lambda _settings: size),
+        track_as=facts.job_type,
+        spec=facts.name,
+    )
+
+
+_SPEC_TYPES = tuple(_spec_type(facts) for facts in shipped.facts())
+
 #: The `provider` values of a `track` request -> the job type whose provider follows the job.
-TRACKABLE: dict[str, str] = {t.track_as: t.name for t in _PROVIDER_TYPES if t.track_as}
+TRACKABLE: dict[str, str] = {t.track_as: t.name for t in (*_PROVIDER_TYPES, *_SPEC_TYPES) if t.track_as}
 
 
 class TrackParams(BaseModel):
@@ -134,6 +167,7 @@ class TrackParams(BaseModel):
 
 TYPES: tuple[JobType, ...] = (
     *_PROVIDER_TYPES,
+    *_SPEC_TYPES,
     JobType("track", Kind.TRACK, "tracked provider job", params=TrackParams),
 )
 
@@ -230,16 +264,41 @@ def task_params(
     if entry.kind is Kind.TRACK:
         if not provider or not provider_job_id:
             raise ParamsError("invalid_request", "track needs 'provider' and 'providerJobId'")
-        if params:
-            raise ParamsError("invalid_request", "track takes no 'params'")
         _validated(entry, {"provider": provider, "providerJobId": provider_job_id})
         task = get(TRACKABLE[provider])
-        return task.name, {"provider": provider, "providerJobId": provider_job_id, **_bound(task, {}, settings)}
+        tracked = {"provider": provider, "providerJobId": provider_job_id}
+        if task.spec is not None:  # the status request of a spec may need params (dbt Cloud's account_id)
+            given = _spec_params(task, params, tracking=True)
+            return task.name, {**tracked, "params": given} if given else tracked
+        if params:
+            raise ParamsError("invalid_request", f"track of {provider} takes no 'params'")
+        return task.name, {**tracked, **_bound(task, {}, settings)}
     if provider or provider_job_id:
         raise ParamsError("invalid_request", f"{job_type} takes 'params', not provider/providerJobId")
     given = dict(params or {})
+    if entry.spec is not None:
+        return entry.name, _spec_params(entry, given, tracking=False)
     _validated(entry, given)
     return entry.name, {**given, **_bound(entry, given, settings)}
+
+
+def _spec_params(entry: JobType, params: dict[str, Any] | None, *, tracking: bool) -> dict[str, Any]:
+    """A spec type's params checked by the spec (every bad one named), with its defaults filled in."""
+    from tracker.providers.spec.evaluate import SpecParamsError, validate_params
+
+    spec = shipped.spec(str(entry.spec))
+    if not tracking and spec.start is None:
+        raise ParamsError(
+            "invalid_request",
+            f"{entry.name} only follows jobs started elsewhere: use type track, provider {entry.name}",
+        )
+    try:
+        checked = validate_params(spec, params, tracking=tracking)
+    except SpecParamsError as exc:
+        raise ParamsError("invalid_request", exc.message) from None
+    # A started job keeps the params it runs with, defaults included; a tracked one only those given (its
+    # status requests fill in the defaults again).
+    return {k: v for k, v in checked.items() if k in (params or {})} if tracking else checked
 
 
 def _validated(entry: JobType, values: dict[str, Any]) -> None:

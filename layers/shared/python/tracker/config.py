@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
+
+from tracker.providers.spec import shipped
 
 # The largest PollMaxSeconds a deployment may choose (template.yaml's MaxValue; a contract test keeps the
 # two equal). The in-flight budget's lease is derived from it (tracker.budget), so a lease never lapses
@@ -45,6 +47,12 @@ class Settings:
     max_uncompressed_bytes: int
     admin_principals: tuple[str, ...]
     retention_days: int
+    http_job_hosts: tuple[str, ...]  # where jobs of spec types may send requests (tracker.providers.spec.hosts)
+    http_job_max_result_bytes: int
+    http_job_plain_http_loopback: bool  # false in a deployed stack (template.yaml); the offline stack's is true
+    # The template parameters the shipped specs name (a base URL, a secret ARN), each given to the functions
+    # as an environment variable of the same name.
+    spec_parameters: Mapping[str, str] = field(hash=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -74,6 +82,10 @@ class Settings:
             max_uncompressed_bytes=reader.integer("MAX_UNCOMPRESSED_BYTES"),
             admin_principals=reader.items("ADMIN_PRINCIPALS"),
             retention_days=reader.integer("RETENTION_DAYS"),
+            http_job_hosts=reader.items("HTTP_JOB_HOSTS"),
+            http_job_max_result_bytes=reader.integer("HTTP_JOB_MAX_RESULT_BYTES"),
+            http_job_plain_http_loopback=reader.flag("HTTP_JOB_PLAIN_HTTP_LOOPBACK"),
+            spec_parameters={name: reader.text(name) for name in shipped.template_parameters()},
         )
         if settings.poll_max_seconds > MAX_POLL_SECONDS:
             # CloudFormation refuses such a value (MaxValue); an environment edited by hand gets the same answer.
@@ -101,6 +113,16 @@ class _Reader:
         if not value:
             raise RuntimeError(f"environment variable {name} is empty (template.yaml sets it)")
         return value
+
+    def text(self, name: str) -> str:
+        """A value the template always sets but that may be empty (an optional base URL or secret ARN)."""
+        return self._raw(name)
+
+    def flag(self, name: str) -> bool:
+        value = self._raw(name).lower()
+        if value not in ("true", "false"):
+            raise RuntimeError(f"environment variable {name} is {value!r}, not true or false")
+        return value == "true"
 
     def items(self, name: str) -> tuple[str, ...]:
         return tuple(part.strip() for part in self._raw(name).split(",") if part.strip())

@@ -131,6 +131,7 @@ class PollClock(_Lenient):
     pct: float | None = None  # its last reported progress, 0..100
     pctAt: float | None = None  # seconds after `since` at which `pct` was reported
     rate: float | None = None  # progress in percentage points per second, when known
+    unknown: int | None = None  # answers in a row whose state the provider could not place (a spec's limit)
 
 
 class StepFailure(_Lenient):

@@ -96,6 +96,9 @@ class OperationStatus:
     state: str  # normalized: PENDING | RUNNING | COMPLETED | FAILED
     progress_pct: float | None = None  # 0..100 when the provider reports progress
     error: dict[str, str] | None = None  # {code, message, exceptionId?} when FAILED
+    # Answers in a row whose state the provider could not place (a spec's unknown states): the check step
+    # hands it back to the next status() call, so an endless unknown state ends the job at the spec's limit.
+    unknown_streak: int = 0
 
     @property
     def finished(self) -> bool:
@@ -116,7 +119,10 @@ class OperationProvider(Protocol):
         """Create the provider job (export) from the job's params."""
         ...
 
-    def status(self, provider_job_id: str) -> OperationStatus | Throttled: ...
+    def status(self, provider_job_id: str) -> OperationStatus | Throttled:
+        """The job's state now. A provider that answered ``unknown_streak`` > 0 is called again with
+        ``status(provider_job_id, unknown_streak=N)``."""
+        ...
 
     def result(self, provider_job_id: str) -> ResultFile:
         """The finished job's file. Must cope with short-lived download URLs: each `chunks()` call asks

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import urllib3
 
@@ -28,6 +29,9 @@ POOL = urllib3.PoolManager(maxsize=10, retries=False, timeout=urllib3.Timeout(co
 
 #: What storage answers for an expired or revoked signed URL (S3 403/400, GCS 400, Azure 403/404, 410).
 EXPIRED_URL_STATUSES = (400, 403, 404, 410)
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+#: An answer read into memory with ``max_bytes`` unset but streaming asked for: the error body of a download.
+DEFAULT_MAX_ANSWER_BYTES = 1024 * 1024
 _URL_ENCODED_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})  # fields go into the query string
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -74,6 +78,12 @@ def json_body(response: Any) -> Any:
         return None
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
 class ProviderHttp:
     """One provider's HTTP client: its name for messages, its credential headers, its error bodies."""
 
@@ -104,11 +114,19 @@ class ProviderHttp:
         body: bytes | None = None,
         fields: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        max_bytes: int | None = None,
+        stream: bool = False,
+        redirects: int = 0,
+        passthrough: tuple[int, ...] = (),
     ) -> urllib3.BaseHTTPResponse | Throttled:
-        """A 2xx/3xx answer, or Throttled for a throttling status; every other outcome raises its named error.
+        """A 2xx/3xx answer (or one of ``passthrough``'s statuses), or Throttled for a throttling status;
+        every other outcome raises its named error.
 
         ``fields`` go into the query string of a GET and form-urlencoded into the body of a POST (as the
-        official clients send forms); ``body`` is sent as JSON."""
+        official clients send forms); ``body`` is sent as JSON. ``max_bytes`` caps the answer read into
+        memory (a longer one is refused, code ``answer_too_large``); with ``stream`` a 2xx answer comes back
+        unread, for :meth:`stream`. ``redirects``: follow at most this many redirects, each only to the
+        same scheme, host and port (the credentials go along); any other redirect is refused."""
         sent = {**self._headers, "Accept": "application/json"}
         if body is not None:
             sent["Content-Type"] = "application/json"
@@ -116,16 +134,33 @@ class ProviderHttp:
         extra: dict[str, Any] = {}
         if fields is not None and method.upper() not in _URL_ENCODED_METHODS:
             extra["encode_multipart"] = False
-        try:
-            response = self.pool.request(
-                method, url, body=body, fields=fields, headers=sent, retries=False, timeout=self.timeout, **extra
-            )
-        except urllib3.exceptions.HTTPError as exc:  # reset, refused, timeouts, protocol errors
-            raise ProviderTransientError(f"{self.name} unreachable: {type(exc).__name__}") from exc
+        capped = max_bytes is not None or stream
+        for hop in range(redirects + 1):
+            try:
+                response = self.pool.request(
+                    method,
+                    url,
+                    body=body,
+                    fields=fields,
+                    headers=sent,
+                    retries=False,
+                    redirect=False,
+                    timeout=self.timeout,
+                    preload_content=not capped,
+                    **extra,
+                )
+            except urllib3.exceptions.HTTPError as exc:  # reset, refused, timeouts, protocol errors
+                raise ProviderTransientError(f"{self.name} unreachable: {type(exc).__name__}") from exc
+            if response.status in REDIRECT_STATUSES and (redirects or hop):
+                url = self._redirect_target(response, url, hops_left=redirects - hop)
+                continue
+            break
         status = response.status
+        if capped and not (stream and 200 <= status < 300):
+            response = self._read_capped(response, max_bytes)
         if status in self._throttle_statuses:
             return Throttled(retry_after_seconds(response.headers))
-        if status < 400:
+        if status < 400 or status in passthrough:
             return response
         error = self._read_error(response)
         if status in (401, 403):
@@ -138,6 +173,44 @@ class ProviderHttp:
         raise ProviderRejectedError(
             f"{self.name} answered {status} {error.detail}", code=error.code or None
         ).answered(status, error.code)
+
+    def _redirect_target(self, response: urllib3.BaseHTTPResponse, url: str, *, hops_left: int) -> str:
+        """The Location of a redirect that stays on the same origin; refused otherwise (and past the limit)."""
+        location = response.headers.get("Location") or ""
+        response.drain_conn()
+        response.release_conn()
+        target = urljoin(url, location)
+        if not location or _origin(target) != _origin(url):
+            raise ProviderRejectedError(
+                f"{self.name} redirected to another host ({_origin(target)}); only same-host redirects are followed",
+                code="redirect_refused",
+            )
+        if hops_left <= 0:
+            raise ProviderRejectedError(f"{self.name} redirected too many times", code="redirect_refused")
+        return target
+
+    def _read_capped(self, response: urllib3.BaseHTTPResponse, max_bytes: int | None) -> urllib3.BaseHTTPResponse:
+        """The answer read into memory, at most ``max_bytes`` (the connection is dropped past it), as a
+        response whose ``data`` is that body."""
+        limit = max_bytes if max_bytes is not None else DEFAULT_MAX_ANSWER_BYTES
+        data = bytearray()
+        try:
+            for chunk in response.stream(64 * 1024):
+                data += chunk
+                if len(data) > limit:
+                    response.close()
+                    raise ProviderRejectedError(
+                        f"{self.name} answered more than {limit:,} bytes ({response.status}); refused",
+                        code="answer_too_large",
+                    )
+        except urllib3.exceptions.HTTPError as exc:
+            response.close()
+            raise ProviderTransientError(f"{self.name} answer broke off: {type(exc).__name__}") from exc
+        finally:
+            response.release_conn()
+        return urllib3.HTTPResponse(
+            body=bytes(data), headers=response.headers, status=response.status, preload_content=False
+        )
 
     def json(self, response: urllib3.BaseHTTPResponse) -> Any:
         """The answer's JSON; a body that is not JSON is a transient error (a proxy's HTML page, a cut body)."""
@@ -169,15 +242,27 @@ class ProviderHttp:
 
     @staticmethod
     def stream(
-        response: urllib3.BaseHTTPResponse, *, what: str, chunk_bytes: int, gzip: bool = False
+        response: urllib3.BaseHTTPResponse,
+        *,
+        what: str,
+        chunk_bytes: int,
+        gzip: bool = False,
+        max_bytes: int | None = None,
     ) -> Iterator[bytes]:
         """The body in chunks, as stored. With ``gzip`` a body that does not start with the gzip magic
-        number is refused; a body that breaks off is a transient error. A download abandoned or broken
-        mid-way closes its connection instead of handing a half-read one back to the pool."""
+        number is refused; a body that breaks off is a transient error; one longer than ``max_bytes`` is
+        refused (code ``result_too_large``). A download abandoned or broken mid-way closes its connection
+        instead of handing a half-read one back to the pool."""
         head: bytes | None = b"" if gzip else None  # held back until the gzip magic number is seen
         complete = False
+        received = 0
         try:
             for chunk in response.stream(chunk_bytes, decode_content=False):
+                received += len(chunk)
+                if max_bytes is not None and received > max_bytes:
+                    raise ProviderRejectedError(
+                        f"{what} is larger than {max_bytes:,} bytes; refused", code="result_too_large"
+                    )
                 if head is not None:
                     head += chunk
                     if len(head) < len(GZIP_MAGIC):

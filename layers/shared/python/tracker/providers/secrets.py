@@ -9,8 +9,9 @@ from tracker.errors import ProviderAuthError
 SECRET_MAX_AGE_SECONDS = 300
 
 
-def read_secret(arn: str, what: str, json_key: str) -> str:
-    """A credential from Secrets Manager (plain string or {json_key: ...}), cached by Powertools Parameters."""
+def read_secret_string(arn: str, what: str) -> str:
+    """A secret's whole value from Secrets Manager (stripped, not empty), cached by Powertools Parameters.
+    Messages name the secret's purpose, never its value."""
     from aws_lambda_powertools.utilities import parameters
 
     if not arn:
@@ -20,6 +21,14 @@ def read_secret(arn: str, what: str, json_key: str) -> str:
     except parameters.exceptions.GetParameterError as exc:
         raise ProviderAuthError(f"the {what} secret cannot be read", code="secret_unavailable") from exc
     value = str(raw or "").strip()
+    if not value:
+        raise ProviderAuthError(f"the {what} secret is empty; put the credential into it", code="secret_empty")
+    return value
+
+
+def read_secret(arn: str, what: str, json_key: str) -> str:
+    """A credential from Secrets Manager (plain string or {json_key: ...}), cached by Powertools Parameters."""
+    value = read_secret_string(arn, what)
     if value.startswith("{"):
         try:
             value = str(json.loads(value).get(json_key, "")).strip()
