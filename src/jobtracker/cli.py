@@ -277,16 +277,35 @@ def _parse_faults(specs: tuple[str, ...]) -> tuple[Any, ...]:
         raise click.BadParameter(str(exc), param_hint="--fault") from None
 
 
+def _job_api_simulator_options(port: int, token_help: str, polls_help: str) -> Any:
+    """--host, --port, --token, --polls-per-phase and --retry-after, the same for the Databricks and dbt Cloud
+    simulators (each names its own default port and what a phase is)."""
+
+    def add(command: Any) -> Any:
+        for option in reversed(
+            (
+                click.option("--host", default="127.0.0.1", show_default=True),
+                click.option("--port", default=port, show_default=True, type=int),
+                click.option("--token", default=None, help=token_help),
+                click.option(
+                    "--polls-per-phase", default=1, show_default=True, type=click.IntRange(0, 1000), help=polls_help
+                ),
+                click.option(
+                    "--retry-after", default=1, show_default=True, type=int, help="Retry-After seconds on 429."
+                ),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return add
+
+
 @simulate.command("databricks")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8904, show_default=True, type=int)
-@click.option("--token", default=None, help="Accept only this bearer token (default: any non-empty token).")
-@click.option(
-    "--polls-per-phase",
-    default=1,
-    show_default=True,
-    type=click.IntRange(0, 1000),
-    help="runs/get answers spent in PENDING and in RUNNING before the run ends.",
+@_job_api_simulator_options(
+    8904,
+    "Accept only this bearer token (default: any non-empty token).",
+    "runs/get answers spent in PENDING and in RUNNING before the run ends.",
 )
 @click.option(
     "--missing-run-status",
@@ -295,7 +314,6 @@ def _parse_faults(specs: tuple[str, ...]) -> tuple[Any, ...]:
     show_default=True,
     help="How runs/get answers an unknown run: 400 INVALID_PARAMETER_VALUE (as the service) or 404.",
 )
-@click.option("--retry-after", default=1, show_default=True, type=int, help="Retry-After seconds on 429.")
 @_fault_options(
     "Inject failures, repeatable: 429:0.3, 500@status:0.1, reset@submit:1x, slow:2s, malformed:0.05, stuck; "
     "targets submit (run-now), status (runs/get), pages (jobs/list)."
@@ -330,17 +348,11 @@ def simulate_databricks(
 
 
 @simulate.command("dbt-cloud")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8905, show_default=True, type=int)
-@click.option("--token", default=None, help="Accept only this token (default: any non-empty token).")
-@click.option(
-    "--polls-per-phase",
-    default=1,
-    show_default=True,
-    type=click.IntRange(0, 1000),
-    help="Retrieve Run answers spent in Queued, Starting and Running before the run ends.",
+@_job_api_simulator_options(
+    8905,
+    "Accept only this token (default: any non-empty token).",
+    "Retrieve Run answers spent in Queued, Starting and Running before the run ends.",
 )
-@click.option("--retry-after", default=1, show_default=True, type=int, help="Retry-After seconds on 429.")
 @_fault_options(
     "Inject failures, repeatable: 429:0.3, 500@status:0.1, reset@submit:1x, slow:2s, malformed:0.05, stuck; "
     "targets submit (trigger run), status (retrieve run), results (run artifacts)."
@@ -477,6 +489,7 @@ def providers_list() -> None:
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(4)]
     for row in (header, *rows):
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4])
+
 
 def _endpoint_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """An http(s) base URL (scheme and host, optionally a port), without a trailing slash."""

@@ -13,19 +13,12 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from tracker import catalogue
 
+from jobtracker.client.views import STATE_STYLE
 from jobtracker.local.session import OfflineSession
 from jobtracker.local.stack import REPO_ROOT
 from jobtracker.simulators.fullstory import SimulatorConfig
 
 SAMPLE = REPO_ROOT / "samples" / "users.csv"
-STATE_STYLE = {
-    "COMPLETED": "green",
-    "PARTIAL": "yellow",
-    "FAILED": "red",
-    "RUNNING": "cyan",
-    "COLLECTING": "magenta",
-    "PENDING": "dim",
-}
 
 
 def run_demo(

@@ -56,6 +56,18 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def parse_iso(value: Any) -> datetime | None:
+    """A job record's timestamp (now_iso's form, or any ISO 8601 date-time) as an aware datetime; None when
+    absent or unreadable (views show "-" rather than fail on one odd field)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class Accounting:
     """rows in = imported + provider errors + rejected locally + unlisted. `unlisted` are rows the provider

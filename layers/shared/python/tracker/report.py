@@ -19,6 +19,7 @@ from html import escape
 from typing import Any
 
 from tracker import catalogue
+from tracker.model import parse_iso
 
 SCAN_BYTES = 256 * 1024 * 1024  # per file; past this the codes are counted on the rows read so far
 MAX_COUNTED_ROW_BYTES = 4 * 1024 * 1024  # a longer errors/rejected row counts as unreadable, never buffered
@@ -137,7 +138,7 @@ def render_report(
 
 # -- sections -------------------------------------------------------------------------------------
 def _summary(job: dict[str, Any], batches: list[dict[str, Any]]) -> str:
-    created, finished = _parse(job.get("createdAt")), _parse(job.get("finishedAt"))
+    created, finished = parse_iso(job.get("createdAt")), parse_iso(job.get("finishedAt"))
     duration = _duration((finished - created).total_seconds()) if created and finished else "-"
     source = job.get("source")
     if isinstance(source, dict):
@@ -227,11 +228,11 @@ def _accounting(counts: dict[str, Any]) -> str:
 
 def _timeline(job: dict[str, Any], batches: list[dict[str, Any]]) -> str:
     shown = batches[:MAX_TIMELINE_BATCHES]
-    created = _parse(job.get("createdAt"))
-    moments = [created, _parse(job.get("startTime")), _parse(job.get("finishedAt"))]
+    created = parse_iso(job.get("createdAt"))
+    moments = [created, parse_iso(job.get("startTime")), parse_iso(job.get("finishedAt"))]
     for b in shown:
-        moments += [_parse(b.get(k)) for k in ("submittedAt", "finishedAt", "collectedAt")]
-        moments += [_parse(t) for t in b.get("pollTimes") or []]
+        moments += [parse_iso(b.get(k)) for k in ("submittedAt", "finishedAt", "collectedAt")]
+        moments += [parse_iso(t) for t in b.get("pollTimes") or []]
     known = [m for m in moments if m]
     if not shown or not known:
         return '<section id="timeline"><h2>Timeline</h2><p class="muted">No batch was submitted.</p></section>'
@@ -256,7 +257,7 @@ def _timeline(job: dict[str, Any], batches: list[dict[str, Any]]) -> str:
         out.append(
             f'<text x="{tx:.1f}" y="{top - 10}" text-anchor="{anchor}" class="axis">+{_duration(span * i / 5)}</text>'
         )
-    for label, moment in (("created", created), ("finished", _parse(job.get("finishedAt")))):
+    for label, moment in (("created", created), ("finished", parse_iso(job.get("finishedAt")))):
         if moment:
             mx = x(moment)
             out.append(
@@ -268,8 +269,8 @@ def _timeline(job: dict[str, Any], batches: list[dict[str, Any]]) -> str:
         index = _int(b.get("index"))
         state = str(b.get("state") or "")
         colour = STATE_COLOURS.get(state, "#6e7781")
-        submitted, finished, collected = (_parse(b.get(k)) for k in ("submittedAt", "finishedAt", "collectedAt"))
-        polls = [p for p in (_parse(t) for t in b.get("pollTimes") or []) if p]
+        submitted, finished, collected = (parse_iso(b.get(k)) for k in ("submittedAt", "finishedAt", "collectedAt"))
+        polls = [p for p in (parse_iso(t) for t in b.get("pollTimes") or []) if p]
         out.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end" class="label">batch {index}</text>')
         start, end = submitted, collected or finished or (polls[-1] if polls else None)
         if start and end:
@@ -420,22 +421,12 @@ def _int(value: Any) -> int:
         return 0
 
 
-def _parse(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
 def _short(value: Any) -> str:
-    moment = _parse(value)
+    moment = parse_iso(value)
     return moment.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3] if moment else "-"
 
 
