@@ -41,8 +41,24 @@ def _fault_matrix() -> list[dict[str, Any]]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _powertools_environment()
     if ENABLED:
         RECORDER.install()
+
+
+def _powertools_environment() -> None:
+    """The Powertools settings every function gets from template.yaml's Globals, set before any test imports
+    tracker.observability: its Metrics reads the namespace once, when first imported, and the offline
+    Lambdas of every test in this process share that module. Without this, a unit test that imports it first
+    leaves the namespace unset, and a later handler's metrics fail "Must contain a metric namespace"."""
+    from jobtracker.local.stack import REPO_ROOT
+    from jobtracker.local.template import load_template
+
+    template = load_template(REPO_ROOT / "template.yaml")
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    for name, value in variables.items():
+        if name.startswith("POWERTOOLS_") and isinstance(value, str):
+            os.environ.setdefault(name, value)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
