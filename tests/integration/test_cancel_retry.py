@@ -129,7 +129,9 @@ def test_cancel_does_the_same_small_work_for_a_job_of_50_batches_as_for_one_of_2
     """The cancel request marks and stops; the rest (leases, result files, manifest, notification) follows
     the execution's ABORTED event through EventBridge to finalize, off the request path."""
     sim = SimulatorConfig(polls_to_complete=1, faults=(parse_fault("stuck"),))  # accepted, never finishing
-    with offline(sim=sim, api=True, MaxBatchRequests=1) as session:
+    # InFlightBudget 10: the job still has 50 batches (the manifest lists them all); only 10 poll at once, so
+    # the never-finishing batches do not spin 50 Map children in this process while the test waits.
+    with offline(sim=sim, api=True, MaxBatchRequests=1, InFlightBudget=10) as session:
         stack = session.stack
         calls = ApiCalls(stack)
         work: dict[int, list[tuple[str, str]]] = {}
