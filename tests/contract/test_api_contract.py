@@ -206,7 +206,7 @@ def served() -> tuple[dict[str, Any], list[Answer]]:
         assert api.call("GET", "/jobs", key=None).status == 403
         assert api.call("POST", "/jobs", other_body, key=None).status == 403
         for path in ("/jobs", "/uploads", f"/jobs/{job_id}/cancel", f"/jobs/{job_id}/retry"):
-            # The offline API reads no further than the limit: a fresh connection for what follows.
+            # Over the limit the offline API answers 413 and closes the connection: a fresh one for what follows.
             assert api.call("POST", path, OVER_10_MB, headers={"Connection": "close"}).status == 413
         yield document, api.answers
 

@@ -92,7 +92,20 @@ class OfflineApiServer:
 
             def _body(self) -> bytes:
                 length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(min(length, MAX_BODY_BYTES + 1)) if length else b""
+                body = self.rfile.read(min(length, MAX_BODY_BYTES + 1)) if length else b""
+                if length > len(body) and len(body) > MAX_BODY_BYTES:
+                    self._discard(length - len(body))
+                return body
+
+            def _discard(self, remaining: int) -> None:
+                """Read and drop the rest of a body over the limit, then close: closing a socket with unread
+                data makes the kernel reset it, and the caller, still sending, may then never read its 413."""
+                self.close_connection = True
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 1 << 20))
+                    if not chunk:
+                        return
+                    remaining -= len(chunk)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
