@@ -77,33 +77,18 @@ class DynamoSlotStore:
         if limits.operations is not None:
             condition += " AND ops <= :room"
             values[":room"] = limits.operations - lease.rows
+        update = "SET leases.#id = :lease, ops = if_not_exists(ops, :zero) + :rows"
         for _ in range(2):  # the second try follows the creation of the item
-            try:
-                self._table.update_item(
-                    Key=self._key,
-                    UpdateExpression="SET leases.#id = :lease, ops = if_not_exists(ops, :zero) + :rows",
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames={"#id": lease.lease_id},
-                    ExpressionAttributeValues=values,
-                )
+            if self._update_lease_if(lease.lease_id, update, condition, values):
                 return True
-            except self._failed:
-                if not self._create():
-                    return False
+            if not self._create():
+                return False
         return False
 
     def renew_lease(self, lease_id: str, expires: float) -> bool:
-        try:
-            self._table.update_item(
-                Key=self._key,
-                UpdateExpression="SET leases.#id.e = :e",
-                ConditionExpression="attribute_exists(leases.#id)",
-                ExpressionAttributeNames={"#id": lease_id},
-                ExpressionAttributeValues={":e": int(expires)},
-            )
-        except self._failed:
-            return False
-        return True
+        return self._update_lease_if(
+            lease_id, "SET leases.#id.e = :e", "attribute_exists(leases.#id)", {":e": int(expires)}
+        )
 
     def remove_lease(self, lease: Lease, *, only_if_unrenewed: bool = False) -> bool:
         condition = "leases.#id.r = :rows"
@@ -111,16 +96,21 @@ class DynamoSlotStore:
         if only_if_unrenewed:
             condition += " AND leases.#id.e = :e"
             values[":e"] = int(lease.expires)
+        # False: released, renewed or swept meanwhile
+        return self._update_lease_if(lease.lease_id, "REMOVE leases.#id SET ops = ops - :rows", condition, values)
+
+    def _update_lease_if(self, lease_id: str, update: str, condition: str, values: dict[str, Any]) -> bool:
+        """One conditional write on the budget item about lease `lease_id` (`#id`); False when the condition failed."""
         try:
             self._table.update_item(
                 Key=self._key,
-                UpdateExpression="REMOVE leases.#id SET ops = ops - :rows",
+                UpdateExpression=update,
                 ConditionExpression=condition,
-                ExpressionAttributeNames={"#id": lease.lease_id},
+                ExpressionAttributeNames={"#id": lease_id},
                 ExpressionAttributeValues=values,
             )
         except self._failed:
-            return False  # released, renewed or swept meanwhile
+            return False
         return True
 
     def _create(self) -> bool:
