@@ -77,7 +77,9 @@ CASES = [
     Case(
         "overlapping same-key requests: a submit still executing when its retry arrives",
         params={"ProviderTimeoutSeconds": 1},
-        sim={"submit_execution_seconds": 1.5},
+        # 4 s: the retry (the ASL's first retry waits at most 2 s, full jitter) always comes while the first
+        # request still executes; at 1.5 s a late retry sometimes found it finished and got a replay instead.
+        sim={"submit_execution_seconds": 4.0},
     ),
     Case("malformed answer to the first submit", ("malformed@submit:1x",)),
     Case("500 on the first 4 status polls", ("500@status:4x",)),
